@@ -1,0 +1,69 @@
+"""Character language model: Embedding -> stacked RNN/LSTM/GRU -> Linear."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+_CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of a CharLM; stored in every checkpoint so the model can be rebuilt."""
+
+    vocab_size: int
+    arch: str = "lstm"
+    embed: int = 64
+    hidden: int = 512
+    layers: int = 1
+    dropout: float = 0.0
+    tie_weights: bool = False
+
+
+class CharLM(nn.Module):
+    """Predicts the next character at every position of a (batch, time) id tensor."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embed)
+        self.drop = nn.Dropout(config.dropout)
+        self.rnn = _CELLS[config.arch](
+            config.embed,
+            config.hidden,
+            num_layers=config.layers,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.head = nn.Linear(config.hidden, config.vocab_size)
+        if config.tie_weights:
+            self.head.weight = self.embed.weight
+        if config.arch == "lstm":
+            # A forget-gate bias of 1 lets gradients flow through time from the start.
+            hidden = config.hidden
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    with torch.no_grad():
+                        param[hidden : 2 * hidden].fill_(1.0)
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """ids (B, T) -> logits (B, T, vocab), new recurrent state."""
+        x = self.drop(self.embed(ids))
+        out, state = self.rnn(x, state)
+        return self.head(self.drop(out)), state
+
+
+def detach(state: State) -> State:
+    """Cut the graph at a window boundary while keeping the values (truncated BPTT)."""
+    if isinstance(state, tuple):
+        return (state[0].detach(), state[1].detach())
+    return state.detach()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

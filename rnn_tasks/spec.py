@@ -1,0 +1,249 @@
+"""Job specifications: frozen, JSON-serialisable, validated; stdlib only.
+
+The CLI builds a spec from flags and validates it before anything touches Redis; the
+worker rebuilds it from the job record; the checkpoint stores it beside the weights.
+Because this module imports nothing but the standard library, the CLI can validate a
+job without importing torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+ARCHES = ("lstm", "gru", "rnn")
+TASKS = ("char_lm",)
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,3})$")
+# Artifact keys are produced by rnnq itself (content hashes, job ids); anything else,
+# such as "../x" or an absolute path, is refused before it can reach a filesystem.
+ARTIFACT_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
+JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")
+
+
+class SpecError(ValueError):
+    """A spec field is missing, unknown, of the wrong type or out of range."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+S = TypeVar("S", bound="_Spec")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """Shared JSON round trip and type checking for the concrete specs below."""
+
+    kind: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
+        self.validate()
+
+    def validate(self) -> None:
+        """Range checks; subclasses raise SpecError naming the field."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[S], data: Any) -> S:
+        if not isinstance(data, dict):
+            raise SpecError("spec", f"expected a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in known:
+                raise SpecError(str(key), f"unknown field for a {cls.kind} spec")
+        try:
+            return cls(**data)
+        except TypeError as exc:  # a required field is missing
+            missing = re.findall(r"'(\w+)'", str(exc))
+            raise SpecError(missing[0] if missing else "spec", "required field is missing") from None
+
+    @classmethod
+    def from_json(cls: type[S], text: str) -> S:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError("spec", f"not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+_SIMPLE_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> None:
+    """Check a value against the small set of annotations the specs use."""
+    options = [a.strip() for a in str(annotation).split("|")]
+    if value is None:
+        if "None" in options:
+            return
+        raise SpecError(name, "must not be null")
+    for option in options:
+        if option.startswith("tuple"):
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return
+            continue
+        py = _SIMPLE_TYPES.get(option)
+        if py is None:
+            continue
+        if py is bool:
+            if isinstance(value, bool):
+                return
+        elif py is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return
+        elif py is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise SpecError(name, "must be a finite number")
+                return
+        elif isinstance(value, py):
+            return
+    wanted = " or ".join(o for o in options if o != "None")
+    raise SpecError(name, f"expected {wanted}, got {type(value).__name__} {value!r}")
+
+
+def _between(name: str, value: float | None, lo: float, hi: float, *, lo_open: bool = False) -> None:
+    if value is None:
+        return
+    if value < lo or value > hi or (lo_open and value == lo):
+        left = "(" if lo_open else "["
+        raise SpecError(name, f"must be in {left}{lo:g}, {hi:g}], got {value!r}")
+
+
+def check_artifact_key(name: str, key: str) -> None:
+    if not ARTIFACT_KEY_RE.match(key) or ".." in key.split("/"):
+        raise SpecError(name, f"not a valid artifact key: {key!r}")
+
+
+@dataclass(frozen=True)
+class TrainSpec(_Spec):
+    """Everything a training job needs. Defaults are rnnq's CPU-tuned char-LM config.
+
+    Stop conditions combine: training ends at whichever of max_steps, epochs and
+    time_budget comes first; with none of them set it trains for one epoch.
+    """
+
+    kind: ClassVar[str] = "train"
+
+    data: str  # artifact key of the corpus (content-addressed, uploaded by the CLI)
+    task: str = "char_lm"
+    arch: str = "lstm"  # lstm | gru | rnn
+    layers: int = 1  # stacked recurrent layers
+    hidden: int = 512  # recurrent state size
+    embed: int = 64  # embedding size (must equal hidden with tie_weights)
+    dropout: float = 0.0  # on embeddings, between layers and before the head
+    tie_weights: bool = False  # share the embedding and output matrices
+    seq_len: int = 128  # truncated-BPTT window; state is carried across windows
+    batch_size: int = 32  # parallel contiguous streams
+    lr: float = 4e-3  # peak AdamW learning rate
+    weight_decay: float = 0.0  # AdamW decoupled weight decay (L2) on weight matrices
+    l1: float = 0.0  # L1 penalty coefficient added to the loss
+    clip: float | None = 1.0  # gradient-norm clip; null disables
+    warmup_steps: int = 50  # linear warmup, then cosine decay to min_lr_ratio * lr
+    min_lr_ratio: float = 0.1
+    max_steps: int | None = None
+    epochs: float | None = None
+    time_budget: float | None = None  # seconds of training (evaluation excluded)
+    eval_every: int = 200  # steps between validation passes
+    val_fraction: float = 0.1  # the last part of the corpus held out for validation
+    patience: int | None = 5  # evaluations without improvement before early stop
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+
+    def validate(self) -> None:
+        check_artifact_key("data", self.data)
+        if self.task not in TASKS:
+            raise SpecError("task", f"must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.arch not in ARCHES:
+            raise SpecError("arch", f"must be one of {', '.join(ARCHES)}, got {self.arch!r}")
+        _between("layers", self.layers, 1, 32)
+        _between("hidden", self.hidden, 1, 16384)
+        _between("embed", self.embed, 1, 16384)
+        _between("dropout", self.dropout, 0.0, 0.95)
+        if self.tie_weights and self.embed != self.hidden:
+            raise SpecError("tie_weights", f"needs embed == hidden, got {self.embed} and {self.hidden}")
+        _between("seq_len", self.seq_len, 1, 1_000_000)
+        _between("batch_size", self.batch_size, 1, 1_000_000)
+        _between("lr", self.lr, 0.0, 10.0, lo_open=True)
+        _between("weight_decay", self.weight_decay, 0.0, 10.0)
+        _between("l1", self.l1, 0.0, 10.0)
+        _between("clip", self.clip, 0.0, 1e6, lo_open=True)
+        _between("warmup_steps", self.warmup_steps, 0, 10**9)
+        _between("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        _between("max_steps", self.max_steps, 1, 10**12)
+        _between("epochs", self.epochs, 0.0, 1e6, lo_open=True)
+        _between("time_budget", self.time_budget, 0.0, 1e8, lo_open=True)
+        _between("eval_every", self.eval_every, 1, 10**12)
+        _between("val_fraction", self.val_fraction, 0.0, 0.5, lo_open=True)
+        _between("patience", self.patience, 1, 10**9)
+        _between("seed", self.seed, 0, 2**63 - 1)
+        if not _DEVICE_RE.match(self.device):
+            raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class GenerateSpec(_Spec):
+    """Sample text from the checkpoint of a finished training job."""
+
+    kind: ClassVar[str] = "generate"
+
+    source: str  # job id of the training job whose best checkpoint is sampled
+    prompts: tuple[str, ...] = field(default=("\n",))
+    max_tokens: int = 200  # new characters per prompt
+    temperature: float = 1.0  # 0 means greedy
+    top_k: int | None = None
+    top_p: float | None = None
+    greedy: bool = False
+    seed: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.prompts, list):
+            object.__setattr__(self, "prompts", tuple(self.prompts))
+        super().__post_init__()
+
+    def validate(self) -> None:
+        if not JOB_ID_RE.match(self.source):
+            raise SpecError("source", f"not a job id: {self.source!r}")
+        if not 1 <= len(self.prompts) <= 4096:
+            raise SpecError("prompts", f"give between 1 and 4096 prompts, got {len(self.prompts)}")
+        for i, prompt in enumerate(self.prompts):
+            if not isinstance(prompt, str) or not prompt:
+                raise SpecError(f"prompts[{i}]", "must be a non-empty string")
+            if len(prompt) > 100_000:
+                raise SpecError(f"prompts[{i}]", "longer than 100000 characters")
+        _between("max_tokens", self.max_tokens, 1, 1_000_000)
+        _between("temperature", self.temperature, 0.0, 100.0)
+        _between("top_k", self.top_k, 1, 10**9)
+        _between("top_p", self.top_p, 0.0, 1.0, lo_open=True)
+        _between("seed", self.seed, 0, 2**63 - 1)
+        if not _DEVICE_RE.match(self.device):
+            raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["prompts"] = list(self.prompts)
+        return data
+
+
+SPECS: dict[str, type[_Spec]] = {"train": TrainSpec, "generate": GenerateSpec}
+
+
+def spec_from_dict(kind: str, data: Any) -> _Spec:
+    """Rebuild the spec of a job of the given kind."""
+    if kind not in SPECS:
+        raise SpecError("kind", f"unknown job kind {kind!r}")
+    return SPECS[kind].from_dict(data)

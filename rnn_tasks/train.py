@@ -1,0 +1,348 @@
+"""The training loop for character language models.
+
+It reports through callbacks and writes checkpoints to a directory it is given; it
+knows nothing of queues. The caller (a Celery task, a benchmark, a test) decides what
+progress reports and stop requests mean.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rnn_tasks import checkpoint, data
+from rnn_tasks import device as devices
+from rnn_tasks.models import CharLM, ModelConfig, State, count_parameters, detach
+from rnn_tasks.spec import TrainSpec
+from rnn_tasks.tokenizer import CharTokenizer
+
+BEST = "best.safetensors"  # lowest validation loss: what generation samples from
+LAST = "last.safetensors"  # latest state with optimizer and RNG: what resume reads
+REPORT_SECONDS = 0.5  # on_step is called at most this often (and at every evaluation)
+
+
+class NumericalError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """One progress report. val_loss is set only on reports that follow an evaluation."""
+
+    step: int
+    epoch: float
+    loss: float
+    lr: float
+    grad_norm: float
+    tokens_per_s: float
+    progress: float  # 0..1 towards the nearest stop condition
+    elapsed: float  # training seconds so far
+    total_steps: int | None  # when known from max_steps/epochs
+    val_loss: float | None = None
+
+
+@dataclass
+class Callbacks:
+    on_step: Callable[[StepMetrics], None] = lambda metrics: None
+    should_stop: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    epochs: float
+    tokens: int
+    train_loss: float
+    val_loss: float
+    best_val_loss: float
+    tokens_per_s: float
+    elapsed: float
+    stopped_by: str  # max_steps | epochs | time_budget | early_stop | requested
+    parameters: int
+    vocab_size: int
+    device: str
+    checkpoint: Path | None = None
+    history: list[tuple[int, float]] = field(default_factory=list)  # (step, val_loss)
+
+
+def lr_at(spec: TrainSpec, step: int, progress: float) -> float:
+    """Linear warmup over warmup_steps, then cosine from lr to min_lr_ratio * lr.
+
+    The cosine runs over `progress` (0..1 towards the nearest stop condition), so the
+    same schedule serves step, epoch and wall-clock budgets.
+    """
+    warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return spec.lr * warm * (spec.min_lr_ratio + (1.0 - spec.min_lr_ratio) * cosine)
+
+
+class _Run:
+    """State of one training run; train() below is its only user."""
+
+    def __init__(self, spec: TrainSpec, text: str, checkpoint_dir: Path | None, resume: Path | None) -> None:
+        self.spec = spec
+        self.dev = devices.resolve(spec.device)
+        devices.configure(self.dev)
+        torch.manual_seed(spec.seed)
+        self.checkpoint_dir = checkpoint_dir
+        meta = checkpoint.read_meta(resume) if resume else None
+        self.tokenizer = meta.tokenizer() if meta else CharTokenizer.fit(text)
+        ids = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+        train_ids, self.val_ids = data.split(ids, spec.val_fraction)
+        self.streams = data.Streams(train_ids.to(self.dev), spec.batch_size, spec.seq_len)
+        self.val_ids = self.val_ids.to(self.dev)
+        config = ModelConfig(
+            vocab_size=len(self.tokenizer),
+            arch=spec.arch,
+            embed=spec.embed,
+            hidden=spec.hidden,
+            layers=spec.layers,
+            dropout=spec.dropout,
+            tie_weights=spec.tie_weights,
+        )
+        self.model = CharLM(config).to(self.dev)
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, spec.weight_decay), lr=spec.lr)
+        self.generator = torch.Generator().manual_seed(spec.seed)
+        self.epoch_rng = self.generator.get_state()
+        self.step = 0
+        self.epoch = 0
+        self.window = 0
+        self.elapsed = 0.0
+        self.best_val = math.inf
+        self.stale_evals = 0
+        if resume:
+            self._restore(resume)
+
+    def _restore(self, path: Path) -> None:
+        meta, model = checkpoint.load_model(path, self.dev)
+        torch.manual_seed(self.spec.seed + meta.step)  # fresh dropout noise after resume
+        self.model.load_state_dict(model.state_dict())
+        optim_state, rng = checkpoint.load_training_state(path)
+        if optim_state is not None:
+            self.optimizer.load_state_dict(optim_state)
+        if rng is not None:
+            self.generator.set_state(rng)
+        self.step = meta.step
+        self.epoch = int(meta.position.get("epoch", 0))
+        self.window = int(meta.position.get("window", 0))
+        self.elapsed = float(meta.position.get("elapsed", 0.0))
+        self.best_val = meta.best_val_loss if meta.best_val_loss is not None else math.inf
+        self.stale_evals = int(meta.position.get("stale_evals", 0))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.streams.windows_per_epoch()
+
+    def total_steps(self) -> int | None:
+        candidates = []
+        if self.spec.max_steps is not None:
+            candidates.append(self.spec.max_steps)
+        if self.spec.epochs is not None:
+            candidates.append(max(1, math.ceil(self.spec.epochs * self.steps_per_epoch)))
+        if not candidates and self.spec.time_budget is None:
+            candidates.append(self.steps_per_epoch)  # no stop condition given: one epoch
+        return min(candidates) if candidates else None
+
+    def progress(self) -> float:
+        parts = []
+        total = self.total_steps()
+        if total is not None:
+            parts.append(self.step / total)
+        if self.spec.time_budget is not None:
+            parts.append(self.elapsed / self.spec.time_budget)
+        return min(1.0, max(parts))
+
+    def stop_reason(self) -> str | None:
+        if self.spec.time_budget is not None and self.elapsed >= self.spec.time_budget:
+            return "time_budget"
+        total = self.total_steps()
+        if total is not None and self.step >= total:
+            by_steps = self.spec.max_steps is not None and self.step >= self.spec.max_steps
+            return "max_steps" if by_steps else "epochs"
+        return None
+
+    def train_window(self, x: torch.Tensor, y: torch.Tensor, state: State | None) -> tuple[torch.Tensor, torch.Tensor, State]:
+        spec = self.spec
+        lr = lr_at(spec, self.step, self.progress())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with devices.autocast(self.dev, spec.amp):
+            logits, state = self.model(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+        total = loss + spec.l1 * sum(p.abs().sum() for p in self.model.parameters() if p.dim() > 1) if spec.l1 else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), spec.clip if spec.clip else math.inf)
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach(), grad_norm.detach(), detach(state)
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        self.model.eval()
+        total, count, state = 0.0, 0, None
+        with devices.autocast(self.dev, self.spec.amp):
+            for x, y in data.eval_windows(self.val_ids, 32, 256):
+                logits, state = self.model(x, state)
+                total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), reduction="sum"))
+                count += y.numel()
+        self.model.train()
+        return total / count
+
+    def save(self, name: str, val_loss: float | None, train_loss: float | None, with_state: bool) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
+        meta = checkpoint.Checkpoint(
+            spec=self.spec.to_dict(),
+            model=self.model.config,
+            vocab=self.tokenizer.chars,
+            step=self.step,
+            best_val_loss=None if math.isinf(self.best_val) else self.best_val,
+            val_loss=val_loss,
+            train_loss=train_loss,
+            position={"epoch": self.epoch, "window": self.window, "elapsed": self.elapsed, "stale_evals": self.stale_evals},
+        )
+        path = self.checkpoint_dir / name
+        if with_state:
+            checkpoint.save(path, meta, self.model, self.optimizer, self.epoch_rng)
+        else:
+            checkpoint.save(path, meta, self.model)
+        return path
+
+
+def _param_groups(model: CharLM, weight_decay: float) -> list[dict[str, object]]:
+    """Weight decay (L2) on weight matrices only, not on biases."""
+    decay = [p for p in model.parameters() if p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train(
+    spec: TrainSpec,
+    text: str,
+    callbacks: Callbacks | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: Path | None = None,
+) -> TrainResult:
+    """Train a char LM on `text` until a stop condition; checkpoint into checkpoint_dir.
+
+    With `resume` (a LAST checkpoint), step count, optimizer, RNG and data position
+    continue from it; the recurrent state restarts from zeros.
+    """
+    cb = callbacks or Callbacks()
+    run = _Run(spec, text, checkpoint_dir, resume)
+    model = run.model
+    model.train()
+    tokens = 0
+    history: list[tuple[int, float]] = []
+    val_loss = math.nan
+    loss_sum = torch.zeros((), device=run.dev)
+    loss_count = 0
+    last_loss = math.nan
+    grad_norm = torch.zeros((), device=run.dev)
+    stopped_by: str | None = run.stop_reason()
+    resumed_at = run.elapsed
+    start = time.perf_counter() - run.elapsed
+    last_report = time.perf_counter()
+    tokens_at_report, elapsed_at_report = 0, run.elapsed
+
+    def report(val: float | None) -> None:
+        nonlocal loss_sum, loss_count, last_loss, last_report, tokens_at_report, elapsed_at_report
+        if loss_count:
+            last_loss = float(loss_sum) / loss_count
+            if not math.isfinite(last_loss):
+                raise NumericalError(
+                    f"training loss became {last_loss} by step {run.step}: lower the learning rate (--lr) "
+                    "or clip gradients (--clip)"
+                )
+        dt = run.elapsed - elapsed_at_report
+        rate = (tokens - tokens_at_report) / dt if dt > 0 else 0.0
+        cb.on_step(
+            StepMetrics(
+                step=run.step,
+                epoch=run.epoch + run.window / run.steps_per_epoch,
+                loss=last_loss,
+                lr=run.optimizer.param_groups[0]["lr"],
+                grad_norm=float(grad_norm),
+                tokens_per_s=rate,
+                progress=run.progress(),
+                elapsed=run.elapsed,
+                total_steps=run.total_steps(),
+                val_loss=val,
+            )
+        )
+        loss_sum = torch.zeros((), device=run.dev)
+        loss_count = 0
+        last_report = time.perf_counter()
+        tokens_at_report, elapsed_at_report = tokens, run.elapsed
+
+    while stopped_by is None:
+        state: State | None = None
+        run.epoch_rng = run.generator.get_state()  # resume redraws this epoch's offset
+        steps_before = run.step
+        for x, y in run.streams.epoch(run.generator, start=run.window):
+            loss, grad_norm, state = run.train_window(x, y, state)
+            loss_sum += loss
+            loss_count += 1
+            tokens += x.numel()
+            run.window += 1
+            run.elapsed = time.perf_counter() - start
+            stopped_by = run.stop_reason()
+            if run.step % spec.eval_every == 0 and stopped_by is None:
+                eval_start = time.perf_counter()
+                val_loss = run.evaluate()
+                history.append((run.step, val_loss))
+                report(val_loss)
+                if val_loss < run.best_val:
+                    run.best_val, run.stale_evals = val_loss, 0
+                    run.save(BEST, val_loss, last_loss, with_state=False)
+                else:
+                    run.stale_evals += 1
+                run.save(LAST, val_loss, last_loss, with_state=True)
+                start += time.perf_counter() - eval_start  # evaluation is not training time
+                if spec.patience is not None and run.stale_evals >= spec.patience:
+                    stopped_by = "early_stop"
+            elif time.perf_counter() - last_report >= REPORT_SECONDS:
+                report(None)
+            if stopped_by is None and cb.should_stop():
+                stopped_by = "requested"
+            if stopped_by is not None:
+                break
+        else:
+            if run.step == steps_before:
+                raise data.CorpusTooShortError("an epoch produced no training window")
+            run.epoch += 1
+            run.window = 0
+
+    if loss_count:
+        report(None)
+    val_loss = run.evaluate()
+    history.append((run.step, val_loss))
+    if val_loss < run.best_val or math.isinf(run.best_val):
+        run.best_val = min(run.best_val, val_loss)
+        run.save(BEST, val_loss, last_loss, with_state=False)
+    run.save(LAST, val_loss, last_loss, with_state=True)
+    report(val_loss)
+    trained = max(run.elapsed - resumed_at, 1e-9)
+    return TrainResult(
+        steps=run.step,
+        epochs=run.epoch + run.window / run.steps_per_epoch,
+        tokens=tokens,
+        train_loss=last_loss,
+        val_loss=val_loss,
+        best_val_loss=run.best_val,
+        tokens_per_s=tokens / trained,
+        elapsed=run.elapsed,
+        stopped_by=stopped_by,
+        parameters=count_parameters(model),
+        vocab_size=len(run.tokenizer),
+        device=str(run.dev),
+        checkpoint=(checkpoint_dir / BEST) if checkpoint_dir else None,
+        history=history,
+    )
