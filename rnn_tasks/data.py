@@ -22,18 +22,14 @@ from dataclasses import dataclass
 
 import torch
 
+from rnn_tasks.spec import min_corpus_chars
+
 
 class CorpusTooShortError(ValueError):
     """The corpus cannot fill one training window and a validation split."""
 
 
-def min_corpus_chars(seq_len: int, val_fraction: float) -> int:
-    """Smallest corpus that leaves seq_len + 1 training and 2 validation characters."""
-    need = seq_len + 1
-    total = need
-    while int(total * val_fraction) < 2 or total - int(total * val_fraction) < need:
-        total += 1
-    return total
+__all__ = ["CorpusTooShortError", "Streams", "eval_windows", "min_corpus_chars", "split"]
 
 
 def split(ids: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -122,6 +122,14 @@ def _between(name: str, value: float | None, lo: float, hi: float, *, lo_open: b
         raise SpecError(name, f"must be in {left}{lo:g}, {hi:g}], got {value!r}")
 
 
+def min_corpus_chars(seq_len: int, val_fraction: float) -> int:
+    """Smallest corpus that leaves seq_len + 1 training and 2 validation characters."""
+    total = seq_len + 1
+    while int(total * val_fraction) < 2 or total - int(total * val_fraction) < seq_len + 1:
+        total += 1
+    return total
+
+
 def check_artifact_key(name: str, key: str) -> None:
     if not ARTIFACT_KEY_RE.match(key) or ".." in key.split("/"):
         raise SpecError(name, f"not a valid artifact key: {key!r}")

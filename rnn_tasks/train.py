@@ -262,7 +262,10 @@ def train(
                     "or clip gradients (--clip)"
                 )
         dt = run.elapsed - elapsed_at_report
-        rate = (tokens - tokens_at_report) / dt if dt > 0 else 0.0
+        if dt > 0:
+            rate = (tokens - tokens_at_report) / dt
+        else:  # a report right after another (the final one): the run's average
+            rate = tokens / max(run.elapsed - resumed_at, 1e-9)
         cb.on_step(
             StepMetrics(
                 step=run.step,

@@ -1,0 +1,66 @@
+"""Validation loss (nats/char) reached by rnnq's default config in a fixed time budget.
+
+    python benchmarks/shakespeare.py --data ../shared/data/tinyshakespeare.txt --budget 180
+    python benchmarks/shakespeare.py --data ... --set hidden=384 --set lr=0.005
+
+Trains in-process with rnn_tasks.train (the same loop a worker runs) on the corpus with
+its last 10% held out, and prints one JSON object. --set overrides a TrainSpec field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from rnn_tasks.spec import TrainSpec
+from rnn_tasks.train import train
+
+
+def _value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--budget", type=float, default=180.0, help="training seconds")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
+    spec = TrainSpec(data="benchmark/corpus", time_budget=args.budget, **{k: _value(v) for k, v in overrides.items()})
+    text = args.data.read_text(encoding="utf-8")
+    wall = time.perf_counter()
+    result = train(spec, text)
+    print(
+        json.dumps(
+            {
+                "benchmark": "shakespeare",
+                "budget_s": args.budget,
+                "val_loss": round(result.val_loss, 4),
+                "best_val_loss": round(result.best_val_loss, 4),
+                "train_loss": round(result.train_loss, 4),
+                "steps": result.steps,
+                "epochs": round(result.epochs, 3),
+                "tokens_per_s": round(result.tokens_per_s),
+                "wall_s": round(time.perf_counter() - wall, 1),
+                "overrides": overrides,
+                "spec": {k: v for k, v in spec.to_dict().items() if k != "data"},
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "machine": platform.processor() or platform.machine(),
+                "val_curve": [(s, round(v, 4)) for s, v in result.history],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

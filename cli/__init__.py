@@ -1,0 +1,1 @@
+"""The rnnq command line. Sends tasks by name; never imports torch."""

@@ -1,0 +1,95 @@
+"""Following a job: a live progress bar fed by the job's metric stream, then the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cli.context import Context
+from workers.jobstore import FINAL_STATES, Job, JobStore
+
+_SCALE = 1000  # the bar tracks progress (0..1) in thousandths
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _stats(event: dict[str, Any], val: float | None) -> str:
+    total = event.get("total_steps")
+    steps = f"step {event['step']}" + (f"/{total}" if total else "")
+    return f"{steps}  loss {_fmt(event.get('loss'))}  val {_fmt(val)}  {_fmt(event.get('tokens_per_s'), ',.0f')} tok/s"
+
+
+def follow(store: JobStore, job_id: str, quiet: bool = False, poll: float = 1.0) -> Job:
+    """Show progress until the job ends; returns its final record.
+
+    On a terminal the bar redraws in place; elsewhere (logs, pipes) each validation
+    result is printed as a line.
+    """
+    console = Console(stderr=True, quiet=quiet)
+    job = store.get(job_id)
+    after, val = "0-0", None
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stats]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(f"{job.kind} {job_id} {job.state}", total=_SCALE, stats="")
+        while True:
+            for after, event in store.events(job_id, after, block_ms=int(poll * 1000)):
+                if event.get("val_loss") is not None:
+                    val = event["val_loss"]
+                    if not console.is_terminal:
+                        console.print(_stats(event, val))
+                bar.update(task, completed=int(event.get("progress", 0) * _SCALE), stats=_stats(event, val))
+            job = store.get(job_id)
+            bar.update(task, description=f"{job.kind} {job_id} {job.state}")
+            if job.state in FINAL_STATES:
+                if job.state == "succeeded":
+                    bar.update(task, completed=_SCALE)
+                break
+    if job.state != "succeeded" and not quiet:
+        console.print(f"job {job_id} {job.state}: {job.error or ''}".rstrip(": "))
+    return job
+
+
+def exit_with(job: Job) -> None:
+    """Exit 0 only for a succeeded job."""
+    if job.state != "succeeded":
+        sys.exit(1)
+
+
+def result_dict(ctx: Context, job: Job) -> dict[str, Any]:
+    """What `result --json` prints: the summary plus absolute artifact paths."""
+    out: dict[str, Any] = {"job_id": job.id, "kind": job.kind, "name": job.name, "state": job.state}
+    out.update(job.result or {})
+    if job.error:
+        out["error"] = job.error
+    for label, key in job.artifacts.items():
+        out[label] = str(ctx.artifacts.local_path(key))
+    return out
+
+
+def print_result(ctx: Context, job: Job, as_json: bool) -> None:
+    data = result_dict(ctx, job)
+    if as_json:
+        click.echo(json.dumps(data, indent=1))
+        return
+    click.echo(f"{job.kind} job {job.id} {job.state}" + (f": {job.error}" if job.error else ""))
+    if job.state != "succeeded":
+        return
+    if job.kind == "train":
+        click.echo(
+            f"steps {data['steps']}  epochs {data['epochs']:.2f}  train_loss {data['train_loss']:.4f}  "
+            f"val_loss {data['val_loss']:.4f} (best {data['best_val_loss']:.4f}) nats/char  "
+            f"{data['tokens_per_s']:,.0f} tok/s  stopped by {data['stopped_by']}"
+        )
+        click.echo(f"checkpoint {data['checkpoint']}")
+    else:
+        for prompt, text in zip(data["prompts"], data["texts"]):
+            click.echo(click.style(prompt, bold=True) + text)
+            click.echo()

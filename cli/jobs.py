@@ -1,0 +1,117 @@
+"""Read commands: status, list, watch, result. Each has --json for scripts."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli import follow
+from cli.context import Context, pass_ctx
+from workers.jobstore import STATES, Job
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _status_dict(job: Job) -> dict[str, Any]:
+    data = job.to_dict()
+    data.pop("vocab", None)
+    data["job_id"] = data.pop("id")
+    return data
+
+
+@click.command()
+@click.argument("job")
+@_json_option
+@pass_ctx
+def status(ctx: Context, job: str, as_json: bool) -> None:
+    """Show the record of JOB (an id or a name)."""
+    ctx.ensure_redis()
+    record = ctx.store.resolve(job)
+    if as_json:
+        click.echo(json.dumps(_status_dict(record), indent=1))
+        return
+    rows = [
+        ("job", record.id), ("name", record.name or "-"), ("kind", record.kind), ("state", record.state),
+        ("queue", record.queue), ("submitted", _when(record.created_at)), ("started", _when(record.started_at)),
+        ("finished", _when(record.finished_at)), ("worker", record.worker or "-"), ("attempts", str(record.attempts)),
+    ]
+    if record.progress:
+        p = record.progress
+        rows.append(("progress", f"{p.get('progress', 0):.0%}  step {p.get('step')}  loss {p.get('loss', 0):.4f}"))
+    if record.error:
+        rows.append(("error", record.error))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@click.command("list")
+@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Newest N jobs.")
+@_json_option
+@pass_ctx
+def list_jobs(ctx: Context, state: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    ctx.ensure_redis()
+    jobs = ctx.store.list(state=state, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_status_dict(j) for j in jobs], indent=1))
+        return
+    click.echo(f"{'JOB':<12}  {'KIND':<8}  {'STATE':<9}  {'QUEUE':<10}  {'SUBMITTED':<19}  {'NAME':<16}  INFO")
+    for j in jobs:
+        info = ""
+        if j.state == "running" and j.progress:
+            info = f"{j.progress.get('progress', 0):.0%} loss {j.progress.get('loss', 0):.3f}"
+        elif j.state == "succeeded" and j.kind == "train" and j.result:
+            info = f"val_loss {j.result['val_loss']:.4f}"
+        elif j.error:
+            info = j.error[:60]
+        click.echo(f"{j.id:<12}  {j.kind:<8}  {j.state:<9}  {j.queue:<10}  {_when(j.created_at):<19}  "
+                   f"{(j.name or '-'):<16}  {info}")
+
+
+@click.command()
+@click.argument("job")
+@pass_ctx
+def watch(ctx: Context, job: str) -> None:
+    """Follow JOB live (step, loss, val loss, tokens/s, ETA) and print its result.
+
+    Exits non-zero if the job failed or was cancelled.
+    """
+    ctx.ensure_redis()
+    record = follow.follow(ctx.store, ctx.store.resolve(job).id)
+    follow.print_result(ctx, record, as_json=False)
+    follow.exit_with(record)
+
+
+@click.command()
+@click.argument("job")
+@_json_option
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Copy the job's artifacts here.")
+@pass_ctx
+def result(ctx: Context, job: str, as_json: bool, output: Path | None) -> None:
+    """Print the result of JOB: losses and checkpoint, or the generated texts.
+
+    Exits non-zero unless the job succeeded.
+    """
+    ctx.ensure_redis()
+    record = ctx.store.resolve(job)
+    if output is not None and record.state == "succeeded":
+        for key in record.artifacts.values():
+            if ctx.artifacts.exists(key):
+                ctx.artifacts.copy_out(key, output)
+    follow.print_result(ctx, record, as_json)
+    if record.state != "succeeded":
+        ctx_exit = click.get_current_context()
+        ctx_exit.exit(1)
+
+
+COMMANDS = [status, list_jobs, watch, result]

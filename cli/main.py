@@ -1,0 +1,49 @@
+"""`rnnq`: one Click group; each command family lives in its own module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli import jobs, stack, submit
+from cli.context import Context
+from workers.errors import InvalidJob, RnnqError
+
+
+class _Group(click.Group):
+    """Turns rnnq's own errors into one line and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InvalidJob as exc:
+            raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint=exc.field) from None
+        except RnnqError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--redis-url", metavar="URL", help="Broker and job store [env RNNQ_REDIS_URL; default: local stack].")
+@click.option("--artifacts", metavar="DIR", help="Artifact root [env RNNQ_ARTIFACTS; default ~/.rnnq/artifacts].")
+@click.version_option(package_name="rnnq")
+@click.pass_context
+def rnnq(ctx: click.Context, redis_url: str | None, artifacts: str | None) -> None:
+    """Train and sample recurrent neural networks on a Redis-backed Celery cluster.
+
+    With no RNNQ_REDIS_URL, rnnq runs a local Redis and worker for you (`rnnq up`).
+    """
+    ctx.obj = Context(redis_url, artifacts)
+
+
+for module in (submit, jobs, stack):
+    for command in module.COMMANDS:
+        rnnq.add_command(command)
+
+
+def main() -> None:
+    rnnq(prog_name="rnnq")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Artifact store: corpora, checkpoints and generated text, addressed by key.
+
+Keys are relative, slash-separated names that rnnq creates itself ("corpora/<sha256>",
+"jobs/<job id>/best.safetensors"). Every key is checked against a strict pattern and
+resolved under the root, so no key can reach outside it. The local implementation
+serves a directory, which can be a shared filesystem mounted on every worker; an
+object store would implement the same few methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from rnn_tasks.spec import SpecError, check_artifact_key
+
+
+class ArtifactError(ValueError):
+    """An artifact key is invalid or names nothing."""
+
+
+class ArtifactStore(Protocol):
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def local_path(self, key: str) -> Path: ...
+    def copy_out(self, key: str, dest: Path) -> Path: ...
+
+
+class LocalArtifactStore:
+    """A directory tree; writes are atomic (temporary file, then rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def local_path(self, key: str) -> Path:
+        """Filesystem path of a key; a worker writes checkpoints there directly."""
+        try:
+            check_artifact_key("artifact", key)
+        except SpecError as exc:
+            raise ArtifactError(str(exc)) from None
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise ArtifactError(f"artifact key {key!r} escapes the artifact root")
+        return path
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self.local_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self.local_path(key)
+        if not path.is_file():
+            raise ArtifactError(f"no artifact {key!r} under {self.root}")
+        return path.read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self.local_path(key).is_file()
+
+    def copy_out(self, key: str, dest: Path) -> Path:
+        src = self.local_path(key)
+        if not src.is_file():
+            raise ArtifactError(f"no artifact {key!r} under {self.root}")
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(src, dest / src.name))
+
+
+def put_corpus(store: ArtifactStore, text: str) -> str:
+    """Store a corpus as UTF-8 under its content hash; the same text is stored once."""
+    data = text.encode("utf-8")
+    key = f"corpora/{hashlib.sha256(data).hexdigest()}.txt"
+    if not store.exists(key):
+        store.put_bytes(key, data)
+    return key
+
+
+def job_key(job_id: str, name: str) -> str:
+    return f"jobs/{job_id}/{name}"

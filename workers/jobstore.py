@@ -1,0 +1,224 @@
+"""Job records, the job index and per-job metric streams, in Redis.
+
+Celery's result backend expires results after a day; these records are kept until
+deleted. Layout (prefix "rnnq:"):
+
+    rnnq:job:<id>       hash   the record (see Job)
+    rnnq:jobs           zset   job ids scored by submit time: the index `list` reads
+    rnnq:name:<name>    string the newest job submitted under a name
+    rnnq:events:<id>    stream training metrics (step, loss, val_loss, lr, tokens/s, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+
+from workers.errors import JobNotFound, RedisUnavailable
+from workers.settings import redact
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+EVENTS_MAXLEN = 20_000  # newest metric events kept per job (trimmed approximately)
+_P = "rnnq:"
+
+T = TypeVar("T")
+
+# Atomically move a queued (or redelivered running) job to running. A job that already
+# ended, or was deleted, is left alone and its state returned so the worker skips it.
+_START = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return '' end
+if state ~= 'queued' and state ~= 'running' then return state end
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return 'running'
+"""
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    state: str
+    spec: dict[str, Any]
+    queue: str
+    created_at: float
+    name: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    traceback: str | None = None
+    result: dict[str, Any] | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    progress: dict[str, Any] | None = None  # the latest metric event
+    vocab: str | None = None  # a finished training job's characters, for prompt checks
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> Job:
+        def num(key: str) -> float | None:
+            return float(h[key]) if h.get(key) else None
+
+        return cls(
+            id=h["id"],
+            kind=h["kind"],
+            state=h["state"],
+            spec=json.loads(h["spec"]),
+            queue=h["queue"],
+            created_at=float(h["created_at"]),
+            name=h.get("name") or None,
+            started_at=num("started_at"),
+            finished_at=num("finished_at"),
+            worker=h.get("worker") or None,
+            attempts=int(h.get("attempts", 0)),
+            error=h.get("error") or None,
+            traceback=h.get("traceback") or None,
+            result=json.loads(h["result"]) if h.get("result") else None,
+            artifacts=json.loads(h.get("artifacts") or "{}"),
+            progress=json.loads(h["progress"]) if h.get("progress") else None,
+            vocab=h.get("vocab") or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class JobStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
+        )
+        self._start = self.redis.register_script(_START)
+
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RedisUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from None
+        except redis.AuthenticationError as exc:
+            raise RedisUnavailable(f"Redis at {redact(self.url)} refused the credentials: {exc}") from None
+
+    def call(self, fn: Callable[[], T]) -> T:
+        with self._reachable():
+            return fn()
+
+    def ping(self) -> None:
+        self.call(self.redis.ping)
+
+    def create(self, kind: str, spec: dict[str, Any], queue: str, name: str | None = None, job_id: str | None = None) -> Job:
+        job = Job(id=job_id or new_job_id(), kind=kind, state="queued", spec=spec, queue=queue, created_at=time.time(), name=name)
+        record = {
+            "id": job.id,
+            "kind": kind,
+            "state": job.state,
+            "spec": json.dumps(spec),
+            "queue": queue,
+            "created_at": repr(job.created_at),
+            "name": name or "",
+            "attempts": 0,
+        }
+        pipe = self.redis.pipeline()
+        pipe.hset(_P + f"job:{job.id}", mapping=record)
+        pipe.zadd(_P + "jobs", {job.id: job.created_at})
+        if name:
+            pipe.set(_P + f"name:{name}", job.id)
+        with self._reachable():
+            pipe.execute()
+        return job
+
+    def get(self, job_id: str) -> Job:
+        h = self.call(lambda: self.redis.hgetall(_P + f"job:{job_id}"))
+        if not h:
+            raise JobNotFound(f"no job {job_id!r}")
+        return Job.from_hash(h)
+
+    def resolve(self, job_or_name: str) -> Job:
+        """A job by id, or the newest job submitted under that name."""
+        try:
+            return self.get(job_or_name)
+        except JobNotFound:
+            pass
+        job_id = self.call(lambda: self.redis.get(_P + f"name:{job_or_name}"))
+        if job_id is None:
+            raise JobNotFound(f"no job with id or name {job_or_name!r}")
+        return self.get(job_id)
+
+    def list(self, state: str | None = None, limit: int = 1000) -> list[Job]:
+        """Newest first."""
+        ids = self.call(lambda: self.redis.zrevrange(_P + "jobs", 0, -1))
+        pipe = self.redis.pipeline()
+        for job_id in ids:
+            pipe.hgetall(_P + f"job:{job_id}")
+        with self._reachable():
+            hashes = pipe.execute() if ids else []
+        jobs = [Job.from_hash(h) for h in hashes if h]
+        if state is not None:
+            jobs = [j for j in jobs if j.state == state]
+        return jobs[:limit]
+
+    def start(self, job_id: str, worker: str) -> str:
+        """Mark a job running on this worker; returns the state the job is now in."""
+        with self._reachable():
+            return str(self._start(keys=[_P + f"job:{job_id}"], args=[repr(time.time()), worker]))
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        mapping = {k: (json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)) for k, v in fields.items()}
+        self.call(lambda: self.redis.hset(_P + f"job:{job_id}", mapping=mapping))
+
+    def finish(self, job_id: str, state: str, **fields: Any) -> None:
+        assert state in FINAL_STATES, state
+        self.update(job_id, state=state, finished_at=repr(time.time()), **fields)
+
+    def set_state_if(self, job_id: str, expected: str, state: str) -> bool:
+        """Compare-and-set of the state field (used to cancel a queued job)."""
+        key = _P + f"job:{job_id}"
+
+        def txn(pipe: redis.client.Pipeline) -> bool:
+            if pipe.hget(key, "state") != expected:
+                return False
+            pipe.multi()
+            pipe.hset(key, mapping={"state": state, "finished_at": repr(time.time())})
+            return True
+
+        return bool(self.call(lambda: self.redis.transaction(txn, key, value_from_callable=True)))
+
+    def add_event(self, job_id: str, event: dict[str, Any]) -> None:
+        payload = json.dumps(event)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(_P + f"events:{job_id}", {"m": payload}, maxlen=EVENTS_MAXLEN, approximate=True)
+        pipe.hset(_P + f"job:{job_id}", "progress", payload)
+        with self._reachable():
+            pipe.execute()
+
+    def events(self, job_id: str, after: str = "0-0", block_ms: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """Metric events after the given stream id; waits up to block_ms for new ones."""
+        with self._reachable():
+            reply = self.redis.xread({_P + f"events:{job_id}": after}, block=block_ms, count=10_000)
+        if not reply:
+            return []
+        return [(event_id, json.loads(fields["m"])) for event_id, fields in reply[0][1]]
+
+    def delete(self, job_id: str) -> None:
+        job = self.get(job_id)
+        pipe = self.redis.pipeline()
+        pipe.delete(_P + f"job:{job_id}", _P + f"events:{job_id}")
+        pipe.zrem(_P + "jobs", job_id)
+        if job.name and self.redis.get(_P + f"name:{job.name}") == job_id:
+            pipe.delete(_P + f"name:{job.name}")
+        with self._reachable():
+            pipe.execute()

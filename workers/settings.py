@@ -1,0 +1,90 @@
+"""Configuration, resolved in one place: flag > environment (RNNQ_*) > default.
+
+This is the only module that reads os.environ. Each default is documented where it is
+defined.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Home of the embedded local stack (Redis data, logs, PID file, default artifacts).
+DEFAULT_HOME = Path.home() / ".rnnq"
+# Port of the local Redis started by `rnnq up`: not 6379, so it never collides with a
+# system Redis that other software relies on.
+DEFAULT_LOCAL_PORT = 6390
+# Largest corpus the CLI uploads (bytes). Bigger corpora belong on shared storage.
+DEFAULT_MAX_CORPUS_BYTES = 1 << 30
+# Redelivery of an unacknowledged message after this many seconds (kombu's Redis
+# transport). Longer than any single job is expected to run, so a running job is not
+# handed to a second worker; see README "Delivery".
+DEFAULT_VISIBILITY_TIMEOUT = 12 * 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    artifacts: Path
+    home: Path
+    local: bool  # True when redis_url is the embedded local stack's (auto-started)
+    local_port: int
+    max_corpus_bytes: int
+    visibility_timeout: int
+    worker_gpus: str | None  # "0,1": pin pool process i to GPU i (set by `rnnq worker --gpus`)
+    worker_device: str | None  # device for jobs that asked for "auto" (set by `rnnq worker --device`)
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -> Settings:
+    """Settings from explicit values (flags), then RNNQ_* variables, then defaults."""
+    home = Path(_env("RNNQ_HOME") or DEFAULT_HOME).expanduser()
+    port = int(_env("RNNQ_LOCAL_PORT") or DEFAULT_LOCAL_PORT)
+    url = redis_url or _env("RNNQ_REDIS_URL")
+    local = url is None
+    return Settings(
+        redis_url=url or f"redis://127.0.0.1:{port}/0",
+        artifacts=Path(artifacts or _env("RNNQ_ARTIFACTS") or home / "artifacts").expanduser().resolve(),
+        home=home,
+        local=local,
+        local_port=port,
+        max_corpus_bytes=int(_env("RNNQ_MAX_CORPUS_BYTES") or DEFAULT_MAX_CORPUS_BYTES),
+        visibility_timeout=int(_env("RNNQ_VISIBILITY_TIMEOUT") or DEFAULT_VISIBILITY_TIMEOUT),
+        worker_gpus=_env("RNNQ_WORKER_GPUS"),
+        worker_device=_env("RNNQ_WORKER_DEVICE"),
+    )
+
+
+def export(settings: Settings) -> dict[str, str]:
+    """Environment that makes a child process (a worker) resolve the same settings."""
+    env = {
+        "RNNQ_REDIS_URL": settings.redis_url,
+        "RNNQ_ARTIFACTS": str(settings.artifacts),
+        "RNNQ_HOME": str(settings.home),
+        "RNNQ_VISIBILITY_TIMEOUT": str(settings.visibility_timeout),
+    }
+    if settings.worker_gpus:
+        env["RNNQ_WORKER_GPUS"] = settings.worker_gpus
+    if settings.worker_device:
+        env["RNNQ_WORKER_DEVICE"] = settings.worker_device
+    return env
+
+
+def environ() -> dict[str, str]:
+    """A copy of the process environment, for starting child processes."""
+    return dict(os.environ)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0] if ":" in creds else ""
+    return f"{scheme}://{user}:***@{host}" if scheme else f"{user}:***@{host}"
