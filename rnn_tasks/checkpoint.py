@@ -112,7 +112,7 @@ def load_training_state(path: Path) -> tuple[dict[str, Any] | None, torch.Tensor
     for key, value in optim.items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
-    return {"state": state, "param_groups": header["param_groups"]}, rng
+    return {"state": dict(sorted(state.items())), "param_groups": header["param_groups"]}, rng
 
 
 def _own_weights(model: CharLM) -> dict[str, torch.Tensor]:

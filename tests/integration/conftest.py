@@ -1,0 +1,145 @@
+"""Real servers for integration tests: a redis-server on a free port, real workers.
+
+Every process is started here and torn down after; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from cli.main import rnnq
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP = 60.0  # seconds a server or worker may take to come up on a loaded CI machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        from workers.local import redis_binary
+
+        binary = redis_binary()
+    port = free_port()
+    data = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)],
+        stdout=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+
+    def up() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    wait_for(up, STARTUP, f"redis-server on port {port}")
+    yield url
+    stop(proc)
+
+
+@dataclass
+class Env:
+    """What a test needs to drive rnnq against the test servers."""
+
+    vars: dict[str, str]
+    redis: redis.Redis
+    tmp: Path
+
+    def cli(self, *args: str, input: str | None = None) -> Result:
+        return CliRunner().invoke(rnnq, list(args), env=self.vars, input=input, catch_exceptions=False)
+
+    def job_count(self) -> int:
+        return int(self.redis.zcard("rnnq:jobs"))
+
+    def queued(self, queue: str) -> int:
+        return int(self.redis.llen(queue))
+
+
+@pytest.fixture(scope="module")
+def module_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture
+def env(redis_server: str, module_artifacts: Path, tmp_path: Path) -> Env:
+    client = redis.Redis.from_url(redis_server, decode_responses=True)
+    for key in client.scan_iter("rnnq:*"):  # job records of earlier tests; queues are left alone
+        client.delete(key)
+    variables = {
+        "RNNQ_REDIS_URL": redis_server,
+        "RNNQ_ARTIFACTS": str(module_artifacts),
+        "RNNQ_HOME": str(tmp_path / "home"),
+    }
+    return Env(vars=variables, redis=client, tmp=tmp_path)
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_worker(variables: dict[str, str], log: Path, queues: str = "train,generate",
+                 argv: list[str] | None = None) -> Worker:
+    """A real worker process; returns once Celery reports it is ready."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    cmd = argv or [sys.executable, "-m", "cli.main", "worker", "--queues", queues, "--name", name]
+    out = open(log, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+                            env={**os.environ, **variables})
+    wait_for(lambda: b" ready." in log.read_bytes() or proc.poll() is not None, STARTUP, "worker start")
+    if proc.poll() is not None:
+        raise RuntimeError(f"worker exited with {proc.returncode}:\n{log.read_text()}")
+    return Worker(proc, log)
+
+
+@pytest.fixture(scope="module")
+def worker(redis_server: str, module_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    home = tmp_path_factory.mktemp("worker")
+    variables = {"RNNQ_REDIS_URL": redis_server, "RNNQ_ARTIFACTS": str(module_artifacts), "RNNQ_HOME": str(home)}
+    w = start_worker(variables, home / "worker.log")
+    yield w
+    stop(w.proc)
