@@ -1,8 +1,7 @@
 """Sampling from a trained CharLM, one character per step with the state carried.
 
-Prompts are read with the full cuDNN/MKL sequence kernel, one prompt at a time (so
-prompts of different lengths need no padding); then all prompts advance together, one
-fused cell call per layer per character. Per new token the work is O(1): no prompt is
+Prompts are read together by the sequence kernel (packed, so lengths may differ); then
+all prompts advance together, one step of each layer per character. Per new token the work is O(1): no prompt is
 re-read, and no Python-side sync happens until the end.
 """
 
@@ -12,9 +11,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-from rnn_tasks.models import CharLM
+from rnn_tasks.models import CharLM, State
 from rnn_tasks.tokenizer import CharTokenizer
+
+
+MODULE_STEP_BATCH = 16  # from this many prompts on, CPU steps use nn.LSTM/GRU/RNN (measured)
 
 
 @dataclass(frozen=True)
@@ -28,33 +31,56 @@ class SampleOptions:
 
 
 class _Stepper:
-    """Advances every layer of the model's RNN by one time step with ATen's fused cells."""
+    """Advances every layer of the model's RNN by one time step.
+
+    Weights are pre-transposed once, and layer 0's input projection is a lookup in a
+    (vocab, gates) table precomputed from the embedding, which saves a matmul per
+    step. State is a list with one tensor (or (h, c) pair for LSTM) per layer.
+    """
 
     def __init__(self, model: CharLM) -> None:
         rnn = model.rnn
         self.arch = model.config.arch
-        self.layers = [
-            tuple(getattr(rnn, f"{name}_l{i}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            for i in range(rnn.num_layers)
-        ]
-        self.cell = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}[self.arch]
-        if self.arch == "rnn" and rnn.nonlinearity == "relu":
-            self.cell = torch.rnn_relu_cell
+        self.relu = self.arch == "rnn" and rnn.nonlinearity == "relu"
+        self.layers = rnn.num_layers
+        w = {name: p.detach() for name, p in rnn.named_parameters()}
+        self.w_ih = [w[f"weight_ih_l{i}"].t().contiguous() for i in range(self.layers)]
+        self.w_hh = [w[f"weight_hh_l{i}"].t().contiguous() for i in range(self.layers)]
+        self.b_ih = [w[f"bias_ih_l{i}"] for i in range(self.layers)]
+        self.b_hh = [w[f"bias_hh_l{i}"] for i in range(self.layers)]
+        self.table = torch.addmm(self.b_ih[0], model.embed.weight.detach(), self.w_ih[0])
 
     def split(self, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> list:
-        """nn.RNN's (layers, B, H) state -> per-layer states for the cells."""
+        """nn.RNN's (layers, B, H) state -> per-layer states."""
         if self.arch == "lstm":
             h, c = state
-            return [(h[i], c[i]) for i in range(len(self.layers))]
-        return [state[i] for i in range(len(self.layers))]
+            return [(h[i], c[i]) for i in range(self.layers)]
+        return [state[i] for i in range(self.layers)]
 
-    def __call__(self, x: torch.Tensor, states: list) -> torch.Tensor:
-        for i, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.layers):
+    def __call__(self, tokens: torch.Tensor, states: list) -> torch.Tensor:
+        """Feed one token per row; returns the top layer's new hidden state."""
+        x = None
+        for i in range(self.layers):
+            gi = self.table[tokens] if i == 0 else torch.addmm(self.b_ih[i], x, self.w_ih[i])
             if self.arch == "lstm":
-                h, c = self.cell(x, states[i], w_ih, w_hh, b_ih, b_hh)
+                h, c = states[i]
+                gates = gi.addmm_(h, self.w_hh[i]).add_(self.b_hh[i])
+                in_gate, forget, cell, out = gates.chunk(4, 1)
+                c = torch.sigmoid(forget) * c + torch.sigmoid(in_gate) * torch.tanh(cell)
+                h = torch.sigmoid(out) * torch.tanh(c)
                 states[i] = (h, c)
+            elif self.arch == "gru":
+                h = states[i]
+                gh = torch.addmm(self.b_hh[i], h, self.w_hh[i])
+                i_r, i_z, i_n = gi.chunk(3, 1)
+                h_r, h_z, h_n = gh.chunk(3, 1)
+                reset, update = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+                new = torch.tanh(i_n + reset * h_n)
+                h = new + update * (h - new)
+                states[i] = h
             else:
-                h = self.cell(x, states[i], w_ih, w_hh, b_ih, b_hh)
+                pre = gi.addmm_(states[i], self.w_hh[i]).add_(self.b_hh[i])
+                h = torch.relu(pre) if self.relu else torch.tanh(pre)
                 states[i] = h
             x = h
         return x
@@ -86,16 +112,22 @@ def generate(model: CharLM, tokenizer: CharTokenizer, prompts: list[str], opts: 
     else:
         generator.seed()
     greedy = opts.greedy or opts.temperature == 0.0
-    stepper = _Stepper(model)
 
-    last_logits, states = [], []
-    for prompt in prompts:
-        ids = torch.tensor([tokenizer.encode(prompt)], dtype=torch.long, device=dev)
-        logits, state = model(ids)
-        last_logits.append(logits[0, -1])
-        states.append(state)
-    logits = torch.stack(last_logits)
-    layer_states = _stack_states(stepper, states)
+    logits, state = _read_prompts(model, tokenizer, prompts, dev)
+    # Small batches on CPU: the hand-written stepper (no per-call setup, pre-transposed
+    # weights). Large batches and GPUs: the library's fused kernel, one step per call.
+    if dev.type == "cpu" and len(prompts) < MODULE_STEP_BATCH:
+        stepper = _Stepper(model)
+        layer_states = stepper.split(state)
+
+        def step(tokens: torch.Tensor) -> torch.Tensor:
+            return model.head(stepper(tokens, layer_states))
+    else:
+        def step(tokens: torch.Tensor) -> torch.Tensor:
+            nonlocal state
+            out, state = model.rnn(model.embed(tokens[:, None]), state)
+            return model.head(out[:, 0])
+
 
     out = torch.empty(len(prompts), opts.max_tokens, dtype=torch.long, device=dev)
     for t in range(opts.max_tokens):
@@ -106,15 +138,22 @@ def generate(model: CharLM, tokenizer: CharTokenizer, prompts: list[str], opts: 
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         out[:, t] = nxt
         if t + 1 < opts.max_tokens:
-            h = stepper(model.embed(nxt), layer_states)
-            logits = model.head(h)
+            logits = step(nxt)
     return [tokenizer.decode(row) for row in out.tolist()]
 
 
-def _stack_states(stepper: _Stepper, states: list) -> list:
-    """Per-prompt nn.RNN states -> per-layer batched states for the stepper."""
-    if stepper.arch == "lstm":
-        h = torch.cat([s[0] for s in states], dim=1)
-        c = torch.cat([s[1] for s in states], dim=1)
-        return stepper.split((h, c))
-    return stepper.split(torch.cat(states, dim=1))
+def _read_prompts(model: CharLM, tokenizer: CharTokenizer, prompts: list[str],
+                  dev: torch.device) -> tuple[torch.Tensor, State]:
+    """All prompts in one packed sequence call: last-position logits and the state.
+
+    Packing lets prompts of different lengths share one kernel call; each prompt's
+    final state is taken at its own last character, so no padding leaks in. In eval
+    mode the top layer's final hidden state is the last output, so it feeds the head.
+    """
+    seqs = [torch.tensor(tokenizer.encode(p), dtype=torch.long, device=dev) for p in prompts]
+    lengths = torch.tensor([len(s) for s in seqs])
+    padded = pad_sequence(seqs, batch_first=True)
+    packed = pack_padded_sequence(model.embed(padded), lengths, batch_first=True, enforce_sorted=False)
+    _, state = model.rnn(packed)
+    top = state[0][-1] if isinstance(state, tuple) else state[-1]
+    return model.head(top), state

@@ -117,7 +117,7 @@ def up(s: settings_mod.Settings, worker: bool = True) -> dict[str, Proc]:
         argv = [redis_binary(), "--bind", "127.0.0.1", "--port", str(s.local_port), "--dir", str(data),
                 "--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", "",
                 "--daemonize", "no", "--pidfile", str(data / "redis.pid")]
-        procs["redis"] = _spawn(argv, s.home / "logs" / "redis.log", env, marker=f":{s.local_port}")
+        procs["redis"] = _spawn(argv, s.home / "logs" / "redis.log", env, marker=str(s.local_port))
         _write(s, procs)
         _wait_for_redis(s.redis_url, procs["redis"])
     if worker and "worker" not in procs:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnn_tasks.models import CharLM, ModelConfig
-from rnn_tasks.sample import SampleOptions, _filter, generate
+from rnn_tasks.sample import MODULE_STEP_BATCH, SampleOptions, _filter, generate
 from rnn_tasks.tokenizer import CharTokenizer
 
 TOK = CharTokenizer("abcdefgh ")
@@ -31,11 +31,12 @@ def _greedy_reference(model: CharLM, prompt: str, n: int) -> str:
 
 
 @pytest.mark.parametrize("arch", ["lstm", "gru", "rnn"])
-def test_stepper_matches_full_forward(arch: str) -> None:
+@pytest.mark.parametrize("copies", [1, MODULE_STEP_BATCH])  # the hand-written stepper, then nn.RNN steps
+def test_stepping_matches_full_forward(arch: str, copies: int) -> None:
     model = _model(arch).eval()
-    prompts = ["abc", "h", "gg fed"]  # different lengths in one batch
+    prompts = ["abc", "h", "gg fed"] * copies  # different lengths in one batch
     got = generate(model, TOK, prompts, SampleOptions(max_tokens=30, greedy=True))
-    assert got == [_greedy_reference(model, p, 30) for p in prompts]
+    assert got == [_greedy_reference(model, p, 30) for p in prompts[:3]] * copies
 
 
 def test_seeded_sampling_is_reproducible() -> None:
