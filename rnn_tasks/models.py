@@ -32,7 +32,8 @@ class CharLM(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed)
-        self.drop = nn.Dropout(config.dropout)
+        # nn.Dropout(0.0) still draws a mask every step in training mode; skip it.
+        self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.rnn = _CELLS[config.arch](
             config.embed,
             config.hidden,
