@@ -11,7 +11,7 @@ import click
 
 from cli import follow
 from cli.context import Context, pass_ctx
-from workers.jobstore import STATES, Job
+from workers.jobstore import FINAL_STATES, STATES, Job
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -80,16 +80,38 @@ def list_jobs(ctx: Context, state: str | None, limit: int, as_json: bool) -> Non
 
 @click.command()
 @click.argument("job")
+@click.option("--json", "as_json", is_flag=True, help="No progress bar; print the final result as JSON.")
 @pass_ctx
-def watch(ctx: Context, job: str) -> None:
+def watch(ctx: Context, job: str, as_json: bool) -> None:
     """Follow JOB live (step, loss, val loss, tokens/s, ETA) and print its result.
 
     Exits non-zero if the job failed or was cancelled.
     """
     ctx.ensure_redis()
-    record = follow.follow(ctx.store, ctx.store.resolve(job).id)
-    follow.print_result(ctx, record, as_json=False)
+    record = follow.follow(ctx.store, ctx.store.resolve(job).id, quiet=as_json)
+    follow.print_result(ctx, record, as_json=as_json)
     follow.exit_with(record)
+
+
+@click.command()
+@click.argument("jobs", nargs=-1, required=True)
+@click.option("--keep-artifacts", is_flag=True, help="Delete only the records, not checkpoints and samples.")
+@pass_ctx
+def delete(ctx: Context, jobs: tuple[str, ...], keep_artifacts: bool) -> None:
+    """Delete finished JOBS: their records, metric streams and artifacts.
+
+    Uploaded corpora are shared between jobs and stay.
+    """
+    ctx.ensure_redis()
+    records = [ctx.store.resolve(j) for j in jobs]  # all or nothing: unknown ids fail first
+    for record in records:
+        if record.state not in FINAL_STATES:
+            raise click.ClickException(f"job {record.id} is {record.state}; only finished jobs can be deleted")
+    for record in records:
+        ctx.store.delete(record.id)
+        if not keep_artifacts:
+            ctx.artifacts.delete_prefix(f"jobs/{record.id}")
+        click.echo(f"deleted {record.id}")
 
 
 @click.command()
@@ -109,9 +131,7 @@ def result(ctx: Context, job: str, as_json: bool, output: Path | None) -> None:
             if ctx.artifacts.exists(key):
                 ctx.artifacts.copy_out(key, output)
     follow.print_result(ctx, record, as_json)
-    if record.state != "succeeded":
-        ctx_exit = click.get_current_context()
-        ctx_exit.exit(1)
+    follow.exit_with(record)
 
 
-COMMANDS = [status, list_jobs, watch, result]
+COMMANDS = [status, list_jobs, watch, result, delete]

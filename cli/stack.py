@@ -96,7 +96,7 @@ def demo(ctx: Context, seconds: float) -> None:
     """Train a char-LSTM on Python's own docs for a minute, then print samples."""
     corpus = Path(tempfile.mkdtemp(prefix="rnnq-demo-")) / "python_reference.txt"
     corpus.write_text(demo_corpus(), encoding="utf-8")
-    spec = submitter.build_train_spec({"time_budget": seconds, "eval_every": 100})
+    spec = submitter.build_train_spec({"arch": "lstm", "lr": 6e-3, "time_budget": seconds, "eval_every": 100})
     text = submitter.check_train(corpus, spec)
     ctx.ensure_stack()
     click.echo(f"training on {corpus} ({len(text):,} characters) for {seconds:g} s", err=True)

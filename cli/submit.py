@@ -16,6 +16,9 @@ from rnn_tasks.spec import GenerateSpec, SpecError, TrainSpec
 from workers import submit as submitter
 
 
+_ANY_JOB_ID = "0" * 12  # stands in for the source job while checking the other flags
+
+
 def _default(spec: type, name: str) -> Any:
     return next(f.default for f in dataclasses.fields(spec) if f.name == name)
 
@@ -115,7 +118,7 @@ def generate(ctx: Context, job_or_name: str, prompts: tuple[str, ...], queue: st
     fields: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     fields["prompts"] = list(prompts)
     try:
-        GenerateSpec.from_dict({"source": "0" * 12, **fields})  # flag errors before any I/O
+        GenerateSpec.from_dict({"source": _ANY_JOB_ID, **fields})  # flag errors before any I/O
     except SpecError as exc:
         raise _spec_error(exc) from None
     ctx.ensure_stack()

@@ -223,6 +223,83 @@ def _param_groups(model: CharLM, weight_decay: float) -> list[dict[str, object]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+class _Reporter:
+    """Accumulates losses between reports and calls on_step with a StepMetrics.
+
+    Losses stay on the device between reports, so a CUDA run syncs with the host once
+    per report, not once per step; the NaN check rides on that same sync.
+    """
+
+    def __init__(self, run: _Run, on_step: Callable[[StepMetrics], None]) -> None:
+        self.run = run
+        self.on_step = on_step
+        self.loss_sum = torch.zeros((), device=run.dev)
+        self.count = 0
+        self.last_loss = math.nan
+        self.grad_norm = torch.zeros((), device=run.dev)
+        self.tokens = 0  # trained in this call of train()
+        self.resumed_at = run.elapsed
+        self.last_time = time.perf_counter()
+        self.mark = (0, run.elapsed)  # tokens and elapsed at the previous report
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor, tokens: int) -> None:
+        self.loss_sum += loss
+        self.grad_norm = grad_norm
+        self.count += 1
+        self.tokens += tokens
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last_time >= REPORT_SECONDS
+
+    def average_rate(self) -> float:
+        return self.tokens / max(self.run.elapsed - self.resumed_at, 1e-9)
+
+    def emit(self, val_loss: float | None = None) -> None:
+        run = self.run
+        if self.count:
+            self.last_loss = float(self.loss_sum) / self.count
+            if not math.isfinite(self.last_loss):
+                raise NumericalError(
+                    f"training loss became {self.last_loss} by step {run.step}: lower the learning rate (--lr) "
+                    "or clip gradients (--clip)"
+                )
+        tokens, elapsed = self.mark
+        dt = run.elapsed - elapsed
+        rate = (self.tokens - tokens) / dt if dt > 0 else self.average_rate()
+        self.on_step(
+            StepMetrics(
+                step=run.step,
+                epoch=run.epoch + run.window / run.steps_per_epoch,
+                loss=self.last_loss,
+                lr=run.optimizer.param_groups[0]["lr"],
+                grad_norm=float(self.grad_norm),
+                tokens_per_s=rate,
+                progress=run.progress(),
+                elapsed=run.elapsed,
+                total_steps=run.total_steps(),
+                val_loss=val_loss,
+            )
+        )
+        self.loss_sum = torch.zeros((), device=run.dev)
+        self.count = 0
+        self.last_time = time.perf_counter()
+        self.mark = (self.tokens, run.elapsed)
+
+
+def _validate_and_save(run: _Run, reporter: _Reporter, history: list[tuple[int, float]]) -> float:
+    """Evaluate, report, keep the best checkpoint and refresh the resume checkpoint."""
+    val_loss = run.evaluate()
+    history.append((run.step, val_loss))
+    reporter.emit(val_loss)
+    if val_loss < run.best_val or math.isinf(run.best_val):
+        run.best_val, run.stale_evals = min(val_loss, run.best_val), 0
+        run.save(BEST, val_loss, reporter.last_loss, with_state=False)
+    else:
+        run.stale_evals += 1
+    run.save(LAST, val_loss, reporter.last_loss, with_state=True)
+    return val_loss
+
+
 def train(
     spec: TrainSpec,
     text: str,
@@ -237,53 +314,11 @@ def train(
     """
     cb = callbacks or Callbacks()
     run = _Run(spec, text, checkpoint_dir, resume)
-    model = run.model
-    model.train()
-    tokens = 0
+    run.model.train()
+    reporter = _Reporter(run, cb.on_step)
     history: list[tuple[int, float]] = []
-    val_loss = math.nan
-    loss_sum = torch.zeros((), device=run.dev)
-    loss_count = 0
-    last_loss = math.nan
-    grad_norm = torch.zeros((), device=run.dev)
-    stopped_by: str | None = run.stop_reason()
-    resumed_at = run.elapsed
-    start = time.perf_counter() - run.elapsed
-    last_report = time.perf_counter()
-    tokens_at_report, elapsed_at_report = 0, run.elapsed
-
-    def report(val: float | None) -> None:
-        nonlocal loss_sum, loss_count, last_loss, last_report, tokens_at_report, elapsed_at_report
-        if loss_count:
-            last_loss = float(loss_sum) / loss_count
-            if not math.isfinite(last_loss):
-                raise NumericalError(
-                    f"training loss became {last_loss} by step {run.step}: lower the learning rate (--lr) "
-                    "or clip gradients (--clip)"
-                )
-        dt = run.elapsed - elapsed_at_report
-        if dt > 0:
-            rate = (tokens - tokens_at_report) / dt
-        else:  # a report right after another (the final one): the run's average
-            rate = tokens / max(run.elapsed - resumed_at, 1e-9)
-        cb.on_step(
-            StepMetrics(
-                step=run.step,
-                epoch=run.epoch + run.window / run.steps_per_epoch,
-                loss=last_loss,
-                lr=run.optimizer.param_groups[0]["lr"],
-                grad_norm=float(grad_norm),
-                tokens_per_s=rate,
-                progress=run.progress(),
-                elapsed=run.elapsed,
-                total_steps=run.total_steps(),
-                val_loss=val,
-            )
-        )
-        loss_sum = torch.zeros((), device=run.dev)
-        loss_count = 0
-        last_report = time.perf_counter()
-        tokens_at_report, elapsed_at_report = tokens, run.elapsed
+    stopped_by = run.stop_reason()
+    start = time.perf_counter() - run.elapsed  # moved forward by evaluation time below
 
     while stopped_by is None:
         state: State | None = None
@@ -291,28 +326,18 @@ def train(
         steps_before = run.step
         for x, y in run.streams.epoch(run.generator, start=run.window):
             loss, grad_norm, state = run.train_window(x, y, state)
-            loss_sum += loss
-            loss_count += 1
-            tokens += x.numel()
+            reporter.add(loss, grad_norm, x.numel())
             run.window += 1
             run.elapsed = time.perf_counter() - start
             stopped_by = run.stop_reason()
             if run.step % spec.eval_every == 0 and stopped_by is None:
                 eval_start = time.perf_counter()
-                val_loss = run.evaluate()
-                history.append((run.step, val_loss))
-                report(val_loss)
-                if val_loss < run.best_val:
-                    run.best_val, run.stale_evals = val_loss, 0
-                    run.save(BEST, val_loss, last_loss, with_state=False)
-                else:
-                    run.stale_evals += 1
-                run.save(LAST, val_loss, last_loss, with_state=True)
-                start += time.perf_counter() - eval_start  # evaluation is not training time
+                _validate_and_save(run, reporter, history)
+                start += time.perf_counter() - eval_start
                 if spec.patience is not None and run.stale_evals >= spec.patience:
                     stopped_by = "early_stop"
-            elif time.perf_counter() - last_report >= REPORT_SECONDS:
-                report(None)
+            elif reporter.due():
+                reporter.emit()
             if stopped_by is None and cb.should_stop():
                 stopped_by = "requested"
             if stopped_by is not None:
@@ -320,30 +345,23 @@ def train(
         else:
             if run.step == steps_before:
                 raise data.CorpusTooShortError("an epoch produced no training window")
-            run.epoch += 1
-            run.window = 0
+            run.epoch, run.window = run.epoch + 1, 0
 
-    if loss_count:
-        report(None)
-    val_loss = run.evaluate()
-    history.append((run.step, val_loss))
-    if val_loss < run.best_val or math.isinf(run.best_val):
-        run.best_val = min(run.best_val, val_loss)
-        run.save(BEST, val_loss, last_loss, with_state=False)
-    run.save(LAST, val_loss, last_loss, with_state=True)
-    report(val_loss)
-    trained = max(run.elapsed - resumed_at, 1e-9)
+    if reporter.count:
+        reporter.emit()  # checks the last steps' loss before anything is saved
+    val_loss = _validate_and_save(run, reporter, history)
+    assert stopped_by is not None
     return TrainResult(
         steps=run.step,
         epochs=run.epoch + run.window / run.steps_per_epoch,
-        tokens=tokens,
-        train_loss=last_loss,
+        tokens=reporter.tokens,
+        train_loss=reporter.last_loss,
         val_loss=val_loss,
         best_val_loss=run.best_val,
-        tokens_per_s=tokens / trained,
+        tokens_per_s=reporter.average_rate(),
         elapsed=run.elapsed,
         stopped_by=stopped_by,
-        parameters=count_parameters(model),
+        parameters=count_parameters(run.model),
         vocab_size=len(run.tokenizer),
         device=str(run.dev),
         checkpoint=(checkpoint_dir / BEST) if checkpoint_dir else None,

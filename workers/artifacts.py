@@ -29,6 +29,7 @@ class ArtifactStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def local_path(self, key: str) -> Path: ...
     def copy_out(self, key: str, dest: Path) -> Path: ...
+    def delete_prefix(self, prefix: str) -> None: ...
 
 
 class LocalArtifactStore:
@@ -75,6 +76,17 @@ class LocalArtifactStore:
             raise ArtifactError(f"no artifact {key!r} under {self.root}")
         dest.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy2(src, dest / src.name))
+
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every artifact under a key prefix (a job's folder)."""
+        path = self.local_path(prefix)
+        if path == self.root:
+            raise ArtifactError("refusing to delete the artifact root")
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.is_file():
+            path.unlink()
 
 
 def put_corpus(store: ArtifactStore, text: str) -> str:

@@ -159,8 +159,9 @@ class JobStore:
         return self.get(job_id)
 
     def list(self, state: str | None = None, limit: int = 1000) -> list[Job]:
-        """Newest first."""
-        ids = self.call(lambda: self.redis.zrevrange(_P + "jobs", 0, -1))
+        """Newest first. Without a state filter only `limit` records are read."""
+        stop = -1 if state is not None else limit - 1
+        ids = self.call(lambda: self.redis.zrevrange(_P + "jobs", 0, stop))
         pipe = self.redis.pipeline()
         for job_id in ids:
             pipe.hgetall(_P + f"job:{job_id}")

@@ -164,3 +164,16 @@ def test_a_job_that_fails_on_the_worker_does_not_stop_it(env: Env, worker: Worke
     good = _train(env, "--wait")
     assert json.loads(env.cli("status", good, "--json").stdout)["state"] == "succeeded"
     assert worker.proc.poll() is None
+
+
+def test_delete_removes_record_and_artifacts(env: Env, worker: Worker) -> None:
+    job_id = _train(env, "--wait")
+    watched = json.loads(env.cli("watch", job_id, "--json").stdout)
+    checkpoint = Path(watched["checkpoint"])
+    assert watched["state"] == "succeeded" and checkpoint.is_file()
+    res = env.cli("delete", job_id)
+    assert res.exit_code == 0 and f"deleted {job_id}" in res.stdout
+    assert not checkpoint.exists()
+    assert env.cli("status", job_id).exit_code == 1
+    assert json.loads(env.cli("list", "--json").stdout) == []
+    assert env.redis.exists(f"rnnq:events:{job_id}") == 0
