@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 
 import torch
 
@@ -58,10 +59,10 @@ def main() -> None:
         opts = SampleOptions(max_tokens=args.tokens, temperature=1.0, seed=0)
         generate(model, tok, prompts[:1], SampleOptions(max_tokens=5))  # warm up kernels
         results[f"rnnq_batch{batch}_tokens_per_s"] = round(
-            rate(lambda: generate(model, tok, prompts, opts), batch * args.tokens)
+            rate(partial(generate, model, tok, prompts, opts), batch * args.tokens)
         )
         results[f"plain_lstm_batch{batch}_tokens_per_s"] = round(
-            rate(lambda: plain_loop(model, batch, args.tokens, dev), batch * args.tokens)
+            rate(partial(plain_loop, model, batch, args.tokens, dev), batch * args.tokens)
         )
     print(json.dumps({"benchmark": "sample_speed", "model": "lstm 2x512, vocab 65", "device": str(dev),
                       "threads": torch.get_num_threads(), "tokens_per_prompt": args.tokens,

@@ -40,7 +40,8 @@ def follow(store: JobStore, job_id: str, quiet: bool = False, poll: float = 1.0)
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(f"{job.kind} {job_id} {job.state}", total=_SCALE, stats="")
         while True:
-            for after, event in store.events(job_id, after, block_ms=int(poll * 1000)):
+            for event_id, event in store.events(job_id, after, block_ms=int(poll * 1000)):
+                after = event_id
                 if event.get("val_loss") is not None:
                     val = event["val_loss"]
                     if not console.is_terminal:

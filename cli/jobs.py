@@ -61,7 +61,7 @@ def status(ctx: Context, job: str, as_json: bool) -> None:
 def list_jobs(ctx: Context, state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
     ctx.ensure_redis()
-    jobs = ctx.store.list(state=state, limit=limit)
+    jobs = ctx.store.list_jobs(state=state, limit=limit)
     if as_json:
         click.echo(json.dumps([_status_dict(j) for j in jobs], indent=1))
         return

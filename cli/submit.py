@@ -15,7 +15,6 @@ from cli.types import DEVICE, JOB_NAME, QUEUE
 from rnn_tasks.spec import GenerateSpec, SpecError, TrainSpec
 from workers import submit as submitter
 
-
 _ANY_JOB_ID = "0" * 12  # stands in for the source job while checking the other flags
 
 

@@ -129,7 +129,7 @@ def _header(path: Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
         header = json.loads(metadata["rnnq"])
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own types for corrupt files
         raise CheckpointError(f"{path.name} is not an rnnq checkpoint: {exc}") from None
     version = header.get("format_version")
     if version != FORMAT_VERSION:
@@ -146,7 +146,7 @@ def _meta_from_header(header: dict[str, Any]) -> Checkpoint:
 def _tensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
     out = {}
     with safe_open(str(path), framework="pt") as f:
-        for key in f.keys():
+        for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
             if key.startswith(prefix):
                 out[key[len(prefix) :]] = f.get_tensor(key)
     return out

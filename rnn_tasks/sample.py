@@ -16,7 +16,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 from rnn_tasks.models import CharLM, State
 from rnn_tasks.tokenizer import CharTokenizer
 
-
 MODULE_STEP_BATCH = 16  # from this many prompts on, CPU steps use nn.LSTM/GRU/RNN (measured)
 
 
@@ -59,7 +58,7 @@ class _Stepper:
 
     def __call__(self, tokens: torch.Tensor, states: list) -> torch.Tensor:
         """Feed one token per row; returns the top layer's new hidden state."""
-        x = None
+        x = tokens  # layer 0 reads the token ids through the table
         for i in range(self.layers):
             gi = self.table[tokens] if i == 0 else torch.addmm(self.b_ih[i], x, self.w_ih[i])
             if self.arch == "lstm":

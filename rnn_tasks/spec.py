@@ -13,7 +13,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 ARCHES = ("lstm", "gru", "rnn")
 TASKS = ("char_lm",)
@@ -57,7 +57,7 @@ class _Spec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls: type[S], data: Any) -> S:
+    def from_dict(cls, data: Any) -> Self:
         if not isinstance(data, dict):
             raise SpecError("spec", f"expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -71,7 +71,7 @@ class _Spec:
             raise SpecError(missing[0] if missing else "spec", "required field is missing") from None
 
     @classmethod
-    def from_json(cls: type[S], text: str) -> S:
+    def from_json(cls, text: str) -> Self:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -133,7 +133,7 @@ class JobStore:
             "attempts": 0,
         }
         pipe = self.redis.pipeline()
-        pipe.hset(_P + f"job:{job.id}", mapping=record)
+        pipe.hset(_P + f"job:{job.id}", mapping=cast(Any, record))
         pipe.zadd(_P + "jobs", {job.id: job.created_at})
         if name:
             pipe.set(_P + f"name:{name}", job.id)
@@ -142,7 +142,7 @@ class JobStore:
         return job
 
     def get(self, job_id: str) -> Job:
-        h = self.call(lambda: self.redis.hgetall(_P + f"job:{job_id}"))
+        h = cast(dict[str, str], self.call(lambda: self.redis.hgetall(_P + f"job:{job_id}")))
         if not h:
             raise JobNotFound(f"no job {job_id!r}")
         return Job.from_hash(h)
@@ -153,15 +153,15 @@ class JobStore:
             return self.get(job_or_name)
         except JobNotFound:
             pass
-        job_id = self.call(lambda: self.redis.get(_P + f"name:{job_or_name}"))
+        job_id = cast(str | None, self.call(lambda: self.redis.get(_P + f"name:{job_or_name}")))
         if job_id is None:
             raise JobNotFound(f"no job with id or name {job_or_name!r}")
         return self.get(job_id)
 
-    def list(self, state: str | None = None, limit: int = 1000) -> list[Job]:
+    def list_jobs(self, state: str | None = None, limit: int = 1000) -> list[Job]:
         """Newest first. Without a state filter only `limit` records are read."""
         stop = -1 if state is not None else limit - 1
-        ids = self.call(lambda: self.redis.zrevrange(_P + "jobs", 0, stop))
+        ids = cast(list[str], self.call(lambda: self.redis.zrevrange(_P + "jobs", 0, stop)))
         pipe = self.redis.pipeline()
         for job_id in ids:
             pipe.hgetall(_P + f"job:{job_id}")
@@ -178,8 +178,10 @@ class JobStore:
             return str(self._start(keys=[_P + f"job:{job_id}"], args=[repr(time.time()), worker]))
 
     def update(self, job_id: str, **fields: Any) -> None:
-        mapping = {k: (json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)) for k, v in fields.items()}
-        self.call(lambda: self.redis.hset(_P + f"job:{job_id}", mapping=mapping))
+        mapping: dict[str, Any] = {
+            k: (json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)) for k, v in fields.items()
+        }
+        self.call(lambda: self.redis.hset(_P + f"job:{job_id}", mapping=cast(Any, mapping)))
 
     def finish(self, job_id: str, state: str, **fields: Any) -> None:
         assert state in FINAL_STATES, state
@@ -196,7 +198,7 @@ class JobStore:
             pipe.hset(key, mapping={"state": state, "finished_at": repr(time.time())})
             return True
 
-        return bool(self.call(lambda: self.redis.transaction(txn, key, value_from_callable=True)))
+        return bool(self.call(lambda: self.redis.transaction(cast(Any, txn), key, value_from_callable=True)))
 
     def add_event(self, job_id: str, event: dict[str, Any]) -> None:
         payload = json.dumps(event)
@@ -209,7 +211,7 @@ class JobStore:
     def events(self, job_id: str, after: str = "0-0", block_ms: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Metric events after the given stream id; waits up to block_ms for new ones."""
         with self._reachable():
-            reply = self.redis.xread({_P + f"events:{job_id}": after}, block=block_ms, count=10_000)
+            reply = cast(Any, self.redis.xread({_P + f"events:{job_id}": after}, block=block_ms, count=10_000))
         if not reply:
             return []
         return [(event_id, json.loads(fields["m"])) for event_id, fields in reply[0][1]]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
+from rnn_tasks.spec import GenerateSpec, TrainSpec
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, LocalArtifactStore, job_key
 from workers.jobstore import Job, JobStore
@@ -36,7 +37,7 @@ def run(kind: str, job_id: str, worker: str) -> None:
     log.info("job %s (%s) started, attempt %d", job_id, kind, job.attempts)
     try:
         result, keys = _KINDS[kind](job, store, artifacts)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes the job's reason
+    except Exception as exc:
         log.exception("job %s failed", job_id)
         store.finish(job_id, "failed", error=_reason(exc), traceback=traceback.format_exc())
         return
@@ -61,26 +62,25 @@ class _Reporter:
         event["time"] = time.time()
         try:
             self.store.add_event(self.job_id, event)
-        except Exception:  # noqa: BLE001 - progress reports never fail a job
+        except Exception:
             log.warning("could not record progress of job %s", self.job_id, exc_info=True)
 
     def should_stop(self) -> bool:
         return False
 
 
-S = TypeVar("S")
+S = TypeVar("S", TrainSpec, GenerateSpec)
 
 
 def _on_worker_device(spec: S) -> S:
     """A job that asked for device "auto" runs on the worker's --device, if it set one."""
     device = settings_mod.resolve().worker_device
-    if device and getattr(spec, "device") == "auto":
-        return replace(spec, device=device)  # type: ignore[type-var]
+    if device and spec.device == "auto":
+        return replace(spec, device=device)
     return spec
 
 
 def _train(job: Job, store: JobStore, artifacts: ArtifactStore) -> Outcome:
-    from rnn_tasks.spec import TrainSpec
     from rnn_tasks.train import BEST, LAST, Callbacks, train
 
     spec = _on_worker_device(TrainSpec.from_dict(job.spec))
@@ -112,7 +112,6 @@ def _generate(job: Job, store: JobStore, artifacts: ArtifactStore) -> Outcome:
     from rnn_tasks import checkpoint
     from rnn_tasks import device as devices
     from rnn_tasks.sample import SampleOptions, generate
-    from rnn_tasks.spec import GenerateSpec
 
     spec = _on_worker_device(GenerateSpec.from_dict(job.spec))
     source = store.get(spec.source)

@@ -91,7 +91,7 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
     try:
         app.send_task(task, args=[job.id], queue=queue, task_id=job.id, retry=True,
                       retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1})
-    except Exception as exc:  # noqa: BLE001 - the record must not claim a queued job
+    except Exception as exc:
         store.finish(job.id, "failed", error=f"could not enqueue: {exc}")
         raise
     return job

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -27,7 +29,7 @@ def test_streams_are_contiguous_across_windows() -> None:
     streams = Streams(ids, batch_size=4, seq_len=10)
     windows = list(streams.epoch(torch.Generator().manual_seed(0)))
     assert len(windows) >= streams.windows_per_epoch() - 1
-    for (x0, y0), (x1, _) in zip(windows, windows[1:]):
+    for (x0, y0), (x1, _) in itertools.pairwise(windows):
         assert torch.equal(y0[:, :-1], x0[:, 1:])  # targets are inputs shifted by one
         assert torch.equal(x1[:, 0], x0[:, -1] + 1)  # each row continues the previous window
     # every row is its own stretch of the corpus, so nothing is trained twice in an epoch
