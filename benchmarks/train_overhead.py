@@ -3,7 +3,7 @@
     python benchmarks/train_overhead.py [--rounds 3] [--seconds 30]
 
 Starts a private local stack (its own redis-server on a free port and one worker, as
-`rnnq up` does), then alternates: a bare loop (nn.Embedding -> nn.LSTM -> nn.Linear,
+`rnnq up` does), then alternates: a bare loop (nn.Embedding -> nn.GRU -> nn.Linear,
 AdamW, gradient clipping, state carried across windows) for --seconds, and an rnnq
 training job with the same model and batch shape and the same time budget, sent
 through the queue. rnnq's tokens/s is the job's own figure (evaluation excluded).
@@ -30,7 +30,7 @@ from workers.app import make_app
 from workers.artifacts import LocalArtifactStore
 from workers.jobstore import FINAL_STATES, JobStore
 
-SHAPE = {"hidden": 512, "embed": 64, "layers": 1, "seq_len": 128, "batch_size": 32}
+SHAPE = {"arch": "gru", "hidden": 512, "embed": 64, "layers": 1, "seq_len": 128, "batch_size": 32}  # the defaults
 
 
 def corpus(chars: int = 400_000) -> str:
@@ -46,7 +46,8 @@ def bare_loop(text: str, seconds: float) -> float:
     ids = torch.tensor([vocab.index(c) for c in text[:200_000]])
     b, t = SHAPE["batch_size"], SHAPE["seq_len"]
     emb = nn.Embedding(len(vocab), SHAPE["embed"])
-    rnn = nn.LSTM(SHAPE["embed"], SHAPE["hidden"], batch_first=True)
+    rnn = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}[str(SHAPE["arch"])](SHAPE["embed"], SHAPE["hidden"],
+                                                                           batch_first=True)
     head = nn.Linear(SHAPE["hidden"], len(vocab))
     params = [*emb.parameters(), *rnn.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-3)
@@ -63,7 +64,7 @@ def bare_loop(text: str, seconds: float) -> float:
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        state = tuple(s.detach() for s in state)
+        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         pos += t
         tokens += x.numel()
     return tokens / (time.perf_counter() - start)
