@@ -6,11 +6,13 @@ lives in the job store, which outlives Celery's result backend (not used here).
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 from kombu import Exchange, Queue
 
 from workers import settings as settings_mod
@@ -76,4 +78,47 @@ def _pin_gpu(**_: Any) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
 
 
+@worker_ready.connect
+def _start_reaper(sender: Any = None, **_: Any) -> None:
+    """In each worker's main process: re-queue running jobs whose lease lapsed.
+
+    This, not the broker's visibility timeout, is what brings back the job of a worker
+    that died (kill -9, OOM killer, lost node): within lease + reap seconds.
+    """
+    from workers.dispatch import send_job
+    from workers.jobstore import JobStore
+
+    s = settings_mod.resolve()
+    store = JobStore(s.redis_url)
+    node = getattr(sender, "hostname", None)
+    if node:
+        store.set_draining(node, False)
+
+    def loop() -> None:
+        while not _stopping.wait(s.reap_seconds):
+            try:
+                for job in store.reap(s.max_worker_losses):
+                    _log.warning("job %s lost its worker (%d so far); queued again", job.id, job.worker_losses)
+                    send_job(job.id, job.kind, job.queue, app)
+            except Exception:  # noqa: BLE001 - the reaper must outlive a Redis restart
+                _log.warning("reaper pass failed", exc_info=True)
+
+    threading.Thread(target=loop, name="rnnq-reaper", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def _drain(sender: Any = None, how: str = "", **_: Any) -> None:
+    """Warm shutdown (SIGTERM): running jobs checkpoint and go back to the queue."""
+    _stopping.set()
+    if sender:
+        try:
+            from workers.jobstore import JobStore
+
+            JobStore(settings_mod.resolve().redis_url).set_draining(str(sender), True)
+        except Exception:  # noqa: BLE001 - shutting down anyway; the reaper recovers the jobs
+            _log.warning("could not ask running jobs to hand back", exc_info=True)
+
+
+_log = logging.getLogger("rnnq.worker")
+_stopping = threading.Event()
 app = make_app()

@@ -7,6 +7,13 @@ deleted. Layout (prefix "rnnq:"):
     rnnq:jobs           zset   job ids scored by submit time: the index `list` reads
     rnnq:name:<name>    string the newest job submitted under a name
     rnnq:events:<id>    stream training metrics (step, loss, val_loss, lr, tokens/s, ...)
+    rnnq:lease:<id>     string the token of the one process running the job, with a TTL
+    rnnq:running        set    jobs in state running, for the reaper
+    rnnq:drain:<node>   string set while a worker node shuts down warm: its jobs hand back
+
+A job is owned by whoever holds its lease. Every delivery of its message goes through
+_START, which refuses a job that is finished or leased, so a redelivered message
+(visibility timeout, a second worker) never trains a second copy.
 """
 
 from __future__ import annotations
@@ -31,15 +38,76 @@ _P = "rnnq:"
 
 T = TypeVar("T")
 
-# Atomically move a queued (or redelivered running) job to running. A job that already
-# ended, or was deleted, is left alone and its state returned so the worker skips it.
+# Take a job: KEYS job hash, lease, running set; ARGV now, worker, token, lease ms,
+# max losses, job id. Returns 'running' when the caller now owns the job; otherwise the
+# state ('' for a deleted job) or 'leased' (someone else runs it), and the caller skips.
+# A job found 'running' with no lease lost its worker: counted, and failed at the cap.
 _START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return '' end
 if state ~= 'queued' and state ~= 'running' then return state end
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[1], 'worker', ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'leased' end
+if state == 'running' then
+  local lost = redis.call('HINCRBY', KEYS[1], 'worker_losses', 1)
+  if lost >= tonumber(ARGV[5]) then
+    redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', 'worker lost ' .. lost .. ' times')
+    redis.call('SREM', KEYS[3], ARGV[6])
+    return 'failed'
+  end
+end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'running', 'last_started_at', ARGV[1], 'worker', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('SADD', KEYS[3], ARGV[6])
 return 'running'
+"""
+
+# A running job whose lease lapsed: count the loss, then queue it again (returns
+# 'requeue') or fail it at the cap. KEYS job hash, lease, running set; ARGV now, max, id.
+_REAP = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'running' then redis.call('SREM', KEYS[3], ARGV[3]) return 'gone' end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'alive' end
+redis.call('SREM', KEYS[3], ARGV[3])
+local lost = redis.call('HINCRBY', KEYS[1], 'worker_losses', 1)
+if lost >= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', 'worker lost ' .. lost .. ' times')
+  return 'failed'
+end
+redis.call('HSET', KEYS[1], 'state', 'queued')
+return 'requeue'
+"""
+
+# Renew (ARGV[2] ms) or release (ARGV[2] == '0') a lease, only if the token matches.
+_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+# Cancel: a queued job becomes cancelled at once; a running one is asked to stop.
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return '' end
+if state == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+  return 'cancelled'
+end
+if state == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+  return 'requested'
+end
+return state
+"""
+
+# Resume: a cancelled or failed job goes back to queued with a clean slate.
+_RESUME = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'cancelled' and state ~= 'failed' then return state or '' end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'worker_losses', '0', 'cancel_requested', '')
+redis.call('HDEL', KEYS[1], 'error', 'traceback', 'finished_at')
+return 'queued'
 """
 
 
@@ -66,6 +134,8 @@ class Job:
     artifacts: dict[str, str] = field(default_factory=dict)
     progress: dict[str, Any] | None = None  # the latest metric event
     vocab: str | None = None  # a finished training job's characters, for prompt checks
+    worker_losses: int = 0  # deliveries whose worker died mid-job
+    resumed_from: int | None = None  # step the latest attempt resumed from
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Job:
@@ -90,6 +160,8 @@ class Job:
             artifacts=json.loads(h.get("artifacts") or "{}"),
             progress=json.loads(h["progress"]) if h.get("progress") else None,
             vocab=h.get("vocab") or None,
+            worker_losses=int(h.get("worker_losses") or 0),
+            resumed_from=int(h["resumed_from"]) if h.get("resumed_from") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +175,10 @@ class JobStore:
             url, decode_responses=True, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
         )
         self._start = self.redis.register_script(_START)
+        self._reap = self.redis.register_script(_REAP)
+        self._lease = self.redis.register_script(_LEASE)
+        self._cancel = self.redis.register_script(_CANCEL)
+        self._resume = self.redis.register_script(_RESUME)
 
     @contextmanager
     def _reachable(self) -> Iterator[None]:
@@ -172,10 +248,51 @@ class JobStore:
             jobs = [j for j in jobs if j.state == state]
         return jobs[:limit]
 
-    def start(self, job_id: str, worker: str) -> str:
-        """Mark a job running on this worker; returns the state the job is now in."""
+    def start(self, job_id: str, worker: str, token: str, lease_seconds: float, max_losses: int) -> str:
+        """Take the job and its lease; 'running' means this caller now owns it."""
+        keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running"]
+        args = [repr(time.time()), worker, token, int(lease_seconds * 1000), max_losses, job_id]
         with self._reachable():
-            return str(self._start(keys=[_P + f"job:{job_id}"], args=[repr(time.time()), worker]))
+            return str(self._start(keys=keys, args=args))
+
+    def renew_lease(self, job_id: str, token: str, lease_seconds: float) -> bool:
+        with self._reachable():
+            return bool(self._lease(keys=[_P + f"lease:{job_id}"], args=[token, int(lease_seconds * 1000)]))
+
+    def release_lease(self, job_id: str, token: str) -> None:
+        with self._reachable():
+            self._lease(keys=[_P + f"lease:{job_id}"], args=[token, "0"])
+
+    def reap(self, max_losses: int) -> list[Job]:
+        """Running jobs whose lease lapsed, now queued again (the caller re-sends them)."""
+        with self._reachable():
+            ids = cast(list[str], self.redis.smembers(_P + "running"))
+            requeued = []
+            for job_id in ids:
+                keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running"]
+                if self._reap(keys=keys, args=[repr(time.time()), max_losses, job_id]) == "requeue":
+                    requeued.append(job_id)
+        return [self.get(job_id) for job_id in requeued]
+
+    def cancel(self, job_id: str) -> str:
+        """'cancelled' (was queued), 'requested' (running: stops at its next step) or the final state."""
+        with self._reachable():
+            return str(self._cancel(keys=[_P + f"job:{job_id}"], args=[repr(time.time())]))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.call(lambda: self.redis.hget(_P + f"job:{job_id}", "cancel_requested")) == "1"
+
+    def reopen(self, job_id: str) -> str:
+        """Put a cancelled or failed job back to queued; returns its (new) state."""
+        with self._reachable():
+            return str(self._resume(keys=[_P + f"job:{job_id}"]))
+
+    def set_draining(self, node: str, on: bool) -> None:
+        key = _P + f"drain:{node}"
+        self.call(lambda: self.redis.set(key, "1", ex=3600) if on else self.redis.delete(key))
+
+    def draining(self, node: str) -> bool:
+        return bool(self.call(lambda: self.redis.exists(_P + f"drain:{node}")))
 
     def update(self, job_id: str, **fields: Any) -> None:
         mapping: dict[str, Any] = {
@@ -186,6 +303,12 @@ class JobStore:
     def finish(self, job_id: str, state: str, **fields: Any) -> None:
         assert state in FINAL_STATES, state
         self.update(job_id, state=state, finished_at=repr(time.time()), **fields)
+        self.call(lambda: self.redis.srem(_P + "running", job_id))
+
+    def hand_back(self, job_id: str) -> None:
+        """A running job goes back to queued (its worker is shutting down)."""
+        self.update(job_id, state="queued")
+        self.call(lambda: self.redis.srem(_P + "running", job_id))
 
     def set_state_if(self, job_id: str, expected: str, state: str) -> bool:
         """Compare-and-set of the state field (used to cancel a queued job)."""
@@ -219,7 +342,8 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         job = self.get(job_id)
         pipe = self.redis.pipeline()
-        pipe.delete(_P + f"job:{job_id}", _P + f"events:{job_id}")
+        pipe.delete(_P + f"job:{job_id}", _P + f"events:{job_id}", _P + f"lease:{job_id}")
+        pipe.srem(_P + "running", job_id)
         pipe.zrem(_P + "jobs", job_id)
         if job.name and self.redis.get(_P + f"name:{job.name}") == job_id:
             pipe.delete(_P + f"name:{job.name}")

@@ -1,21 +1,31 @@
-"""What a worker does with a job: load its spec and inputs, call rnn_tasks, store results.
+"""What a worker does with a job: take its lease, load spec and inputs, call rnn_tasks,
+store results.
 
 Everything a job can do wrong ends here as a failed record with a readable reason and
 the traceback; nothing propagates into Celery, so a bad job never takes down the
 worker or its other jobs. torch is imported only inside the job functions.
+
+A training job stops early, at its next step, for three reasons, each checked at most
+once a second: the user cancelled it (ends `cancelled`), its worker is shutting down
+(checkpoint, back to the queue, resumed elsewhere), or it lost its lease (another
+process owns it now: leave the record alone).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 from rnn_tasks.spec import GenerateSpec, TrainSpec
+from workers import dispatch
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, LocalArtifactStore, job_key
 from workers.jobstore import Job, JobStore
@@ -23,26 +33,117 @@ from workers.jobstore import Job, JobStore
 log = logging.getLogger("rnnq.worker")
 
 Outcome = tuple[dict[str, Any], dict[str, str]]  # result summary, artifact keys
+CHECK_SECONDS = 1.0  # how often a running job looks for cancel, drain and lease loss
+FINISH_RETRY_SECONDS = 120.0  # keep trying to record a result while Redis restarts
+
+
+class Lease:
+    """Holds a job's lease: renewed from a thread every third of its TTL."""
+
+    def __init__(self, store: JobStore, job_id: str, token: str, seconds: float) -> None:
+        self.store, self.job_id, self.token, self.seconds = store, job_id, token, seconds
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                if not self.store.renew_lease(self.job_id, self.token, self.seconds):
+                    log.error("job %s: lease lost; stopping this copy", self.job_id)
+                    self.lost = True
+                    return
+            except Exception:  # noqa: BLE001 - Redis away: keep trying, the TTL decides
+                log.warning("job %s: could not renew lease", self.job_id, exc_info=True)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if not self.lost:
+            _retry(lambda: self.store.release_lease(self.job_id, self.token), "release lease")
+
+
+@dataclass
+class _Control:
+    """Why a job should stop early; polled by the training loop's should_stop."""
+
+    store: JobStore
+    job_id: str
+    node: str
+    lease: Lease
+    reason: str | None = None
+    _last: float = 0.0
+
+    def should_stop(self) -> bool:
+        if self.reason is None and time.monotonic() - self._last >= CHECK_SECONDS:
+            self._last = time.monotonic()
+            try:
+                if self.lease.lost:
+                    self.reason = "lease_lost"
+                elif self.store.cancel_requested(self.job_id):
+                    self.reason = "cancelled"
+                elif self.store.draining(self.node):
+                    self.reason = "draining"
+            except Exception:  # noqa: BLE001 - Redis away: keep training, check again later
+                log.warning("job %s: could not check for stop requests", self.job_id, exc_info=True)
+        return self.reason is not None
 
 
 def run(kind: str, job_id: str, worker: str) -> None:
     s = settings_mod.resolve()
     store = JobStore(s.redis_url)
     artifacts = LocalArtifactStore(s.artifacts)
-    state = store.start(job_id, worker)
+    token = f"{worker}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    state = store.start(job_id, worker, token, s.lease_seconds, s.max_worker_losses)
     if state != "running":
-        log.warning("job %s is %s; not running it", job_id, state or "unknown (deleted?)")
+        log.warning("job %s is %s; not running this delivery", job_id, state or "unknown (deleted?)")
         return
     job = store.get(job_id)
     log.info("job %s (%s) started, attempt %d", job_id, kind, job.attempts)
-    try:
-        result, keys = _KINDS[kind](job, store, artifacts)
-    except Exception as exc:
-        log.exception("job %s failed", job_id)
-        store.finish(job_id, "failed", error=_reason(exc), traceback=traceback.format_exc())
-        return
-    store.finish(job_id, "succeeded", result=result, artifacts=keys)
-    log.info("job %s succeeded", job_id)
+    with Lease(store, job_id, token, s.lease_seconds) as lease:
+        control = _Control(store, job_id, worker, lease)
+        try:
+            result, keys = _KINDS[kind](job, store, artifacts, control)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the job's reason
+            log.exception("job %s failed", job_id)
+            if not lease.lost:
+                _retry(lambda: store.finish(job_id, "failed", error=_reason(exc), traceback=traceback.format_exc()),
+                       "record failure")
+            return
+        _settle(store, job, control, result, keys)
+
+
+def _settle(store: JobStore, job: Job, control: _Control, result: dict[str, Any], keys: dict[str, str]) -> None:
+    """Record how the job ended, according to why it stopped."""
+    if control.reason == "lease_lost":
+        log.warning("job %s: another worker owns it now; result of this copy dropped", job.id)
+    elif control.reason == "draining":
+        log.info("job %s: worker shutting down; checkpointed and handed back to the queue", job.id)
+        _retry(lambda: store.hand_back(job.id), "hand back")
+        dispatch.send_job(job.id, job.kind, job.queue)
+    elif control.reason == "cancelled":
+        _retry(lambda: store.finish(job.id, "cancelled", result=result, artifacts=keys), "record cancel")
+    else:
+        _retry(lambda: store.finish(job.id, "succeeded", result=result, artifacts=keys), "record result")
+        log.info("job %s succeeded", job.id)
+
+
+def _retry(action: Callable[[], object], what: str) -> None:
+    """Retry a record update while Redis is unreachable (a restart), up to a limit."""
+    deadline = time.monotonic() + FINISH_RETRY_SECONDS
+    while True:
+        try:
+            action()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("could not %s; retrying", what, exc_info=True)
+            time.sleep(1.0)
 
 
 def _reason(exc: BaseException) -> str:
@@ -50,23 +151,18 @@ def _reason(exc: BaseException) -> str:
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
 
 
-class _Reporter:
-    """Training callbacks wired to the job's metric stream."""
+def _reporter(store: JobStore, job_id: str) -> Callable[[Any], None]:
+    """on_step for the training loop: metrics go to the job's event stream."""
 
-    def __init__(self, store: JobStore, job_id: str) -> None:
-        self.store = store
-        self.job_id = job_id
-
-    def on_step(self, metrics: Any) -> None:
+    def on_step(metrics: Any) -> None:
         event = {k: v for k, v in asdict(metrics).items() if v is not None}
         event["time"] = time.time()
         try:
-            self.store.add_event(self.job_id, event)
-        except Exception:
-            log.warning("could not record progress of job %s", self.job_id, exc_info=True)
+            store.add_event(job_id, event)
+        except Exception:  # noqa: BLE001 - progress reports never fail a job
+            log.warning("could not record progress of job %s", job_id, exc_info=True)
 
-    def should_stop(self) -> bool:
-        return False
+    return on_step
 
 
 S = TypeVar("S", TrainSpec, GenerateSpec)
@@ -80,14 +176,20 @@ def _on_worker_device(spec: S) -> S:
     return spec
 
 
-def _train(job: Job, store: JobStore, artifacts: ArtifactStore) -> Outcome:
+def _train(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
+    from rnn_tasks.checkpoint import read_meta
     from rnn_tasks.train import BEST, LAST, Callbacks, train
 
     spec = _on_worker_device(TrainSpec.from_dict(job.spec))
     text = artifacts.get_bytes(spec.data).decode("utf-8")
     checkpoint_dir = artifacts.local_path(job_key(job.id, BEST)).parent
-    reporter = _Reporter(store, job.id)
-    result = train(spec, text, Callbacks(reporter.on_step, reporter.should_stop), checkpoint_dir=checkpoint_dir)
+    resume = checkpoint_dir / LAST if artifacts.exists(job_key(job.id, LAST)) else None
+    if resume is not None:
+        step = read_meta(resume).step
+        store.update(job.id, resumed_from=step)
+        log.info("job %s resumes from its checkpoint at step %d", job.id, step)
+    callbacks = Callbacks(on_step=_reporter(store, job.id), should_stop=control.should_stop)
+    result = train(spec, text, callbacks, checkpoint_dir=checkpoint_dir, resume=resume)
     summary = {
         "steps": result.steps,
         "epochs": round(result.epochs, 4),
@@ -97,18 +199,16 @@ def _train(job: Job, store: JobStore, artifacts: ArtifactStore) -> Outcome:
         "best_val_loss": result.best_val_loss,
         "tokens_per_s": round(result.tokens_per_s, 1),
         "elapsed_s": round(result.elapsed, 2),
-        "stopped_by": result.stopped_by,
+        "stopped_by": control.reason or result.stopped_by,
         "parameters": result.parameters,
         "vocab_size": result.vocab_size,
         "device": result.device,
     }
-    from rnn_tasks.checkpoint import read_meta
-
     store.update(job.id, vocab=read_meta(checkpoint_dir / BEST).vocab)
     return summary, {"checkpoint": job_key(job.id, BEST), "last": job_key(job.id, LAST)}
 
 
-def _generate(job: Job, store: JobStore, artifacts: ArtifactStore) -> Outcome:
+def _generate(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
     from rnn_tasks import checkpoint
     from rnn_tasks import device as devices
     from rnn_tasks.sample import SampleOptions, generate
@@ -145,4 +245,7 @@ def _generate(job: Job, store: JobStore, artifacts: ArtifactStore) -> Outcome:
     return summary, {"samples": key}
 
 
-_KINDS: dict[str, Callable[[Job, JobStore, ArtifactStore], Outcome]] = {"train": _train, "generate": _generate}
+_KINDS: dict[str, Callable[[Job, JobStore, ArtifactStore, _Control], Outcome]] = {
+    "train": _train,
+    "generate": _generate,
+}

@@ -21,6 +21,13 @@ DEFAULT_MAX_CORPUS_BYTES = 1 << 30
 # transport). Longer than any single job is expected to run, so a running job is not
 # handed to a second worker; see README "Delivery".
 DEFAULT_VISIBILITY_TIMEOUT = 12 * 3600
+# A running job holds a lease in Redis, renewed every third of this many seconds; a
+# job whose lease lapses is taken to have lost its worker and is queued again.
+DEFAULT_LEASE_SECONDS = 30.0
+# How often each worker looks for running jobs whose lease has lapsed.
+DEFAULT_REAP_SECONDS = 10.0
+# A job whose worker is lost this many times is failed instead of queued again.
+DEFAULT_MAX_WORKER_LOSSES = 3
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,9 @@ class Settings:
     visibility_timeout: int
     worker_gpus: str | None  # "0,1": pin pool process i to GPU i (set by `rnnq worker --gpus`)
     worker_device: str | None  # device for jobs that asked for "auto" (set by `rnnq worker --device`)
+    lease_seconds: float
+    reap_seconds: float
+    max_worker_losses: int
 
 
 def _env(name: str) -> str | None:
@@ -57,6 +67,9 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
         visibility_timeout=int(_env("RNNQ_VISIBILITY_TIMEOUT") or DEFAULT_VISIBILITY_TIMEOUT),
         worker_gpus=_env("RNNQ_WORKER_GPUS"),
         worker_device=_env("RNNQ_WORKER_DEVICE"),
+        lease_seconds=float(_env("RNNQ_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS),
+        reap_seconds=float(_env("RNNQ_REAP_SECONDS") or DEFAULT_REAP_SECONDS),
+        max_worker_losses=int(_env("RNNQ_MAX_WORKER_LOSSES") or DEFAULT_MAX_WORKER_LOSSES),
     )
 
 
@@ -67,6 +80,9 @@ def export(settings: Settings) -> dict[str, str]:
         "RNNQ_ARTIFACTS": str(settings.artifacts),
         "RNNQ_HOME": str(settings.home),
         "RNNQ_VISIBILITY_TIMEOUT": str(settings.visibility_timeout),
+        "RNNQ_LEASE_SECONDS": str(settings.lease_seconds),
+        "RNNQ_REAP_SECONDS": str(settings.reap_seconds),
+        "RNNQ_MAX_WORKER_LOSSES": str(settings.max_worker_losses),
     }
     if settings.worker_gpus:
         env["RNNQ_WORKER_GPUS"] = settings.worker_gpus

@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from rnn_tasks.spec import GenerateSpec, SpecError, TrainSpec, min_corpus_chars
+from workers import dispatch
 from workers.app import TASK_QUEUES
 from workers.artifacts import ArtifactStore, put_corpus
 from workers.errors import InvalidJob
@@ -89,8 +90,7 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
     queue = queue or TASK_QUEUES[task]
     job = store.create(kind, spec, queue, name=name)
     try:
-        app.send_task(task, args=[job.id], queue=queue, task_id=job.id, retry=True,
-                      retry_policy={"max_retries": 3, "interval_start": 0.5, "interval_step": 1})
+        dispatch.send_job(job.id, kind, queue, app)
     except Exception as exc:
         store.finish(job.id, "failed", error=f"could not enqueue: {exc}")
         raise
