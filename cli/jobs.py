@@ -11,6 +11,7 @@ import click
 
 from cli import follow
 from cli.context import Context, pass_ctx
+from workers import dispatch
 from workers.jobstore import FINAL_STATES, STATES, Job
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -43,6 +44,10 @@ def status(ctx: Context, job: str, as_json: bool) -> None:
         ("queue", record.queue), ("submitted", _when(record.created_at)), ("started", _when(record.started_at)),
         ("finished", _when(record.finished_at)), ("worker", record.worker or "-"), ("attempts", str(record.attempts)),
     ]
+    if record.worker_losses:
+        rows.append(("lost", f"{record.worker_losses} worker(s) died running it"))
+    if record.resumed_from is not None:
+        rows.append(("resumed", f"from the checkpoint at step {record.resumed_from}"))
     if record.progress:
         p = record.progress
         rows.append(("progress", f"{p.get('progress', 0):.0%}  step {p.get('step')}  loss {p.get('loss', 0):.4f}"))
@@ -134,4 +139,41 @@ def result(ctx: Context, job: str, as_json: bool, output: Path | None) -> None:
     follow.exit_with(record)
 
 
-COMMANDS = [status, list_jobs, watch, result, delete]
+@click.command()
+@click.argument("jobs", nargs=-1, required=True)
+@pass_ctx
+def cancel(ctx: Context, jobs: tuple[str, ...]) -> None:
+    """Cancel JOBS: a queued job never starts; a running one stops at its next step,
+    saves a checkpoint and ends as cancelled (`rnnq resume` continues it)."""
+    ctx.ensure_redis()
+    for job in jobs:
+        record = ctx.store.resolve(job)
+        outcome = ctx.store.cancel(record.id)
+        messages = {
+            "cancelled": f"cancelled {record.id}",
+            "requested": f"cancelling {record.id}: it stops at its next step",
+        }
+        click.echo(messages.get(outcome, f"{record.id} is already {outcome}; nothing to cancel"))
+
+
+@click.command()
+@click.argument("job")
+@click.option("--wait", is_flag=True, help="Follow the job; exit 0 only if it succeeds.")
+@pass_ctx
+def resume(ctx: Context, job: str, wait: bool) -> None:
+    """Run a cancelled or failed training JOB again from its last checkpoint."""
+    ctx.ensure_stack()
+    record = ctx.store.resolve(job)
+    if record.kind != "train":
+        raise click.ClickException(f"job {record.id} is a {record.kind} job; only training jobs resume")
+    state = ctx.store.reopen(record.id)
+    if state != "queued":
+        raise click.ClickException(f"job {record.id} is {state}; only cancelled or failed jobs can be resumed")
+    dispatch.send_job(record.id, record.kind, record.queue, ctx.app)
+    has_checkpoint = ctx.artifacts.exists(f"jobs/{record.id}/last.safetensors")
+    click.echo(f"resumed {record.id}" + ("" if has_checkpoint else " (no checkpoint yet: starting from step 0)"))
+    if wait:
+        follow.exit_with(follow.follow(ctx.store, record.id))
+
+
+COMMANDS = [status, list_jobs, watch, result, delete, cancel, resume]

@@ -65,6 +65,8 @@ def _report(job_id: str, as_json: bool) -> None:
 @click.option("--eval-every", type=int, help="Steps between validation passes." + _d("eval_every"))
 @click.option("--val-fraction", type=float, help="Held-out tail of the corpus." + _d("val_fraction"))
 @click.option("--patience", type=int, help="Early stop after this many evaluations without improvement." + _d("patience"))
+@click.option("--checkpoint-every", type=int, help="Steps between resume checkpoints." + _d("checkpoint_every"))
+@click.option("--checkpoint-seconds", type=float, help="Seconds between resume checkpoints." + _d("checkpoint_seconds"))
 @click.option("--seed", type=int, help="Random seed." + _d("seed"))
 @click.option("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N." + _d("device"))
 @click.option("--no-amp", is_flag=True, default=False, help="Disable bf16 autocast on CUDA.")

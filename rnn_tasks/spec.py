@@ -167,6 +167,8 @@ class TrainSpec(_Spec):
     eval_every: int = 200  # steps between validation passes
     val_fraction: float = 0.1  # the last part of the corpus held out for validation
     patience: int | None = 5  # evaluations without improvement before early stop
+    checkpoint_every: int = 500  # steps between resume checkpoints (also at every evaluation)
+    checkpoint_seconds: float = 300.0  # and at least this often in training time
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -197,6 +199,8 @@ class TrainSpec(_Spec):
         _between("eval_every", self.eval_every, 1, 10**12)
         _between("val_fraction", self.val_fraction, 0.0, 0.5, lo_open=True)
         _between("patience", self.patience, 1, 10**9)
+        _between("checkpoint_every", self.checkpoint_every, 1, 10**12)
+        _between("checkpoint_seconds", self.checkpoint_seconds, 0.0, 1e8, lo_open=True)
         _between("seed", self.seed, 0, 2**63 - 1)
         if not _DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")

@@ -319,6 +319,7 @@ def train(
     history: list[tuple[int, float]] = []
     stopped_by = run.stop_reason()
     start = time.perf_counter() - run.elapsed  # moved forward by evaluation time below
+    saved_at = run.elapsed
 
     while stopped_by is None:
         state: State | None = None
@@ -336,6 +337,11 @@ def train(
                 start += time.perf_counter() - eval_start
                 if spec.patience is not None and run.stale_evals >= spec.patience:
                     stopped_by = "early_stop"
+                saved_at = run.elapsed
+            elif run.step % spec.checkpoint_every == 0 or run.elapsed - saved_at >= spec.checkpoint_seconds:
+                reporter.emit()  # also checks the loss is finite before it is saved
+                run.save(LAST, None, reporter.last_loss, with_state=True)
+                saved_at = run.elapsed
             elif reporter.due():
                 reporter.emit()
             if stopped_by is None and cb.should_stop():

@@ -25,10 +25,15 @@ TASK_QUEUES = {"rnnq.train": TRAIN_QUEUE, "rnnq.generate": GENERATE_QUEUE}
 def make_app(settings: settings_mod.Settings | None = None) -> Celery:
     s = settings or settings_mod.resolve()
     transport = {
-        # Unacked messages return to the queue after this many seconds. Set in both
-        # broker_transport_options and result/visibility settings Celery reads, so the
-        # worker and the client never disagree. See DEFAULT_VISIBILITY_TIMEOUT.
+        # Unacked messages return to the queue after this many seconds. This is the
+        # one place Celery and kombu read it (no result backend is configured), and
+        # workers and the CLI build their app here, so they never disagree. A
+        # redelivered copy of a running job is refused by its lease (jobstore._START).
         "visibility_timeout": s.visibility_timeout,
+        # kombu scans for expired unacked messages every interval * throttle seconds
+        # (100 s by default); keep at least four scans per timeout when it is short.
+        "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 4)),
+        "unacked_restore_throttle": max(1, min(10, s.visibility_timeout // (4 * max(1, min(10, s.visibility_timeout // 4))))),
     }
     app = Celery("rnnq", broker=s.redis_url, include=["workers.tasks"])
     app.conf.update(

@@ -136,6 +136,7 @@ class Job:
     vocab: str | None = None  # a finished training job's characters, for prompt checks
     worker_losses: int = 0  # deliveries whose worker died mid-job
     resumed_from: int | None = None  # step the latest attempt resumed from
+    pid: int | None = None  # process running the latest attempt
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Job:
@@ -162,6 +163,7 @@ class Job:
             vocab=h.get("vocab") or None,
             worker_losses=int(h.get("worker_losses") or 0),
             resumed_from=int(h["resumed_from"]) if h.get("resumed_from") else None,
+            pid=int(h["pid"]) if h.get("pid") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -141,9 +141,9 @@ def down(s: settings_mod.Settings, timeout: float = 15.0) -> list[str]:
 
 
 def _stop(proc: Proc, timeout: float) -> None:
-    """SIGTERM the process group; SIGKILL it if it is still there after `timeout`."""
+    """SIGTERM the process (a worker then hands its jobs back); SIGKILL the group after `timeout`."""
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout

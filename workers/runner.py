@@ -102,6 +102,7 @@ def run(kind: str, job_id: str, worker: str) -> None:
     if state != "running":
         log.warning("job %s is %s; not running this delivery", job_id, state or "unknown (deleted?)")
         return
+    store.update(job_id, pid=os.getpid())
     job = store.get(job_id)
     log.info("job %s (%s) started, attempt %d", job_id, kind, job.attempts)
     with Lease(store, job_id, token, s.lease_seconds) as lease:
