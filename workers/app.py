@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 from typing import Any
 
@@ -62,8 +63,12 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
 
 
 def _ssl_options(url: str) -> dict[str, Any] | None:
-    """rediss:// URLs carry their ssl_* query options; Celery needs them here too."""
-    return {"ssl_cert_reqs": "required"} if url.startswith("rediss://") and "ssl_cert_reqs" not in url else None
+    """TLS for rediss:// URLs. Options in the URL's query (ssl_cert_reqs, ssl_ca_certs,
+    ssl_certfile, ssl_keyfile) are read by kombu and redis-py alike; without them the
+    server certificate is verified against the system's CAs."""
+    if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
+        return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return None
 
 
 @worker_process_init.connect

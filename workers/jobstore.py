@@ -253,7 +253,7 @@ class JobStore:
     def start(self, job_id: str, worker: str, token: str, lease_seconds: float, max_losses: int) -> str:
         """Take the job and its lease; 'running' means this caller now owns it."""
         keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running"]
-        args = [repr(time.time()), worker, token, int(lease_seconds * 1000), max_losses, job_id]
+        args: list[str | int] = [repr(time.time()), worker, token, int(lease_seconds * 1000), max_losses, job_id]
         with self._reachable():
             return str(self._start(keys=keys, args=args))
 

@@ -53,10 +53,10 @@ class Lease:
                     log.error("job %s: lease lost; stopping this copy", self.job_id)
                     self.lost = True
                     return
-            except Exception:  # noqa: BLE001 - Redis away: keep trying, the TTL decides
+            except Exception:
                 log.warning("job %s: could not renew lease", self.job_id, exc_info=True)
 
-    def __enter__(self) -> Lease:
+    def __enter__(self) -> Lease:  # noqa: PYI034 - final in practice
         self._thread.start()
         return self
 
@@ -88,7 +88,7 @@ class _Control:
                     self.reason = "cancelled"
                 elif self.store.draining(self.node):
                     self.reason = "draining"
-            except Exception:  # noqa: BLE001 - Redis away: keep training, check again later
+            except Exception:
                 log.warning("job %s: could not check for stop requests", self.job_id, exc_info=True)
         return self.reason is not None
 
@@ -109,11 +109,11 @@ def run(kind: str, job_id: str, worker: str) -> None:
         control = _Control(store, job_id, worker, lease)
         try:
             result, keys = _KINDS[kind](job, store, artifacts, control)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes the job's reason
+        except Exception as exc:
             log.exception("job %s failed", job_id)
+            reason, trace = _reason(exc), traceback.format_exc()
             if not lease.lost:
-                _retry(lambda: store.finish(job_id, "failed", error=_reason(exc), traceback=traceback.format_exc()),
-                       "record failure")
+                _retry(lambda: store.finish(job_id, "failed", error=reason, traceback=trace), "record failure")
             return
         _settle(store, job, control, result, keys)
 
@@ -160,7 +160,7 @@ def _reporter(store: JobStore, job_id: str) -> Callable[[Any], None]:
         event["time"] = time.time()
         try:
             store.add_event(job_id, event)
-        except Exception:  # noqa: BLE001 - progress reports never fail a job
+        except Exception:
             log.warning("could not record progress of job %s", job_id, exc_info=True)
 
     return on_step

@@ -53,29 +53,37 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
             proc.wait()
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def start_redis(data: Path, *extra: str, port: int | None = None, url: str | None = None,
+                ping: Callable[[], bool] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server on a free loopback port (plus `extra` options); returns it and its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
         from workers.local import redis_binary
 
         binary = redis_binary()
-    port = free_port()
-    data = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)],
-        stdout=subprocess.DEVNULL, start_new_session=True,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    port = port or free_port()
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)]
+    proc = subprocess.Popen([binary, *args, *extra], stdout=subprocess.DEVNULL, start_new_session=True)
+    url = url or f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
 
     def up() -> bool:
         try:
             return bool(client.ping())
+        except redis.AuthenticationError:
+            return True
         except redis.ConnectionError:
-            return False
+            return proc.poll() is not None
 
-    wait_for(up, STARTUP, f"redis-server on port {port}")
+    wait_for(ping or up, STARTUP, f"redis-server on port {port}")
+    if proc.poll() is not None:
+        raise RuntimeError(f"redis-server exited with {proc.returncode}")
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
     yield url
     stop(proc)
 

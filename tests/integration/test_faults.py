@@ -7,6 +7,7 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,47 @@ def test_sigterm_hands_the_job_to_another_worker(fast: Env, queue: str, workers)
     record = _store(fast).get(job_id)
     assert record.state == "succeeded" and record.worker_losses == 0 and record.attempts == 2
     assert record.resumed_from is not None and record.resumed_from >= 60
+
+
+def test_redis_restart_mid_run_loses_nothing(env: Env, tmp_path: Path) -> None:
+    from tests.integration.conftest import free_port, start_redis
+
+    port = free_port()
+    data = tmp_path / "aof"
+    data.mkdir()
+    aof = ("--appendonly", "yes", "--appendfsync", "always")
+    proc, url = start_redis(data, *aof, port=port)
+    env.vars["RNNQ_REDIS_URL"] = url
+    w = start_worker(env.vars, tmp_path / "w.log", queues="train")
+    try:
+        store = JobStore(url)
+        job_id = _submit(env, "train", steps=3000)
+        waiting = _submit(env, "train", steps=50)  # queued behind the first: must not be lost
+
+        def step() -> int:
+            try:
+                return _step_of(store, job_id)
+            except Exception:  # noqa: BLE001 - Redis is down for part of this test
+                return 0
+
+        wait_for(lambda: step() >= 60, 120, "training to pass step 60")
+        stop(proc)  # SIGTERM: Redis fsyncs the append-only file and exits
+        proc, _ = start_redis(data, *aof, port=port)
+        wait_for(lambda: _final(store, job_id) and _final(store, waiting), 180, "both jobs to finish")
+        assert store.get(job_id).state == "succeeded" and store.get(job_id).result["steps"] == 3000  # type: ignore[index]
+        assert store.get(waiting).state == "succeeded"
+    finally:
+        stop(w.proc)
+        stop(proc)
+
+
+def _step_of(store: JobStore, job_id: str) -> int:
+    progress = store.get(job_id).progress
+    return int(progress["step"]) if progress else 0
+
+
+def _final(store: JobStore, job_id: str) -> bool:
+    try:
+        return store.get(job_id).state in ("succeeded", "failed", "cancelled")
+    except Exception:  # noqa: BLE001 - Redis may still be coming back
+        return False

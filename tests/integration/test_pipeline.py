@@ -177,3 +177,20 @@ def test_delete_removes_record_and_artifacts(env: Env, worker: Worker) -> None:
     assert env.cli("status", job_id).exit_code == 1
     assert json.loads(env.cli("list", "--json").stdout) == []
     assert env.redis.exists(f"rnnq:events:{job_id}") == 0
+
+
+def test_corrupt_checkpoint_fails_the_job_not_the_worker(env: Env, worker: Worker) -> None:
+    job_id = _train(env, "--wait")
+    checkpoint = Path(json.loads(env.cli("result", job_id, "--json").stdout)["checkpoint"])
+    checkpoint.write_bytes(b"\x80\x04not a checkpoint")
+    res = env.cli("generate", job_id, "--prompt", "The", "--wait", "--json")
+    assert res.exit_code == 1
+    assert "not an rnnq checkpoint" in json.loads(res.stdout)["error"]
+    assert worker.proc.poll() is None
+
+
+def test_corpus_over_the_size_limit_is_refused(env: Env) -> None:
+    env.vars["RNNQ_MAX_CORPUS_BYTES"] = "1000"
+    res = env.cli("train", _corpus(env, 5000))
+    assert res.exit_code != 0 and "over the limit of 1000" in res.output and "RNNQ_MAX_CORPUS_BYTES" in res.output
+    assert env.job_count() == 0

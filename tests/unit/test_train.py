@@ -6,10 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnn_tasks import checkpoint
 from rnn_tasks.spec import TrainSpec
-from rnn_tasks.train import BEST, LAST, Callbacks, StepMetrics, lr_at, train
+from rnn_tasks.train import BEST, LAST, Callbacks, NumericalError, StepMetrics, lr_at, train
 
 SMALL = {"data": "corpora/test", "hidden": 64, "embed": 16, "seq_len": 32, "batch_size": 8, "lr": 0.01}
 
@@ -85,3 +86,26 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert lr_at(spec, 9, 0.09) == pytest.approx(1.0, rel=0.05)
     assert lr_at(spec, 50, 0.5) == pytest.approx(0.55)
     assert lr_at(spec, 100, 1.0) == pytest.approx(0.1)
+
+
+def test_non_finite_loss_fails_with_the_step_and_keeps_good_checkpoints(corpus: str, tmp_path: Path) -> None:
+    # Decoupled weight decay of lr * wd = 100 flips and multiplies every weight by -99
+    # per step: the weights overflow to inf within a few dozen steps.
+    spec = _spec(lr=10.0, weight_decay=10.0, clip=None, warmup_steps=0, max_steps=500, checkpoint_every=2)
+    with pytest.raises(NumericalError, match=r"by step \d+.*--lr.*--clip"):
+        train(spec, corpus, checkpoint_dir=tmp_path)
+    if (tmp_path / LAST).exists():  # whatever was saved was saved before the loss broke
+        _, model = checkpoint.load_model(tmp_path / LAST)
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_periodic_checkpoints_follow_checkpoint_every(corpus: str, tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def watch_checkpoint(_: StepMetrics) -> None:
+        if (tmp_path / LAST).exists():
+            seen.append(checkpoint.read_meta(tmp_path / LAST).step)
+
+    train(_spec(max_steps=60, checkpoint_every=20, eval_every=1000), corpus, Callbacks(on_step=watch_checkpoint),
+          tmp_path)
+    assert {20, 40} <= set(seen)
