@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from cli import jobs, stack, submit
+from cli import jobs, observe, stack, submit
 from cli.context import Context
 from workers.errors import InvalidJob, RnnqError
 
@@ -36,7 +36,7 @@ def rnnq(ctx: click.Context, redis_url: str | None, artifacts: str | None) -> No
     ctx.obj = Context(redis_url, artifacts)
 
 
-for module in (submit, jobs, stack):
+for module in (submit, jobs, observe, stack):
     for command in module.COMMANDS:
         rnnq.add_command(command)
 

@@ -27,9 +27,12 @@ from workers.settings import redact
 @click.option("--gpus", metavar="IDS", help="Comma-separated GPU ids: one pool process per GPU, a fresh process per job.")
 @click.option("--name", help="Worker node name. [default: rnnq-<pid>]")
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve Prometheus metrics of this worker node on this port (e.g. 9808) [env RNNQ_METRICS_PORT].")
+@click.option("--metrics-addr", metavar="ADDR", help="Address the metrics endpoint binds. [default: 0.0.0.0]")
 @pass_ctx
 def worker(ctx: Context, queues: list[str], concurrency: int, device: str | None, gpus: str | None,
-           name: str | None, loglevel: str) -> None:
+           name: str | None, loglevel: str, metrics_port: int | None, metrics_addr: str | None) -> None:
     """Run a worker: `celery -A workers.app worker` with rnnq's settings.
 
     On GPUs each job runs in a fresh pool process (--max-tasks-per-child 1), so CUDA
@@ -45,8 +48,17 @@ def worker(ctx: Context, queues: list[str], concurrency: int, device: str | None
         s = replace(s, worker_gpus=",".join(ids), worker_device=device or "cuda")
     elif device:
         s = replace(s, worker_device=device)
+    node = name or f"rnnq-{os.getpid()}"
+    if metrics_port is not None:
+        s = replace(s, metrics_port=metrics_port)
+    if metrics_addr is not None:
+        s = replace(s, metrics_addr=metrics_addr)
+    if s.metrics_port is not None and not s.metrics_dir:
+        # prometheus_client's multiprocess mode: pool processes write here, the parent
+        # serves the sum. Set before Celery (and prometheus_client) start; wiped there.
+        s = replace(s, metrics_dir=str(s.home / "metrics" / node))
     argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", ",".join(queues),
-            "-c", str(concurrency), "-n", f"{name or f'rnnq-{os.getpid()}'}@%h", "--loglevel", loglevel,
+            "-c", str(concurrency), "-n", f"{node}@%h", "--loglevel", loglevel,
             "--without-gossip", "--without-mingle", "-P", "prefork"]
     if gpus or (s.worker_device or "").startswith("cuda"):
         argv += ["--max-tasks-per-child", "1"]

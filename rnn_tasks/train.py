@@ -45,6 +45,10 @@ class StepMetrics:
     elapsed: float  # training seconds so far
     total_steps: int | None  # when known from max_steps/epochs
     val_loss: float | None = None
+    device: str = "cpu"
+    tokens: int = 0  # trained since this call of train() began (a resume starts again at 0)
+    memory_allocated: int | None = None  # CUDA only: bytes held by tensors, and reserved by
+    memory_reserved: int | None = None  # torch's caching allocator, on the run's device
 
 
 @dataclass
@@ -278,12 +282,21 @@ class _Reporter:
                 elapsed=run.elapsed,
                 total_steps=run.total_steps(),
                 val_loss=val_loss,
+                device=str(run.dev),
+                tokens=self.tokens,
+                **_memory(run.dev),
             )
         )
         self.loss_sum = torch.zeros((), device=run.dev)
         self.count = 0
         self.last_time = time.perf_counter()
         self.mark = (self.tokens, run.elapsed)
+
+
+def _memory(dev: torch.device) -> dict[str, int]:
+    if dev.type != "cuda":
+        return {}
+    return {"memory_allocated": torch.cuda.memory_allocated(dev), "memory_reserved": torch.cuda.memory_reserved(dev)}
 
 
 def _validate_and_save(run: _Run, reporter: _Reporter, history: list[tuple[int, float]]) -> float:

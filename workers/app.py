@@ -13,7 +13,13 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 from kombu import Exchange, Queue
 
 from workers import settings as settings_mod
@@ -88,6 +94,38 @@ def _pin_gpu(**_: Any) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
 
 
+@worker_init.connect
+def _wipe_metrics(**_: Any) -> None:
+    """In the worker's parent before the pool forks: no values from an earlier run."""
+    from workers import metrics
+
+    path = metrics.multiprocess_dir()
+    if path and settings_mod.resolve().metrics_port is not None:
+        os.makedirs(path, exist_ok=True)
+        metrics.wipe(path)
+
+
+@worker_process_shutdown.connect
+def _child_exited(pid: int | None = None, **_: Any) -> None:
+    from workers import metrics
+
+    metrics.child_exited(pid or os.getpid())
+
+
+@worker_ready.connect
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    s = settings_mod.resolve()
+    if s.metrics_port is None:
+        return
+    from workers import metrics
+
+    gpus = s.worker_gpus.split(",") if s.worker_gpus else None
+    try:
+        metrics.serve(s.metrics_port, s.metrics_addr, str(getattr(sender, "hostname", "") or "unknown"), gpus)
+    except OSError:
+        _log.exception("could not serve metrics on port %d; the worker runs on without them", s.metrics_port)
+
+
 @worker_ready.connect
 def _start_reaper(sender: Any = None, **_: Any) -> None:
     """In each worker's main process: re-queue running jobs whose lease lapsed.
@@ -103,10 +141,13 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
     node = getattr(sender, "hostname", None)
     if node:
         store.set_draining(node, False)
+        store.heartbeat(node, ttl=max(3 * s.reap_seconds, 15.0))
 
     def loop() -> None:
         while not _stopping.wait(s.reap_seconds):
             try:
+                if node:
+                    store.heartbeat(node, ttl=max(3 * s.reap_seconds, 15.0))
                 for job in store.reap(s.max_worker_losses):
                     _log.warning("job %s lost its worker (%d so far); queued again", job.id, job.worker_losses)
                     send_job(job.id, job.kind, job.queue, app)
@@ -124,7 +165,9 @@ def _drain(sender: Any = None, how: str = "", **_: Any) -> None:
         try:
             from workers.jobstore import JobStore
 
-            JobStore(settings_mod.resolve().redis_url).set_draining(str(sender), True)
+            store = JobStore(settings_mod.resolve().redis_url)
+            store.set_draining(str(sender), True)
+            store.forget_worker(str(sender))
         except Exception:  # noqa: BLE001 - shutting down anyway; the reaper recovers the jobs
             _log.warning("could not ask running jobs to hand back", exc_info=True)
 

@@ -10,6 +10,8 @@ deleted. Layout (prefix "rnnq:"):
     rnnq:lease:<id>     string the token of the one process running the job, with a TTL
     rnnq:running        set    jobs in state running, for the reaper
     rnnq:drain:<node>   string set while a worker node shuts down warm: its jobs hand back
+    rnnq:worker:<node>  string a worker node's heartbeat (TTL): what the exporter counts online
+    rnnq:queues         set    every queue a job was sent to, for the exporter
 
 A job is owned by whoever holds its lease. Every delivery of its message goes through
 _START, which refuses a job that is finished or leased, so a redelivered message
@@ -213,6 +215,7 @@ class JobStore:
         pipe = self.redis.pipeline()
         pipe.hset(_P + f"job:{job.id}", mapping=cast(Any, record))
         pipe.zadd(_P + "jobs", {job.id: job.created_at})
+        pipe.sadd(_P + "queues", queue)
         if name:
             pipe.set(_P + f"name:{name}", job.id)
         with self._reachable():
@@ -296,6 +299,36 @@ class JobStore:
     def draining(self, node: str) -> bool:
         return bool(self.call(lambda: self.redis.exists(_P + f"drain:{node}")))
 
+    def heartbeat(self, node: str, ttl: float) -> None:
+        """The worker node is alive for ttl seconds more."""
+        self.call(lambda: self.redis.set(_P + f"worker:{node}", repr(time.time()), px=int(ttl * 1000)))
+
+    def forget_worker(self, node: str) -> None:
+        self.call(lambda: self.redis.delete(_P + f"worker:{node}"))
+
+    def workers_online(self) -> list[str]:
+        prefix = _P + "worker:"
+        return sorted(k[len(prefix):] for k in self.call(lambda: list(self.redis.scan_iter(prefix + "*", count=1000))))
+
+    def queues(self) -> list[str]:
+        """Every queue a job was ever sent to."""
+        return sorted(self.call(lambda: cast(set[str], self.redis.smembers(_P + "queues"))))
+
+    def running_ids(self) -> list[str]:
+        return sorted(self.call(lambda: cast(set[str], self.redis.smembers(_P + "running"))))
+
+    def fields(self, job_ids: list[str], *names: str) -> list[dict[str, str | None]]:
+        """Some fields of many job records in one round trip (for the exporter)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(_P + f"job:{job_id}", list(names))
+        with self._reachable():
+            rows = pipe.execute()
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def all_ids(self) -> list[str]:
+        return self.call(lambda: cast(list[str], self.redis.zrange(_P + "jobs", 0, -1)))
+
     def update(self, job_id: str, **fields: Any) -> None:
         mapping: dict[str, Any] = {
             k: (json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)) for k, v in fields.items()
@@ -330,6 +363,8 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(_P + f"events:{job_id}", {"m": payload}, maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.hset(_P + f"job:{job_id}", "progress", payload)
+        if event.get("val_loss") is not None:  # the latest evaluation, kept between evaluations
+            pipe.hset(_P + f"job:{job_id}", "val_loss", repr(event["val_loss"]))
         with self._reachable():
             pipe.execute()
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 from rnn_tasks.spec import GenerateSpec, TrainSpec
-from workers import dispatch
+from workers import dispatch, metrics
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, LocalArtifactStore, job_key
 from workers.jobstore import Job, JobStore
@@ -105,32 +105,43 @@ def run(kind: str, job_id: str, worker: str) -> None:
     store.update(job_id, pid=os.getpid())
     job = store.get(job_id)
     log.info("job %s (%s) started, attempt %d", job_id, kind, job.attempts)
-    with Lease(store, job_id, token, s.lease_seconds) as lease:
-        control = _Control(store, job_id, worker, lease)
-        try:
-            result, keys = _KINDS[kind](job, store, artifacts, control)
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            reason, trace = _reason(exc), traceback.format_exc()
-            if not lease.lost:
-                _retry(lambda: store.finish(job_id, "failed", error=reason, traceback=trace), "record failure")
-            return
-        _settle(store, job, control, result, keys)
+    began = time.monotonic()
+    metrics.job_started(kind, job.queue, worker, time.time() - job.created_at if job.attempts == 1 else None)
+    ended: str | None = None
+    try:
+        with Lease(store, job_id, token, s.lease_seconds) as lease:
+            control = _Control(store, job_id, worker, lease)
+            try:
+                result, keys = _KINDS[kind](job, store, artifacts, control)
+            except Exception as exc:
+                log.exception("job %s failed", job_id)
+                reason, trace = _reason(exc), traceback.format_exc()
+                if not lease.lost:
+                    _retry(lambda: store.finish(job_id, "failed", error=reason, traceback=trace), "record failure")
+                    ended = "failed"
+                return
+            ended = _settle(store, job, control, result, keys)
+    finally:
+        metrics.job_ended(kind, job.queue, worker, ended, time.monotonic() - began)
 
 
-def _settle(store: JobStore, job: Job, control: _Control, result: dict[str, Any], keys: dict[str, str]) -> None:
-    """Record how the job ended, according to why it stopped."""
+def _settle(store: JobStore, job: Job, control: _Control, result: dict[str, Any], keys: dict[str, str]) -> str | None:
+    """Record how the job ended, according to why it stopped; returns its final state,
+    None when it did not end here."""
     if control.reason == "lease_lost":
         log.warning("job %s: another worker owns it now; result of this copy dropped", job.id)
-    elif control.reason == "draining":
+        return None
+    if control.reason == "draining":
         log.info("job %s: worker shutting down; checkpointed and handed back to the queue", job.id)
         _retry(lambda: store.hand_back(job.id), "hand back")
         dispatch.send_job(job.id, job.kind, job.queue)
-    elif control.reason == "cancelled":
+        return None
+    if control.reason == "cancelled":
         _retry(lambda: store.finish(job.id, "cancelled", result=result, artifacts=keys), "record cancel")
-    else:
-        _retry(lambda: store.finish(job.id, "succeeded", result=result, artifacts=keys), "record result")
-        log.info("job %s succeeded", job.id)
+        return "cancelled"
+    _retry(lambda: store.finish(job.id, "succeeded", result=result, artifacts=keys), "record result")
+    log.info("job %s succeeded", job.id)
+    return "succeeded"
 
 
 def _retry(action: Callable[[], object], what: str) -> None:
@@ -152,16 +163,22 @@ def _reason(exc: BaseException) -> str:
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
 
 
-def _reporter(store: JobStore, job_id: str) -> Callable[[Any], None]:
-    """on_step for the training loop: metrics go to the job's event stream."""
+def _reporter(store: JobStore, job: Job, worker: str) -> Callable[[Any], None]:
+    """on_step for the training loop: progress goes to the job's event stream, tagged
+    with the attempt (so the log shows which delivery trained which steps), and to the
+    worker's Prometheus counters."""
+    meter = metrics.TrainingMeter(job.kind, job.queue, worker)
 
-    def on_step(metrics: Any) -> None:
-        event = {k: v for k, v in asdict(metrics).items() if v is not None}
+    def on_step(report: Any) -> None:
+        meter.report(report.step, report.tokens, report.elapsed, report.device,
+                     None if report.memory_allocated is None else (report.memory_allocated, report.memory_reserved))
+        event = {k: v for k, v in asdict(report).items() if v is not None}
         event["time"] = time.time()
+        event["attempt"] = job.attempts
         try:
-            store.add_event(job_id, event)
+            store.add_event(job.id, event)
         except Exception:
-            log.warning("could not record progress of job %s", job_id, exc_info=True)
+            log.warning("could not record progress of job %s", job.id, exc_info=True)
 
     return on_step
 
@@ -189,7 +206,7 @@ def _train(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Contro
         step = read_meta(resume).step
         store.update(job.id, resumed_from=step)
         log.info("job %s resumes from its checkpoint at step %d", job.id, step)
-    callbacks = Callbacks(on_step=_reporter(store, job.id), should_stop=control.should_stop)
+    callbacks = Callbacks(on_step=_reporter(store, job, control.node), should_stop=control.should_stop)
     result = train(spec, text, callbacks, checkpoint_dir=checkpoint_dir, resume=resume)
     summary = {
         "steps": result.steps,
@@ -235,6 +252,7 @@ def _generate(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Con
     key = job_key(job.id, "samples.json")
     artifacts.put_bytes(key, json.dumps({"prompts": list(spec.prompts), "texts": texts}, indent=1).encode())
     tokens = len(texts) * spec.max_tokens
+    metrics.tokens_generated(job.kind, job.queue, control.node, tokens)
     summary = {
         "texts": texts,
         "prompts": list(spec.prompts),

@@ -28,6 +28,11 @@ DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_REAP_SECONDS = 10.0
 # A job whose worker is lost this many times is failed instead of queued again.
 DEFAULT_MAX_WORKER_LOSSES = 3
+# Worker nodes serve /metrics only when given a port (`rnnq worker --metrics-port`):
+# two workers on one machine would otherwise collide. 9808 is the documented choice.
+DEFAULT_METRICS_ADDR = "0.0.0.0"  # Prometheus scrapes from another machine
+# The cluster exporter (`rnnq exporter`): one per cluster.
+DEFAULT_EXPORTER_PORT = 9809
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class Settings:
     lease_seconds: float
     reap_seconds: float
     max_worker_losses: int
+    metrics_port: int | None  # worker node's /metrics port; None: no endpoint
+    metrics_addr: str
+    exporter_port: int
+    metrics_dir: str | None  # PROMETHEUS_MULTIPROC_DIR: where pool processes write their values
 
 
 def _env(name: str) -> str | None:
@@ -70,6 +79,10 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
         lease_seconds=float(_env("RNNQ_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS),
         reap_seconds=float(_env("RNNQ_REAP_SECONDS") or DEFAULT_REAP_SECONDS),
         max_worker_losses=int(_env("RNNQ_MAX_WORKER_LOSSES") or DEFAULT_MAX_WORKER_LOSSES),
+        metrics_port=int(port_text) if (port_text := _env("RNNQ_METRICS_PORT")) else None,
+        metrics_addr=_env("RNNQ_METRICS_ADDR") or DEFAULT_METRICS_ADDR,
+        exporter_port=int(_env("RNNQ_EXPORTER_PORT") or DEFAULT_EXPORTER_PORT),
+        metrics_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
     )
 
 
@@ -88,6 +101,11 @@ def export(settings: Settings) -> dict[str, str]:
         env["RNNQ_WORKER_GPUS"] = settings.worker_gpus
     if settings.worker_device:
         env["RNNQ_WORKER_DEVICE"] = settings.worker_device
+    if settings.metrics_port is not None:
+        env["RNNQ_METRICS_PORT"] = str(settings.metrics_port)
+        env["RNNQ_METRICS_ADDR"] = settings.metrics_addr
+    if settings.metrics_dir:
+        env["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_dir
     return env
 
 

@@ -1,0 +1,197 @@
+"""Metrics a user reads: the worker's endpoint under prefork, the cluster exporter, plots.
+
+Real Redis, real worker processes and real HTTP scrapes; Prometheus itself is in
+tests/e2e.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import make_corpus
+from tests.integration.conftest import ROOT, Env, Worker, free_port, start_worker, stop, wait_for
+from workers.app import make_app
+from workers.jobstore import JobStore
+from workers.settings import resolve
+
+pytestmark = pytest.mark.integration
+
+MODEL = ["--hidden", "24", "--embed", "8", "--seq-len", "16", "--batch-size", "4", "--eval-every", "50"]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One scrape: {(sample name, sorted labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return sum(v for (n, lab), v in samples.items() if n == name and labels.items() <= dict(lab).items())
+
+
+def series(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> list[dict[str, str]]:
+    return [dict(lab) for (n, lab), _ in samples.items() if n == name]
+
+
+def _submit(env: Env, *args: str) -> str:
+    path = env.tmp / "corpus.txt"
+    if not path.exists():
+        path.write_text(make_corpus(20_000))
+    res = env.cli("train", str(path), *MODEL, *args, "--json")
+    assert res.exit_code == 0, res.output
+    return str(json.loads(res.stdout)["job_id"])
+
+
+def _wait_final(env: Env, job_id: str, timeout: float = 180) -> None:
+    store = JobStore(env.vars["RNNQ_REDIS_URL"])
+    wait_for(lambda: store.get(job_id).state in ("succeeded", "failed", "cancelled"), timeout, f"job {job_id}")
+
+
+@pytest.fixture
+def exporter(env: Env) -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "exporter", "--port", str(port), "--addr", "127.0.0.1"],
+                            cwd=ROOT, env={**os.environ, **env.vars}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(lambda: _reachable(port) or proc.poll() is not None, 60, "the exporter")
+    assert proc.poll() is None, "exporter exited"
+    yield port
+    stop(proc)
+
+
+def _reachable(port: int) -> bool:
+    try:
+        scrape(port)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def metered(env: Env) -> Iterator[tuple[Worker, int, str]]:
+    """A worker with two pool processes and a metrics port, on its own queue."""
+    port, queue = free_port(), f"obs-{uuid.uuid4().hex[:6]}"
+    env.vars.setdefault("RNNQ_LEASE_SECONDS", "2")
+    env.vars.setdefault("RNNQ_REAP_SECONDS", "0.5")
+    argv = [sys.executable, "-m", "cli.main", "worker", "--queues", queue, "--concurrency", "2",
+            "--metrics-port", str(port), "--metrics-addr", "127.0.0.1", "--name", f"obs-{queue}"]
+    w = start_worker(env.vars, env.tmp / "worker.log", argv=argv)
+    yield w, port, queue
+    stop(w.proc)
+
+
+def test_exporter_counts_every_priority_list_and_queued_jobs(env: Env, exporter: int) -> None:
+    queue = f"idle-{uuid.uuid4().hex[:6]}"  # no worker consumes it
+    first = _submit(env, "--queue", queue, "--max-steps", "10")
+    _submit(env, "--queue", queue, "--max-steps", "10")
+    app = make_app(resolve(redis_url=env.vars["RNNQ_REDIS_URL"]))
+    app.send_task("rnnq.train", args=[first], queue=queue, priority=6)  # kombu's "<queue>\x06\x166" list
+    assert env.redis.llen(queue + "\x06\x166") == 1
+
+    samples = scrape(exporter)
+    assert total(samples, "rnnq_redis_up") == 1
+    assert total(samples, "rnnq_queue_messages", queue=queue) == 3
+    assert total(samples, "rnnq_queue_unacked_messages", queue=queue) == 0
+    assert total(samples, "rnnq_jobs", queue=queue, state="queued") == 2
+    assert total(samples, "rnnq_jobs", queue=queue, state="running") == 0
+    assert total(samples, "rnnq_queue_oldest_job_age_seconds", queue=queue) > 0
+    assert series(samples, "rnnq_job_train_loss") == []  # nothing runs: no per-job series
+    env.redis.delete(queue, queue + "\x06\x166")
+
+
+def test_worker_endpoint_sums_pool_processes_and_job_series_end_with_the_job(
+        env: Env, metered: tuple[Worker, int, str], exporter: int) -> None:
+    _, port, queue = metered
+    jobs = [_submit(env, "--queue", queue, "--max-steps", "300", "--name", f"obs{i}") for i in range(2)]
+    store = JobStore(env.vars["RNNQ_REDIS_URL"])
+    wait_for(lambda: all(store.get(j).state == "running" and store.get(j).progress for j in jobs), 120,
+             "both jobs to run and report")
+    running = scrape(exporter)
+    live = {s["job_id"]: s for s in series(running, "rnnq_job_train_loss")}
+    assert set(live) == set(jobs)  # one series per running job, labelled with its id and name
+    assert {live[j]["job_name"] for j in jobs} == {"obs0", "obs1"}
+    assert total(running, "rnnq_workers_busy") >= 1
+    for j in jobs:
+        _wait_final(env, j)
+
+    samples = scrape(port)
+    results = [store.get(j).result for j in jobs]
+    assert all(store.get(j).state == "succeeded" for j in jobs)
+    # Two pool processes wrote these; the parent's endpoint adds them up exactly.
+    assert total(samples, "rnnq_jobs_started_total", queue=queue) == 2
+    assert total(samples, "rnnq_jobs_finished_total", queue=queue, state="succeeded") == 2
+    assert total(samples, "rnnq_jobs_finished_total", queue=queue, state="failed") == 0
+    assert total(samples, "rnnq_tokens_trained_total", queue=queue) == sum(r["tokens"] for r in results)  # type: ignore[index]
+    assert total(samples, "rnnq_train_step_duration_seconds_count", queue=queue) > 0
+    assert total(samples, "rnnq_job_queue_wait_seconds_count", queue=queue) == 2
+    assert total(samples, "rnnq_job_duration_seconds_count", queue=queue, state="succeeded") == 2
+    assert total(samples, "rnnq_worker_jobs_running", queue=queue) == 0
+    assert not series(samples, "rnnq_gpu_utilization_ratio")  # no GPU here: absent, no error
+
+    after = scrape(exporter)
+    assert not {s["job_id"] for s in series(after, "rnnq_job_train_loss")} & set(jobs)  # labels gone with the jobs
+    assert total(after, "rnnq_jobs", queue=queue, state="succeeded") == 2
+
+
+@pytest.fixture
+def long_lease(env: Env) -> None:
+    env.vars["RNNQ_LEASE_SECONDS"] = "600"  # the killed job is not run again during the test
+
+
+def test_killed_pool_process_leaves_no_running_gauge(env: Env, long_lease: None,
+                                                     metered: tuple[Worker, int, str]) -> None:
+    _, port, queue = metered
+    job_id = _submit(env, "--queue", queue, "--max-steps", "100000")
+    store = JobStore(env.vars["RNNQ_REDIS_URL"])
+    wait_for(lambda: store.get(job_id).pid is not None and store.get(job_id).progress is not None, 120, "the job")
+    assert total(scrape(port), "rnnq_worker_jobs_running", queue=queue) == 1
+    pid = store.get(job_id).pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # the pool child dies without a word
+    wait_for(lambda: total(scrape(port), "rnnq_worker_jobs_running", queue=queue) == 0, 30,
+             "the dead child's gauge to be dropped")
+    assert total(scrape(port), "rnnq_jobs_started_total", queue=queue) == 1  # counters outlive the child
+
+
+def test_a_broken_metrics_directory_never_fails_a_job(env: Env, metered: tuple[Worker, int, str]) -> None:
+    worker, port, queue = metered
+    metrics_dir = Path(env.vars["RNNQ_HOME"]) / "metrics" / f"obs-{queue}"
+    assert metrics_dir.is_dir()
+    shutil.rmtree(metrics_dir)  # the pool processes can no longer write their values
+    job_id = _submit(env, "--queue", queue, "--max-steps", "60")
+    _wait_final(env, job_id)
+    assert JobStore(env.vars["RNNQ_REDIS_URL"]).get(job_id).state == "succeeded"
+    assert "metrics: job_started failed" in worker.log.read_text()
+    scrape(port)  # the endpoint still answers
+
+
+def test_plot_writes_the_loss_curve(env: Env, worker: Worker) -> None:
+    job_id = _submit(env, "--max-steps", "150", "--name", "plotted")
+    _wait_final(env, job_id)
+    out = env.tmp / "loss.png"
+    res = env.cli("plot", "plotted", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5_000
+    assert "evaluations" in res.stdout
+
+    bad = env.cli("plot", "no-such-job", "-o", str(out))
+    assert bad.exit_code != 0 and "no-such-job" in bad.output
+    wrong = env.cli("plot", job_id, "-o", str(env.tmp / "loss.unknown-format"))
+    assert wrong.exit_code != 0 and "cannot write" in wrong.output
