@@ -1,0 +1,78 @@
+"""Training throughput with the worker's Prometheus metrics on / off, interleaved.
+
+    python benchmarks/metrics_overhead.py [--rounds 4] [--seconds 20] [--set hidden=128 ...]
+
+Runs rnn_tasks.train in this process with the default model (or --set overrides),
+alternating a run whose on_step feeds the worker's metrics exactly as a job does
+(workers.metrics.TrainingMeter, in prometheus_client's multiprocess mode writing to a
+scratch PROMETHEUS_MULTIPROC_DIR, plus job_started/job_ended) with a run whose on_step
+does nothing. Prints one JSON object; ratio = median(on) / median(off). Target >= 0.99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rnnq-metrics-")  # before prometheus_client loads
+
+import torch  # noqa: E402
+
+from rnn_tasks.spec import TrainSpec  # noqa: E402
+from rnn_tasks.train import Callbacks, StepMetrics, train  # noqa: E402
+from workers import metrics  # noqa: E402
+
+
+def corpus(chars: int = 400_000) -> str:
+    g = torch.Generator().manual_seed(0)
+    words = ["the", "queue", "worker", "trains", "a", "model", "on", "text", "and", "samples", "it"]
+    idx = torch.randint(0, len(words), (chars // 4,), generator=g).tolist()
+    return " ".join(words[i] for i in idx)[:chars]
+
+
+def one_run(spec: TrainSpec, text: str, with_metrics: bool) -> float:
+    on_step = lambda report: None  # noqa: E731
+    began = time.monotonic()
+    if with_metrics:
+        metrics.job_started("train", "bench", "bench@host", 0.1)
+        meter = metrics.TrainingMeter("train", "bench", "bench@host")
+
+        def on_step(report: StepMetrics) -> None:
+            memory = None if report.memory_allocated is None else (report.memory_allocated, report.memory_reserved or 0)
+            meter.report(report.step, report.tokens, report.elapsed, report.device, memory)
+
+    result = train(spec, text, Callbacks(on_step=on_step))
+    if with_metrics:
+        metrics.job_ended("train", "bench", "bench@host", "succeeded", time.monotonic() - began)
+    return result.tokens_per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="Spec override (JSON value).")
+    args = parser.parse_args()
+    fields = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    spec = TrainSpec.from_dict({"data": "bench", "time_budget": args.seconds, "eval_every": 10**9, "patience": None,
+                                "checkpoint_every": 10**9, **fields})
+    text = corpus()
+    on, off = [], []
+    for i in range(args.rounds):  # alternate which goes first, so drift hits both alike
+        first, second = (True, False) if i % 2 == 0 else (False, True)
+        for with_metrics in (first, second):
+            (on if with_metrics else off).append(one_run(spec, text, with_metrics))
+    print(json.dumps({
+        "benchmark": "metrics_overhead", "seconds_per_run": args.seconds,
+        "model": {k: getattr(spec, k) for k in ("arch", "layers", "hidden", "seq_len", "batch_size")},
+        "tokens_per_s_on": [round(v) for v in on], "tokens_per_s_off": [round(v) for v in off],
+        "ratio": round(statistics.median(on) / statistics.median(off), 4), "target": 0.99,
+    }))
+
+
+if __name__ == "__main__":
+    main()
