@@ -20,11 +20,11 @@ import time
 
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rnnq-metrics-")  # before prometheus_client loads
 
-import torch  # noqa: E402
+import torch
 
-from rnn_tasks.spec import TrainSpec  # noqa: E402
-from rnn_tasks.train import Callbacks, StepMetrics, train  # noqa: E402
-from workers import metrics  # noqa: E402
+from rnn_tasks.spec import TrainSpec
+from rnn_tasks.train import Callbacks, StepMetrics, train
+from workers import metrics
 
 
 def corpus(chars: int = 400_000) -> str:
@@ -35,7 +35,7 @@ def corpus(chars: int = 400_000) -> str:
 
 
 def one_run(spec: TrainSpec, text: str, with_metrics: bool) -> float:
-    on_step = lambda report: None  # noqa: E731
+    on_step = lambda report: None
     began = time.monotonic()
     if with_metrics:
         metrics.job_started("train", "bench", "bench@host", 0.1)

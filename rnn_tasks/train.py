@@ -120,6 +120,7 @@ class _Run:
         self.elapsed = 0.0
         self.best_val = math.inf
         self.stale_evals = 0
+        self.last_loss = math.nan  # training loss at the resume checkpoint, if any
         if resume:
             self._restore(resume)
 
@@ -133,6 +134,8 @@ class _Run:
         if rng is not None:
             self.generator.set_state(rng)
         self.step = meta.step
+        if meta.train_loss is not None:
+            self.last_loss = meta.train_loss
         self.epoch = int(meta.position.get("epoch", 0))
         self.window = int(meta.position.get("window", 0))
         self.elapsed = float(meta.position.get("elapsed", 0.0))
@@ -239,7 +242,7 @@ class _Reporter:
         self.on_step = on_step
         self.loss_sum = torch.zeros((), device=run.dev)
         self.count = 0
-        self.last_loss = math.nan
+        self.last_loss = run.last_loss  # a resumed run that stops at once reports its checkpoint's loss
         self.grad_norm = torch.zeros((), device=run.dev)
         self.tokens = 0  # trained in this call of train()
         self.resumed_at = run.elapsed

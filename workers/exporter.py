@@ -129,12 +129,10 @@ class ClusterCollector(Collector):
     def _workers(self, running: list[dict[str, str | None]]) -> list[Metric]:
         online = set(self.store.workers_online())
         busy = {rec["worker"] for rec in running if rec["state"] == "running" and rec["worker"]}
-        families = [
+        return [
             GaugeMetricFamily("rnnq_workers_online", "Worker nodes with a live heartbeat.", value=len(online)),
-            GaugeMetricFamily("rnnq_workers_busy", "Worker nodes running at least one job.",
-                              value=len(busy & online) if online else len(busy)),
+            GaugeMetricFamily("rnnq_workers_busy", "Worker nodes running at least one job.", value=len(busy)),
         ]
-        return families
 
     def _running(self, running: list[dict[str, str | None]]) -> list[Metric]:
         families = {key: GaugeMetricFamily(name, text, labels=JOB_LABELS) for key, (name, text) in JOB_GAUGES.items()}

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import CliRunner, Result
+from prometheus_client.parser import text_string_to_metric_families
 
 from cli.main import rnnq
 
@@ -142,6 +144,44 @@ def start_worker(variables: dict[str, str], log: Path, queues: str = "train,gene
     if proc.poll() is not None:
         raise RuntimeError(f"worker exited with {proc.returncode}:\n{log.read_text()}")
     return Worker(proc, log)
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(port: int) -> Samples:
+    """One scrape: {(sample name, sorted labels): value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    return sum(v for (n, lab), v in samples.items() if n == name and labels.items() <= dict(lab).items())
+
+
+def start_exporter(variables: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """`rnnq exporter` on a free loopback port; returns once it answers a scrape."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "exporter", "--port", str(port), "--addr", "127.0.0.1"],
+                            cwd=ROOT, env={**os.environ, **variables}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def answers() -> bool:
+        try:
+            scrape(port)
+        except OSError:
+            return proc.poll() is not None
+        return True
+
+    wait_for(answers, STARTUP, "the exporter")
+    if proc.poll() is not None:
+        raise RuntimeError(f"exporter exited with {proc.returncode}")
+    return proc, port
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,26 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_corpus
-from tests.integration.conftest import ROOT, Env, Worker, free_port, start_worker, stop, wait_for
+from tests.integration.conftest import (
+    Env,
+    Samples,
+    Worker,
+    free_port,
+    scrape,
+    start_exporter,
+    start_worker,
+    stop,
+    total,
+    wait_for,
+)
 from workers.app import make_app
 from workers.jobstore import JobStore
 from workers.settings import resolve
@@ -31,22 +39,7 @@ pytestmark = pytest.mark.integration
 MODEL = ["--hidden", "24", "--embed", "8", "--seq-len", "16", "--batch-size", "4", "--eval-every", "50"]
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """One scrape: {(sample name, sorted labels): value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
-    return sum(v for (n, lab), v in samples.items() if n == name and labels.items() <= dict(lab).items())
-
-
-def series(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> list[dict[str, str]]:
+def series(samples: Samples, name: str) -> list[dict[str, str]]:
     return [dict(lab) for (n, lab), _ in samples.items() if n == name]
 
 
@@ -66,22 +59,9 @@ def _wait_final(env: Env, job_id: str, timeout: float = 180) -> None:
 
 @pytest.fixture
 def exporter(env: Env) -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "exporter", "--port", str(port), "--addr", "127.0.0.1"],
-                            cwd=ROOT, env={**os.environ, **env.vars}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_for(lambda: _reachable(port) or proc.poll() is not None, 60, "the exporter")
-    assert proc.poll() is None, "exporter exited"
+    proc, port = start_exporter(env.vars)
     yield port
     stop(proc)
-
-
-def _reachable(port: int) -> bool:
-    try:
-        scrape(port)
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture

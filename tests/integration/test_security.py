@@ -12,7 +12,18 @@ import redis
 from kombu import Connection, Exchange, Producer
 
 from tests.conftest import make_corpus
-from tests.integration.conftest import Env, Worker, free_port, start_redis, start_worker, stop, wait_for
+from tests.integration.conftest import (
+    Env,
+    Worker,
+    free_port,
+    scrape,
+    start_exporter,
+    start_redis,
+    start_worker,
+    stop,
+    total,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +39,17 @@ def _train_and_generate(env: Env) -> None:
     gen = env.cli("generate", job_id, "--prompt", "The", "--max-tokens", "10", "--wait", "--json")
     assert gen.exit_code == 0, gen.output
     assert len(json.loads(gen.stdout)["texts"][0]) == 10
+
+
+def _exporter_reads(env: Env) -> None:
+    """The cluster exporter reaches the same Redis with the same URL."""
+    proc, port = start_exporter(env.vars)
+    try:
+        samples = scrape(port)
+    finally:
+        stop(proc)
+    assert total(samples, "rnnq_redis_up") == 1
+    assert total(samples, "rnnq_jobs", state="succeeded") == 2
 
 
 def _private_env(env: Env, url: str) -> Env:
@@ -55,6 +77,7 @@ def test_redis_password(env: Env, tmp_path: Path) -> None:
             _train_and_generate(secured)
         finally:
             stop(w.proc)
+        _exporter_reads(secured)
         wrong = secured.cli("--redis-url", f"redis://:wrong-pw@127.0.0.1:{port}/0", "list")
         assert wrong.exit_code == 1 and "wrong-pw" not in wrong.output and "***" in wrong.output
         assert "Traceback" not in wrong.output
@@ -93,6 +116,7 @@ def test_redis_tls(env: Env, tmp_path: Path) -> None:
             _train_and_generate(secured)
         finally:
             stop(w.proc)
+        _exporter_reads(secured)
         # Without the CA the server's certificate is refused: one line, exit 1.
         untrusted = secured.cli("--redis-url", f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=required", "list")
         assert untrusted.exit_code == 1 and "Traceback" not in untrusted.output
