@@ -75,6 +75,11 @@ def result_dict(ctx: Context, job: Job) -> dict[str, Any]:
     return out
 
 
+# Held-out figures worth a line, in this order, when a job's result has them.
+_FIGURES = ("bpc", "perplexity", "accuracy", "macro_f1", "mae", "rmse", "baseline_mae", "baseline_rmse", "skill",
+            "bleu", "chrf")
+
+
 def print_result(ctx: Context, job: Job, as_json: bool) -> None:
     data = result_dict(ctx, job)
     if as_json:
@@ -84,13 +89,41 @@ def print_result(ctx: Context, job: Job, as_json: bool) -> None:
     if job.state != "succeeded":
         return
     if job.kind == "train":
+        unit = " nats/char" if job.spec.get("tokenizer", "char") == "char" and job.spec.get("task", "lm") == "lm" else ""
         click.echo(
             f"steps {data['steps']}  epochs {data['epochs']:.2f}  train_loss {data['train_loss']:.4f}  "
-            f"val_loss {data['val_loss']:.4f} (best {data['best_val_loss']:.4f}) nats/char  "
+            f"val_loss {data['val_loss']:.4f} (best {data['best_val_loss']:.4f}){unit}  "
             f"{data['tokens_per_s']:,.0f} tok/s  stopped by {data['stopped_by']}"
         )
+        _figures(data)
         click.echo(f"checkpoint {data['checkpoint']}")
-    else:
+    elif job.kind == "generate":
         for prompt, text in zip(data["prompts"], data["texts"]):
             click.echo(click.style(prompt, bold=True) + text)
             click.echo()
+    elif job.kind == "predict":
+        _predictions(data)
+    else:
+        _figures(data)
+
+
+def _figures(data: dict[str, Any]) -> None:
+    shown = [f"{k} {data[k]:.4g}" for k in _FIGURES if isinstance(data.get(k), (int, float))]
+    if shown:
+        click.echo("  ".join(shown))
+    if isinstance(data.get("confusion"), list) and data.get("labels"):
+        click.echo("confusion (rows true, columns predicted): " + " ".join(map(str, data["labels"])))
+        for label, row in zip(data["labels"], data["confusion"]):
+            click.echo(f"  {label!s:>12}  " + " ".join(f"{n:>6}" for n in row))
+
+
+def _predictions(data: dict[str, Any]) -> None:
+    for p in data.get("predictions", []):  # classify
+        best = p["probabilities"][p["label"]] if isinstance(p.get("probabilities"), dict) else None
+        click.echo(f"{p['label']}" + (f" ({best:.2f})" if best is not None else "") + f"\t{p.get('text', '')}")
+    if "forecast" in data:
+        click.echo(f"next {len(data['forecast'])} values of {data.get('target', 'the target')}"
+                   + (f" after {data['after']}" if data.get("after") is not None else "") + ":")
+        click.echo(" ".join(f"{v:.4g}" for v in data["forecast"]))
+    for line in data.get("translations", []):
+        click.echo(line)

@@ -12,7 +12,7 @@ import click
 from cli import follow
 from cli.context import Context, pass_ctx
 from cli.types import DEVICE, JOB_NAME, QUEUE
-from rnn_tasks.spec import GenerateSpec, SpecError, TrainSpec
+from rnn_tasks.spec import GenerateSpec, PredictSpec, SpecError, TrainBase, TrainSpec
 from workers import submit as submitter
 
 _ANY_JOB_ID = "0" * 12  # stands in for the source job while checking the other flags
@@ -29,8 +29,10 @@ def _d(name: str) -> str:
 
 
 def _hint(field: str) -> str:
-    if field == "data":
+    if field in ("data", "DATA"):
         return "DATA"
+    if field.startswith("-"):
+        return field
     if field.startswith("prompts"):
         return "--prompt"
     return "--" + field.replace("_", "-")
@@ -45,7 +47,32 @@ def _report(job_id: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("data", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path), required=False)
+@click.option("--task", type=click.Choice(["lm", "classify", "forecast", "translate"]), default="lm",
+              show_default=True, help="What to train: a language model, a classifier, a forecaster, a translator.")
+@click.option("--tokenizer", type=click.Choice(["char", "word", "bpe"]), help="Text units. [default: char for lm]")
+@click.option("--min-freq", type=int, help="word: rarer words become <unk>.")
+@click.option("--max-vocab", type=int, help="word: keep only the most frequent words.")
+@click.option("--vocab-size", type=int, help="bpe: vocabulary size (per side for translate).")
+@click.option("--text-column", help="classify: column with the text (name, or 0-based index).")
+@click.option("--label-column", help="classify: column with the label (name, or 0-based index).")
+@click.option("--delimiter", help="classify/forecast: CSV delimiter. [default: detected]")
+@click.option("--bidirectional/--unidirectional", default=None, help="classify: read texts both ways.")
+@click.option("--pooling", type=click.Choice(["mean", "max", "last"]), help="classify: how states become one vector.")
+@click.option("--class-weights", type=click.Choice(["balanced", "none"]), help="classify: weigh rare classes up.")
+@click.option("--max-len", type=int, help="classify/translate: tokens kept per text.")
+@click.option("--time-column", help="forecast: the time column. [default: the first]")
+@click.option("--target", metavar="COLUMN|FILE",
+              help="forecast: the column to predict. translate: the target-language file (with --source).")
+@click.option("--horizon", type=int, help="forecast: steps predicted at once.")
+@click.option("--lookback", type=int, help="forecast: past steps the model reads.")
+@click.option("--season", type=int, help="forecast: seasonal period of the seasonal-naive baseline.")
+@click.option("--source", "source_file", type=click.Path(path_type=Path),
+              help="translate: the source-language file (line-aligned with --target; plain or gzip).")
+@click.option("--attention/--no-attention", default=None, help="translate: decoder attention.")
+@click.option("--beam", type=int, help="translate: beam width for evaluation.")
+@click.option("--set", "extra", multiple=True, metavar="FIELD=VALUE",
+              help="Any other spec field (JSON value), e.g. --set transform='\"log\"'. Repeatable.")
 @click.option("--arch", type=click.Choice(["lstm", "gru", "rnn"]), help="Recurrent cell." + _d("arch"))
 @click.option("--layers", type=int, help="Stacked recurrent layers." + _d("layers"))
 @click.option("--hidden", type=int, help="Hidden state size." + _d("hidden"))
@@ -76,23 +103,39 @@ def _report(job_id: str, as_json: bool) -> None:
 @click.option("--wait", is_flag=True, help="Follow the job like `watch`; exit 0 only if it succeeds.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"job_id\": ...}.")
 @pass_ctx
-def train(ctx: Context, data: Path, encoding: str, queue: str | None, name: str | None, wait: bool, as_json: bool,
-          no_amp: bool, **options: Any) -> None:
-    """Train a character language model on the text file DATA.
+def train(ctx: Context, data: Path | None, task: str, source_file: Path | None, extra: tuple[str, ...], encoding: str,
+          queue: str | None, name: str | None, wait: bool, as_json: bool, no_amp: bool, **options: Any) -> None:
+    """Train a model on DATA: a language model on a text file (default), a classifier
+    on a CSV/TSV of texts and labels, a forecaster on a CSV time series, or a
+    translator on line-aligned --source/--target files (or a TSV of pairs as DATA).
 
     Stops at whichever of --max-steps, --epochs and --time-budget comes first (one
     epoch when none is given). Prints the job id.
     """
     fields = {k: v for k, v in options.items() if v is not None}
+    fields.update(_extra_fields(extra))
     if no_amp:
         fields["amp"] = False
+    paths = _input_paths(task, data, source_file, fields)
+    spec: TrainBase
     try:
-        spec = submitter.build_train_spec(fields)
+        if task == "lm":
+            spec = submitter.build_train_spec(fields)
+        else:
+            spec = submitter.build_task_spec(task, fields, tuple(f"{n}_data" if n != "data" else n for n in paths))
     except SpecError as exc:
         raise _spec_error(exc) from None
-    text = submitter.check_train(data, spec, encoding, ctx.settings.max_corpus_bytes)  # before anything starts
-    ctx.ensure_stack()
-    job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, text, spec, queue=queue, name=name)
+    if task == "lm":
+        text = submitter.check_train(paths["data"], spec, encoding, ctx.settings.max_corpus_bytes)  # type: ignore[arg-type]
+        ctx.ensure_stack()
+        job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, text, spec, queue=queue, name=name)  # type: ignore[arg-type]
+    else:
+        try:
+            files = submitter.check_task(spec, paths, ctx.settings.max_corpus_bytes)
+        except SpecError as exc:
+            raise _spec_error(exc) from None
+        ctx.ensure_stack()
+        job = submitter.submit_task(ctx.store, ctx.artifacts, ctx.app, spec, files, queue=queue, name=name)
     _report(job.id, as_json)
     if wait:
         follow.exit_with(follow.follow(ctx.store, job.id, quiet=as_json))
@@ -137,4 +180,120 @@ def generate(ctx: Context, job_or_name: str, prompts: tuple[str, ...], queue: st
     follow.exit_with(final)
 
 
-COMMANDS = [train, generate]
+def _extra_fields(extra: tuple[str, ...]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
+        try:
+            fields[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            fields[key.replace("-", "_")] = value  # a bare word is a string
+    return fields
+
+
+def _input_paths(task: str, data: Path | None, source_file: Path | None, fields: dict[str, Any]) -> dict[str, Path]:
+    """The input files by spec name; for translate, --source/--target are files."""
+    if task == "translate":
+        target = fields.pop("target", None)
+        if source_file is not None:
+            if data is not None:
+                raise click.BadParameter("give DATA (a TSV of pairs) or --source/--target, not both", param_hint="DATA")
+            if target is None:
+                raise click.BadParameter("--source needs --target (the translations, line-aligned)",
+                                         param_hint="--target")
+            return {"data": source_file, "target": Path(target)}
+        if target is not None:
+            raise click.BadParameter("--target needs --source", param_hint="--source")
+    elif source_file is not None:
+        raise click.BadParameter("only --task translate reads --source", param_hint="--source")
+    if data is None:
+        raise click.BadParameter("missing the input file", param_hint="DATA")
+    return {"data": data}
+
+
+@click.command()
+@click.argument("job")
+@click.option("--input", "input_file", type=click.Path(path_type=Path),
+              help="File to predict on: texts one per line (or the training CSV layout with --format csv), a "
+                   "series CSV to forecast after, or source sentences to translate (plain or gzip).")
+@click.option("--text", "texts", multiple=True, help="An input given inline; repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["lines", "csv"]), help="Layout of --input. [default: lines]")
+@click.option("--beam", type=int, help="translate: beam width (1 = greedy). [default: the model's]")
+@click.option("--max-len", type=int, help="translate: longest translation in tokens.")
+@click.option("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N. [default: auto]")
+@click.option("--queue", type=QUEUE, help="Queue to send the job to. [default: generate]")
+@click.option("--name", type=JOB_NAME, help="A name for this prediction job.")
+@click.option("--wait", is_flag=True, help="Wait and print the predictions; exit 0 only if it succeeds.")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"job_id\": ...} (with --wait: the result).")
+@pass_ctx
+def predict(ctx: Context, job: str, input_file: Path | None, texts: tuple[str, ...], fmt: str | None,
+            queue: str | None, name: str | None, wait: bool, as_json: bool, **options: Any) -> None:
+    """Run the classifier, forecaster or translator trained by JOB on new inputs.
+
+    A forecaster given no --input forecasts the next --horizon steps after its
+    training series.
+    """
+    fields: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    if texts:
+        fields["texts"] = list(texts)
+    if fmt:
+        fields["format"] = fmt
+    try:
+        PredictSpec.from_dict({"source": _ANY_JOB_ID, **fields})  # flag errors before any I/O
+    except SpecError as exc:
+        raise _spec_error(exc) from None
+    data = submitter.read_input(input_file, ctx.settings.max_corpus_bytes, "--input") if input_file else None
+    ctx.ensure_stack()
+    try:
+        record = submitter.submit_predict(ctx.store, ctx.artifacts, ctx.app, job, fields, data, queue=queue,
+                                          name=name)
+    except SpecError as exc:
+        raise _spec_error(exc) from None
+    _finish(ctx, record.id, wait, as_json)
+
+
+@click.command("eval")
+@click.argument("job")
+@click.option("--data", "data_file", type=click.Path(path_type=Path), required=True,
+              help="New data laid out like JOB's training input (text, CSV, series, source sentences or TSV).")
+@click.option("--target", "target_file", type=click.Path(path_type=Path),
+              help="translate: the reference translations, line-aligned with --data.")
+@click.option("--beam", type=int, help="translate: beam width. [default: the model's]")
+@click.option("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N. [default: auto]")
+@click.option("--queue", type=QUEUE, help="Queue to send the job to. [default: generate]")
+@click.option("--name", type=JOB_NAME, help="A name for this evaluation job.")
+@click.option("--wait", is_flag=True, help="Wait and print the figures; exit 0 only if it succeeds.")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"job_id\": ...} (with --wait: the result).")
+@pass_ctx
+def evaluate(ctx: Context, job: str, data_file: Path, target_file: Path | None, queue: str | None,
+             name: str | None, wait: bool, as_json: bool, **options: Any) -> None:
+    """Evaluate the model trained by JOB on new data: perplexity and bits per character,
+    accuracy and macro F1, MAE and RMSE against the seasonal-naive baseline, or BLEU
+    and chrF. The figures are stored with the evaluation job."""
+    fields: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    limit = ctx.settings.max_corpus_bytes
+    files = {"data": submitter.read_input(data_file, limit, "--data")}
+    if target_file is not None:
+        files["target"] = submitter.read_input(target_file, limit, "--target")
+    ctx.ensure_stack()
+    try:
+        record = submitter.submit_eval(ctx.store, ctx.artifacts, ctx.app, job, files, fields, queue=queue, name=name)
+    except SpecError as exc:
+        raise _spec_error(exc) from None
+    _finish(ctx, record.id, wait, as_json)
+
+
+def _finish(ctx: Context, job_id: str, wait: bool, as_json: bool) -> None:
+    if not wait:
+        _report(job_id, as_json)
+        return
+    if not as_json:
+        click.echo(job_id, err=True)
+    final = follow.follow(ctx.store, job_id, quiet=True)
+    follow.print_result(ctx, final, as_json)
+    follow.exit_with(final)
+
+
+COMMANDS = [train, generate, predict, evaluate]

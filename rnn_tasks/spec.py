@@ -9,6 +9,7 @@ job without importing torch.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import re
@@ -16,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeVar
 
 ARCHES = ("lstm", "gru", "rnn")
-TASKS = ("char_lm",)
+# task -> "module:Class" of its TrainBase subclass (stdlib-only modules, imported lazily).
+TASKS = {
+    "lm": "rnn_tasks.spec:TrainSpec",
+    "classify": "rnn_tasks.classify.spec:ClassifySpec",
+    "forecast": "rnn_tasks.forecast.spec:ForecastSpec",
+    "translate": "rnn_tasks.translate.spec:TranslateSpec",
+}
+TOKENIZERS = ("char", "word", "bpe")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,3})$")
 # Artifact keys are produced by rnnq itself (content hashes, job ids); anything else,
 # such as "../x" or an absolute path, is refused before it can reach a filesystem.
@@ -63,7 +71,8 @@ class _Spec:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in data:
             if key not in known:
-                raise SpecError(str(key), f"unknown field for a {cls.kind} spec")
+                task = getattr(cls, "TASK", "")
+                raise SpecError(str(key), f"does not apply to --task {task}" if task else f"unknown field for a {cls.kind} spec")
         try:
             return cls(**data)
         except TypeError as exc:  # a required field is missing
@@ -136,26 +145,26 @@ def check_artifact_key(name: str, key: str) -> None:
 
 
 @dataclass(frozen=True)
-class TrainSpec(_Spec):
-    """Everything a training job needs. Defaults are rnnq's CPU-tuned char-LM config.
+class TrainBase(_Spec):
+    """What every training task shares: the input, the recurrent core, optimisation,
+    stop conditions, evaluation and checkpoints. Each task's spec adds its own fields.
 
     Stop conditions combine: training ends at whichever of max_steps, epochs and
     time_budget comes first; with none of them set it trains for one epoch.
     """
 
     kind: ClassVar[str] = "train"
+    TASK: ClassVar[str] = ""
 
-    data: str  # artifact key of the corpus (content-addressed, uploaded by the CLI)
-    task: str = "char_lm"
-    arch: str = "gru"  # lstm | gru | rnn (GRU learned fastest per CPU second; README)
+    data: str  # artifact key of the input (content-addressed, uploaded by the CLI)
+    task: str = ""
+    arch: str = "gru"  # lstm | gru | rnn
     layers: int = 1  # stacked recurrent layers
-    hidden: int = 512  # recurrent state size
-    embed: int = 64  # embedding size (must equal hidden with tie_weights)
+    hidden: int = 256  # recurrent state size
+    embed: int = 64  # embedding size
     dropout: float = 0.0  # on embeddings, between layers and before the head
-    tie_weights: bool = False  # share the embedding and output matrices
-    seq_len: int = 128  # truncated-BPTT window; state is carried across windows
-    batch_size: int = 32  # parallel contiguous streams
-    lr: float = 8e-3  # peak AdamW learning rate
+    batch_size: int = 32
+    lr: float = 3e-3  # peak AdamW learning rate
     weight_decay: float = 0.0  # AdamW decoupled weight decay (L2) on weight matrices
     l1: float = 0.0  # L1 penalty coefficient added to the loss
     clip: float | None = 1.0  # gradient-norm clip; null disables
@@ -165,7 +174,7 @@ class TrainSpec(_Spec):
     epochs: float | None = None
     time_budget: float | None = None  # seconds of training (evaluation excluded)
     eval_every: int = 200  # steps between validation passes
-    val_fraction: float = 0.1  # the last part of the corpus held out for validation
+    val_fraction: float = 0.1  # the last part of the input held out for validation
     patience: int | None = 5  # evaluations without improvement before early stop
     checkpoint_every: int = 500  # steps between resume checkpoints (also at every evaluation)
     checkpoint_seconds: float = 300.0  # and at least this often in training time
@@ -173,19 +182,26 @@ class TrainSpec(_Spec):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
 
+    def __post_init__(self) -> None:
+        if self.task == "":
+            object.__setattr__(self, "task", self.TASK)
+        super().__post_init__()
+
+    def input_keys(self) -> dict[str, str]:
+        """Named inputs the worker loads from the artifact store."""
+        return {"data": self.data}
+
     def validate(self) -> None:
-        check_artifact_key("data", self.data)
-        if self.task not in TASKS:
-            raise SpecError("task", f"must be one of {', '.join(TASKS)}, got {self.task!r}")
+        for name, key in self.input_keys().items():
+            check_artifact_key(name, key)
+        if self.task != self.TASK:
+            raise SpecError("task", f"must be {self.TASK!r} for a {type(self).__name__}, got {self.task!r}")
         if self.arch not in ARCHES:
             raise SpecError("arch", f"must be one of {', '.join(ARCHES)}, got {self.arch!r}")
         _between("layers", self.layers, 1, 32)
         _between("hidden", self.hidden, 1, 16384)
         _between("embed", self.embed, 1, 16384)
         _between("dropout", self.dropout, 0.0, 0.95)
-        if self.tie_weights and self.embed != self.hidden:
-            raise SpecError("tie_weights", f"needs embed == hidden, got {self.embed} and {self.hidden}")
-        _between("seq_len", self.seq_len, 1, 1_000_000)
         _between("batch_size", self.batch_size, 1, 1_000_000)
         _between("lr", self.lr, 0.0, 10.0, lo_open=True)
         _between("weight_decay", self.weight_decay, 0.0, 10.0)
@@ -204,6 +220,51 @@ class TrainSpec(_Spec):
         _between("seed", self.seed, 0, 2**63 - 1)
         if not _DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class TrainSpec(TrainBase):
+    """A language model (text generation). Defaults are rnnq's CPU-tuned char-LM config."""
+
+    TASK: ClassVar[str] = "lm"
+
+    task: str = "lm"
+    hidden: int = 512  # GRU 1x512 learned fastest per CPU second (README)
+    lr: float = 8e-3
+    tokenizer: str = "char"  # char | word | bpe
+    min_freq: int = 1  # word: words seen fewer times become <unk>
+    max_vocab: int | None = None  # word: keep only the most frequent words
+    vocab_size: int = 8000  # bpe: target vocabulary size
+    tie_weights: bool = False  # share the embedding and output matrices
+    seq_len: int = 128  # truncated-BPTT window; state is carried across windows
+
+    def validate(self) -> None:
+        super().validate()
+        if self.tokenizer not in TOKENIZERS:
+            raise SpecError("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
+        _between("min_freq", self.min_freq, 1, 10**9)
+        _between("max_vocab", self.max_vocab, 2, 10**7)
+        _between("vocab_size", self.vocab_size, 2, 10**6)
+        if self.tie_weights and self.embed != self.hidden:
+            raise SpecError("tie_weights", f"needs embed == hidden, got {self.embed} and {self.hidden}")
+        _between("seq_len", self.seq_len, 1, 1_000_000)
+
+
+def train_spec_class(task: str) -> type[TrainBase]:
+    if task not in TASKS:
+        raise SpecError("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
+    module, _, name = TASKS[task].partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def train_spec_from_dict(data: Any) -> TrainBase:
+    """The spec of a training job of any task (by its "task" field; default "lm")."""
+    if not isinstance(data, dict):
+        raise SpecError("spec", f"expected a JSON object, got {type(data).__name__}")
+    task = data.get("task") or "lm"
+    if not isinstance(task, str):
+        raise SpecError("task", f"expected str, got {type(task).__name__}")
+    return train_spec_class(task).from_dict({**data, "task": task})
 
 
 @dataclass(frozen=True)
@@ -251,11 +312,78 @@ class GenerateSpec(_Spec):
         return data
 
 
-SPECS: dict[str, type[_Spec]] = {"train": TrainSpec, "generate": GenerateSpec}
+@dataclass(frozen=True)
+class PredictSpec(_Spec):
+    """Batch inference with a trained classify, forecast or translate model."""
+
+    kind: ClassVar[str] = "predict"
+
+    source: str  # job id of the training job whose best checkpoint is used
+    input: str | None = None  # artifact key of the uploaded input file
+    texts: tuple[str, ...] = ()  # inline inputs (one per --text), instead of a file
+    format: str = "lines"  # lines: one input per line | csv: the training file's layout
+    beam: int | None = None  # translate: beam width (1 = greedy); default the model's
+    max_len: int | None = None  # translate: longest output in tokens
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.texts, list):
+            object.__setattr__(self, "texts", tuple(self.texts))
+        super().__post_init__()
+
+    def validate(self) -> None:
+        if not JOB_ID_RE.match(self.source):
+            raise SpecError("source", f"not a job id: {self.source!r}")
+        if self.input is not None:
+            check_artifact_key("input", self.input)
+            if self.texts:
+                raise SpecError("texts", "give an input file or texts, not both")
+        if len(self.texts) > 100_000:
+            raise SpecError("texts", f"at most 100000 texts, got {len(self.texts)}")
+        for i, text in enumerate(self.texts):
+            if not text.strip():
+                raise SpecError(f"texts[{i}]", "must not be empty")
+        if self.format not in ("lines", "csv"):
+            raise SpecError("format", f"must be lines or csv, got {self.format!r}")
+        _between("beam", self.beam, 1, 64)
+        _between("max_len", self.max_len, 1, 10_000)
+        if not _DEVICE_RE.match(self.device):
+            raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["texts"] = list(self.texts)
+        return data
+
+
+@dataclass(frozen=True)
+class EvalSpec(_Spec):
+    """Figures of a trained model on new data, stored with the evaluation job."""
+
+    kind: ClassVar[str] = "eval"
+
+    source: str  # job id of the training job whose best checkpoint is evaluated
+    data: str  # artifact key of the data, laid out like the training input
+    target: str | None = None  # translate: artifact key of the reference translations
+    beam: int | None = None  # translate: beam width for the BLEU/chrF decode
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if not JOB_ID_RE.match(self.source):
+            raise SpecError("source", f"not a job id: {self.source!r}")
+        check_artifact_key("data", self.data)
+        if self.target is not None:
+            check_artifact_key("target", self.target)
+        _between("beam", self.beam, 1, 64)
+        if not _DEVICE_RE.match(self.device):
+            raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
 def spec_from_dict(kind: str, data: Any) -> _Spec:
     """Rebuild the spec of a job of the given kind."""
-    if kind not in SPECS:
+    if kind == "train":
+        return train_spec_from_dict(data)
+    specs: dict[str, type[_Spec]] = {"generate": GenerateSpec, "predict": PredictSpec, "eval": EvalSpec}
+    if kind not in specs:
         raise SpecError("kind", f"unknown job kind {kind!r}")
-    return SPECS[kind].from_dict(data)
+    return specs[kind].from_dict(data)

@@ -26,7 +26,9 @@ from workers import settings as settings_mod
 
 TRAIN_QUEUE = "train"
 GENERATE_QUEUE = "generate"
-TASK_QUEUES = {"rnnq.train": TRAIN_QUEUE, "rnnq.generate": GENERATE_QUEUE}
+# Inference of every kind (sampling, batch prediction, evaluation) shares the generate queue.
+TASK_QUEUES = {"rnnq.train": TRAIN_QUEUE, "rnnq.generate": GENERATE_QUEUE, "rnnq.predict": GENERATE_QUEUE,
+               "rnnq.eval": GENERATE_QUEUE}
 
 
 def make_app(settings: settings_mod.Settings | None = None) -> Celery:

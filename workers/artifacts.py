@@ -98,5 +98,13 @@ def put_corpus(store: ArtifactStore, text: str) -> str:
     return key
 
 
+def put_input(store: ArtifactStore, data: bytes) -> str:
+    """Store an input file's bytes under their content hash (CSV, TSV, gzip: as given)."""
+    key = f"inputs/{hashlib.sha256(data).hexdigest()}"
+    if not store.exists(key):
+        store.put_bytes(key, data)
+    return key
+
+
 def job_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/{name}"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
-from rnn_tasks.spec import GenerateSpec, TrainSpec
+from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainBase, TrainSpec, train_spec_from_dict
 from workers import dispatch, metrics
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, LocalArtifactStore, job_key
@@ -183,7 +183,7 @@ def _reporter(store: JobStore, job: Job, worker: str) -> Callable[[Any], None]:
     return on_step
 
 
-S = TypeVar("S", TrainSpec, GenerateSpec)
+S = TypeVar("S", TrainBase, GenerateSpec, PredictSpec, EvalSpec)
 
 
 def _on_worker_device(spec: S) -> S:
@@ -195,18 +195,47 @@ def _on_worker_device(spec: S) -> S:
 
 
 def _train(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
-    from rnn_tasks.checkpoint import read_meta
-    from rnn_tasks.train import BEST, LAST, Callbacks, train
+    from rnn_tasks.train import BEST, LAST, Callbacks
 
-    spec = _on_worker_device(TrainSpec.from_dict(job.spec))
-    text = artifacts.get_bytes(spec.data).decode("utf-8")
+    spec = _on_worker_device(train_spec_from_dict(job.spec))
     checkpoint_dir = artifacts.local_path(job_key(job.id, BEST)).parent
     resume = checkpoint_dir / LAST if artifacts.exists(job_key(job.id, LAST)) else None
     if resume is not None:
-        step = read_meta(resume).step
+        step = _checkpoint_step(spec, resume)
         store.update(job.id, resumed_from=step)
         log.info("job %s resumes from its checkpoint at step %d", job.id, step)
     callbacks = Callbacks(on_step=_reporter(store, job, control.node), should_stop=control.should_stop)
+    if isinstance(spec, TrainSpec):
+        summary = _train_lm(spec, artifacts, callbacks, checkpoint_dir, resume, store, job)
+    else:  # every other task: its module's train(), same callbacks and checkpoints
+        files = {name: artifacts.get_bytes(key) for name, key in spec.input_keys().items()}
+        summary = _task_module(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
+    summary["stopped_by"] = control.reason or summary.get("stopped_by")
+    return summary, {"checkpoint": job_key(job.id, BEST), "last": job_key(job.id, LAST)}
+
+
+def _checkpoint_step(spec: TrainBase, path: Any) -> int:
+    if isinstance(spec, TrainSpec):
+        from rnn_tasks.checkpoint import read_meta
+
+        return read_meta(path).step
+    from rnn_tasks.task_checkpoint import read
+
+    return read(path).step
+
+
+def _task_module(task: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"rnn_tasks.{task}.task")
+
+
+def _train_lm(spec: TrainSpec, artifacts: ArtifactStore, callbacks: Any, checkpoint_dir: Any, resume: Any,
+              store: JobStore, job: Job) -> dict[str, Any]:
+    from rnn_tasks.checkpoint import read_meta
+    from rnn_tasks.train import BEST, train
+
+    text = artifacts.get_bytes(spec.data).decode("utf-8")
     result = train(spec, text, callbacks, checkpoint_dir=checkpoint_dir, resume=resume)
     summary = {
         "steps": result.steps,
@@ -217,13 +246,58 @@ def _train(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Contro
         "best_val_loss": result.best_val_loss,
         "tokens_per_s": round(result.tokens_per_s, 1),
         "elapsed_s": round(result.elapsed, 2),
-        "stopped_by": control.reason or result.stopped_by,
+        "stopped_by": result.stopped_by,
         "parameters": result.parameters,
         "vocab_size": result.vocab_size,
         "device": result.device,
     }
+    for figure in ("perplexity", "bpc"):  # by tokenizer: perplexity per token, bits per character
+        if getattr(result, figure, None) is not None:
+            summary[figure] = getattr(result, figure)
     store.update(job.id, vocab=read_meta(checkpoint_dir / BEST).vocab)
-    return summary, {"checkpoint": job_key(job.id, BEST), "last": job_key(job.id, LAST)}
+    return summary
+
+
+def _source_checkpoint(store: JobStore, artifacts: ArtifactStore, source_id: str) -> tuple[Job, Any]:
+    source = store.get(source_id)
+    if "checkpoint" not in source.artifacts:
+        raise ValueError(f"training job {source_id} has no checkpoint (state {source.state})")
+    return source, artifacts.local_path(source.artifacts["checkpoint"])
+
+
+def _predict(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
+    spec = _on_worker_device(PredictSpec.from_dict(job.spec))
+    source, path = _source_checkpoint(store, artifacts, spec.source)
+    task = source.spec.get("task", "lm")
+    if spec.input is not None:
+        data = artifacts.get_bytes(spec.input)
+    elif spec.texts:
+        data = "\n".join(spec.texts).encode("utf-8")
+    else:  # a forecast continues the series it was trained on
+        data = artifacts.get_bytes(source.spec["data"])
+    options = {"format": "lines" if spec.texts else spec.format, "beam": spec.beam, "max_len": spec.max_len}
+    result = _task_module(task).predict(path, data, {k: v for k, v in options.items() if v is not None}, spec.device)
+    key = job_key(job.id, "predictions.json")
+    artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
+    return {**result, "source": spec.source, "task": task}, {"predictions": key}
+
+
+def _eval(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
+    spec = _on_worker_device(EvalSpec.from_dict(job.spec))
+    source, path = _source_checkpoint(store, artifacts, spec.source)
+    task = source.spec.get("task", "lm")
+    files = {"data": artifacts.get_bytes(spec.data)}
+    if spec.target is not None:
+        files["target"] = artifacts.get_bytes(spec.target)
+    if task == "lm":
+        from rnn_tasks import lm_task
+
+        figures = lm_task.evaluate(path, files, spec.device)
+    else:
+        module = _task_module(task)
+        figures = module.evaluate(path, files, spec.device) if spec.beam is None else \
+            module.evaluate(path, files, spec.device, beam=spec.beam)
+    return {**figures, "source": spec.source, "task": task}, {}
 
 
 def _generate(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
@@ -267,4 +341,6 @@ def _generate(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Con
 _KINDS: dict[str, Callable[[Job, JobStore, ArtifactStore, _Control], Outcome]] = {
     "train": _train,
     "generate": _generate,
+    "predict": _predict,
+    "eval": _eval,
 }

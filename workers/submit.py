@@ -6,35 +6,51 @@ passed every check, so a rejected job leaves no trace.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
-from rnn_tasks.spec import GenerateSpec, SpecError, TrainSpec, min_corpus_chars
+from rnn_tasks.spec import (
+    EvalSpec,
+    GenerateSpec,
+    PredictSpec,
+    SpecError,
+    TrainBase,
+    TrainSpec,
+    min_corpus_chars,
+    train_spec_class,
+)
 from workers import dispatch
 from workers.app import TASK_QUEUES
-from workers.artifacts import ArtifactStore, put_corpus
+from workers.artifacts import ArtifactStore, put_corpus, put_input
 from workers.errors import InvalidJob
 from workers.jobstore import Job, JobStore
 
 _PENDING_DATA = "pending/corpus"  # placeholder key until the corpus is uploaded
 
 
-def read_corpus(path: Path, encoding: str, max_bytes: int) -> str:
-    """The corpus text, or InvalidJob naming what is wrong with the file."""
+def read_input(path: Path, max_bytes: int, field: str = "DATA") -> bytes:
+    """An input file's bytes, or InvalidJob naming what is wrong with it."""
     if not path.exists():
-        raise InvalidJob("DATA", f"{path} does not exist")
+        raise InvalidJob(field, f"{path} does not exist")
     if not path.is_file():
-        raise InvalidJob("DATA", f"{path} is not a file")
+        raise InvalidJob(field, f"{path} is not a file")
     size = path.stat().st_size
     if size == 0:
-        raise InvalidJob("DATA", f"{path} is empty")
+        raise InvalidJob(field, f"{path} is empty")
     if size > max_bytes:
-        raise InvalidJob("DATA", f"{path} is {size} bytes, over the limit of {max_bytes} (RNNQ_MAX_CORPUS_BYTES)")
+        raise InvalidJob(field, f"{path} is {size} bytes, over the limit of {max_bytes} (RNNQ_MAX_CORPUS_BYTES)")
+    return path.read_bytes()
+
+
+def read_corpus(path: Path, encoding: str, max_bytes: int) -> str:
+    """The corpus text, or InvalidJob naming what is wrong with the file."""
+    raw = read_input(path, max_bytes)
     try:
-        return path.read_bytes().decode(encoding)
+        return raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise InvalidJob("DATA", f"{path} is not valid {encoding} ({exc.reason} at byte {exc.start}); pass --encoding") from None
     except LookupError:
@@ -44,6 +60,70 @@ def read_corpus(path: Path, encoding: str, max_bytes: int) -> str:
 def build_train_spec(fields: dict[str, Any]) -> TrainSpec:
     """A TrainSpec from CLI fields (data filled in after upload); SpecError names the field."""
     return TrainSpec.from_dict({"data": _PENDING_DATA, **fields})
+
+
+def build_task_spec(task: str, fields: dict[str, Any], inputs: tuple[str, ...] = ("data",)) -> TrainBase:
+    """The spec of a non-LM task from CLI fields; input keys are placeholders until upload."""
+    return train_spec_class(task).from_dict({**{name: _PENDING_DATA for name in inputs}, **fields, "task": task})
+
+
+def check_task(spec: TrainBase, paths: dict[str, Path], max_bytes: int) -> dict[str, bytes]:
+    """Read and check a task's input files (named like spec.input_keys()) before any upload."""
+    files = {name: read_input(path, max_bytes, "DATA" if name == "data" else f"--{name}") for name, path in paths.items()}
+    checker = importlib.import_module(f"rnn_tasks.{spec.task}.spec").check_inputs  # stdlib only: no torch
+    checker(spec, files)
+    return files
+
+
+def submit_task(store: JobStore, artifacts: ArtifactStore, app: Celery, spec: TrainBase, files: dict[str, bytes], *,
+                queue: str | None = None, name: str | None = None) -> Job:
+    """Upload the (checked) input files, record the training job and send it."""
+    store.ping()
+    keys = {name: put_input(artifacts, data) for name, data in files.items()}
+    fields = {"data": keys["data"], **{f"{k}_data": v for k, v in keys.items() if k != "data"}}
+    spec = type(spec).from_dict({**spec.to_dict(), **fields})
+    return _enqueue(store, app, "train", spec.to_dict(), queue, name)
+
+
+def _trained(store: JobStore, source: str, flag: str = "JOB") -> Job:
+    job = store.resolve(source)
+    if job.kind != "train":
+        raise InvalidJob(flag, f"job {job.id} is a {job.kind} job, not a training job")
+    if job.state != "succeeded" or "checkpoint" not in job.artifacts:
+        raise InvalidJob(flag, f"training job {job.id} is {job.state}; it needs to have succeeded")
+    return job
+
+
+def submit_predict(store: JobStore, artifacts: ArtifactStore, app: Celery, source: str, fields: dict[str, Any],
+                   data: bytes | None, queue: str | None = None, name: str | None = None) -> Job:
+    """Batch inference with a trained classify, forecast or translate model."""
+    job = _trained(store, source)
+    task = job.spec.get("task", "lm")
+    if task == "lm":
+        raise InvalidJob("JOB", f"job {job.id} is a language model: use `rnnq generate`")
+    if data is None and not fields.get("texts") and task != "forecast":
+        raise InvalidJob("--input", "give --input FILE or --text")
+    spec = PredictSpec.from_dict({"source": job.id, **fields})
+    if data is not None:
+        spec = replace(spec, input=put_input(artifacts, data))
+    return _enqueue(store, app, "predict", spec.to_dict(), queue, name)
+
+
+def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: str, files: dict[str, bytes],
+                fields: dict[str, Any], queue: str | None = None, name: str | None = None) -> Job:
+    """Evaluate a trained model of any task on new data (laid out like its training input)."""
+    job = _trained(store, source)
+    task = job.spec.get("task", "lm")
+    if task == "translate" and "target" not in files and not _is_tsv(files["data"]):
+        raise InvalidJob("--target", "translation needs the reference translations (--target FILE) or a TSV of pairs")
+    keys = {name: put_input(artifacts, data) for name, data in files.items()}
+    spec = EvalSpec.from_dict({"source": job.id, "data": keys["data"], "target": keys.get("target"), **fields})
+    return _enqueue(store, app, "eval", spec.to_dict(), queue, name)
+
+
+def _is_tsv(data: bytes) -> bool:
+    head = data[:4096]
+    return not head.startswith(b"\x1f\x8b") and b"\t" in head
 
 
 def check_train(corpus: Path, spec: TrainSpec, encoding: str = "utf-8", max_bytes: int = 1 << 30) -> str:
@@ -70,11 +150,9 @@ def submit_train(store: JobStore, artifacts: ArtifactStore, app: Celery, text: s
 def submit_generate(store: JobStore, app: Celery, source: str, fields: dict[str, Any], queue: str | None = None,
                     name: str | None = None) -> Job:
     """Sample from a finished training job, given by id or name."""
-    job = store.resolve(source)
-    if job.kind != "train":
-        raise InvalidJob("JOB_OR_NAME", f"job {job.id} is a {job.kind} job, not a training job")
-    if job.state != "succeeded" or "checkpoint" not in job.artifacts:
-        raise InvalidJob("JOB_OR_NAME", f"training job {job.id} is {job.state}; generate needs a succeeded one")
+    job = _trained(store, source, "JOB_OR_NAME")
+    if job.spec.get("task", "lm") != "lm":
+        raise InvalidJob("JOB_OR_NAME", f"job {job.id} trained a {job.spec['task']} model: use `rnnq predict`")
     spec = GenerateSpec.from_dict({"source": job.id, **fields})
     if job.vocab is not None:
         vocab = set(job.vocab)
@@ -97,4 +175,5 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
     return job
 
 
-__all__ = ["SpecError", "build_train_spec", "check_train", "read_corpus", "submit_generate", "submit_train"]
+__all__ = ["SpecError", "build_task_spec", "build_train_spec", "check_task", "check_train", "read_corpus",
+           "read_input", "submit_eval", "submit_generate", "submit_predict", "submit_task", "submit_train"]

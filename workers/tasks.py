@@ -16,3 +16,13 @@ def train(self: Task, job_id: str) -> None:
 @app.task(name="rnnq.generate", bind=True)
 def generate(self: Task, job_id: str) -> None:
     runner.run("generate", job_id, self.request.hostname or "unknown")
+
+
+@app.task(name="rnnq.predict", bind=True)
+def predict(self: Task, job_id: str) -> None:
+    runner.run("predict", job_id, self.request.hostname or "unknown")
+
+
+@app.task(name="rnnq.eval", bind=True)
+def evaluate(self: Task, job_id: str) -> None:
+    runner.run("eval", job_id, self.request.hostname or "unknown")

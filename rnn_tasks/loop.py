@@ -1,0 +1,286 @@
+"""The training loop every task model shares (classify, forecast, translate).
+
+A task describes its problem (model, batches, loss, held-out evaluation, metadata) as a
+Problem; fit() does the rest exactly as the language model's loop does: AdamW with
+weight decay on matrices, optional L1, gradient clipping, warmup + cosine learning
+rate, bf16 autocast on CUDA, stop conditions, evaluation with early stopping, progress
+reports through callbacks, checkpoints (best and resumable last) and resume. It knows
+nothing of queues.
+
+    epoch e:  batches in an order drawn from the generator saved at the epoch's start
+              |b0 b1 b2 ... bk|   resume = restore that generator, skip the first k
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnn_tasks import device as devices
+from rnn_tasks import task_checkpoint
+from rnn_tasks.spec import TrainBase
+from rnn_tasks.task_checkpoint import TaskCheckpoint
+from rnn_tasks.train import BEST, LAST, REPORT_SECONDS, Callbacks, NumericalError, StepMetrics, lr_at
+
+__all__ = ["BEST", "LAST", "Problem", "fit", "load"]
+
+
+class Problem:
+    """What a task gives fit(). Subclasses set model and meta and implement the rest."""
+
+    model: torch.nn.Module  # on its device already
+    meta: dict[str, Any]  # JSON-able, saved with every checkpoint
+
+    def batches_per_epoch(self) -> int:
+        raise NotImplementedError
+
+    def epoch(self, generator: torch.Generator, start: int) -> Iterator[Any]:
+        """This epoch's batches in an order drawn from generator, skipping the first `start`."""
+        raise NotImplementedError
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
+        """The batch's training loss and its size in tokens (or items)."""
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out figures; must include "val_loss" (lower is better)."""
+        raise NotImplementedError
+
+
+@dataclass
+class _State:
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # batches done in the current epoch
+    elapsed: float = 0.0  # training seconds, evaluation excluded
+    best_val: float = math.inf
+    stale_evals: int = 0
+    last_loss: float = math.nan
+    tokens: int = 0  # trained in this call of fit()
+    metrics: dict[str, Any] = field(default_factory=dict)  # evaluate() at the best checkpoint
+
+
+class _Fit:
+    def __init__(self, spec: TrainBase, problem: Problem, checkpoint_dir: Path | None) -> None:
+        self.spec, self.problem, self.checkpoint_dir = spec, problem, checkpoint_dir
+        self.dev = next(problem.model.parameters()).device
+        model = problem.model
+        decay = [p for p in model.parameters() if p.dim() > 1]
+        rest = [p for p in model.parameters() if p.dim() <= 1]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
+                                            {"params": rest, "weight_decay": 0.0}], lr=spec.lr)
+        self.generator = torch.Generator().manual_seed(spec.seed)
+        self.epoch_rng = self.generator.get_state()
+        self.s = _State()
+
+    def restore(self, path: Path) -> None:
+        ckpt, weights = task_checkpoint.load(path, self.dev)
+        self.problem.model.load_state_dict(weights)
+        optim_state, rng = task_checkpoint.load_training_state(path)
+        if optim_state is not None:
+            self.optimizer.load_state_dict(optim_state)
+        if rng is not None:
+            self.generator.set_state(rng)
+        pos = ckpt.position
+        self.s = _State(step=ckpt.step, epoch=int(pos.get("epoch", 0)), batch=int(pos.get("batch", 0)),
+                        elapsed=float(pos.get("elapsed", 0.0)), stale_evals=int(pos.get("stale_evals", 0)),
+                        best_val=ckpt.best_val_loss if ckpt.best_val_loss is not None else math.inf,
+                        last_loss=ckpt.train_loss if ckpt.train_loss is not None else math.nan,
+                        metrics=dict(ckpt.metrics))
+        torch.manual_seed(self.spec.seed + ckpt.step)  # fresh dropout noise after a resume
+
+    def total_steps(self) -> int | None:
+        spec, per_epoch = self.spec, self.problem.batches_per_epoch()
+        candidates = []
+        if spec.max_steps is not None:
+            candidates.append(spec.max_steps)
+        if spec.epochs is not None:
+            candidates.append(max(1, math.ceil(spec.epochs * per_epoch)))
+        if not candidates and spec.time_budget is None:
+            candidates.append(per_epoch)  # no stop condition given: one epoch
+        return min(candidates) if candidates else None
+
+    def progress(self) -> float:
+        parts = [0.0]
+        total = self.total_steps()
+        if total is not None:
+            parts.append(self.s.step / total)
+        if self.spec.time_budget is not None:
+            parts.append(self.s.elapsed / self.spec.time_budget)
+        return min(1.0, max(parts))
+
+    def stop_reason(self) -> str | None:
+        if self.spec.time_budget is not None and self.s.elapsed >= self.spec.time_budget:
+            return "time_budget"
+        total = self.total_steps()
+        if total is not None and self.s.step >= total:
+            return "max_steps" if self.spec.max_steps is not None and self.s.step >= self.spec.max_steps else "epochs"
+        return None
+
+    def train_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
+        spec, model = self.spec, self.problem.model
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(spec, self.s.step, self.progress())  # type: ignore[arg-type]
+        with devices.autocast(self.dev, spec.amp):
+            loss, size = self.problem.loss(batch)
+        total = loss + spec.l1 * sum(p.abs().sum() for p in model.parameters() if p.dim() > 1) if spec.l1 else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip if spec.clip else math.inf)
+        self.optimizer.step()
+        self.s.step += 1
+        return loss.detach().float(), grad_norm.detach(), size
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        self.problem.model.eval()
+        try:
+            with devices.autocast(self.dev, self.spec.amp):
+                return {k: float(v) if isinstance(v, (int, float)) else v for k, v in self.problem.evaluate().items()}
+        finally:
+            self.problem.model.train()
+
+    def save(self, name: str, val_loss: float | None, with_state: bool) -> None:
+        if self.checkpoint_dir is None:
+            return
+        s = self.s
+        ckpt = TaskCheckpoint(
+            task=self.spec.task, spec=self.spec.to_dict(), meta=self.problem.meta, step=s.step, val_loss=val_loss,
+            train_loss=None if math.isnan(s.last_loss) else s.last_loss,
+            best_val_loss=None if math.isinf(s.best_val) else s.best_val, metrics=s.metrics,
+            position={"epoch": s.epoch, "batch": s.batch, "elapsed": s.elapsed, "stale_evals": s.stale_evals},
+        )
+        path = self.checkpoint_dir / name
+        if with_state:
+            task_checkpoint.save(path, ckpt, self.problem.model, self.optimizer, self.epoch_rng)
+        else:
+            task_checkpoint.save(path, ckpt, self.problem.model)
+
+
+class _Reporter:
+    """Averages losses between reports (one host sync per report) and calls on_step."""
+
+    def __init__(self, fit: _Fit, callbacks: Callbacks) -> None:
+        self.fit, self.callbacks = fit, callbacks
+        self.loss_sum = torch.zeros((), device=fit.dev)
+        self.count = 0
+        self.grad_norm = torch.zeros((), device=fit.dev)
+        self.last_time = time.perf_counter()
+        self.mark = (0, fit.s.elapsed)
+
+    def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.grad_norm = grad_norm
+        self.count += 1
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last_time >= REPORT_SECONDS
+
+    def emit(self, val_loss: float | None = None) -> None:
+        fit, s = self.fit, self.fit.s
+        if self.count:
+            s.last_loss = float(self.loss_sum) / self.count
+            if not math.isfinite(s.last_loss):
+                raise NumericalError(f"training loss became {s.last_loss} by step {s.step}: lower the learning "
+                                     "rate (--lr) or clip gradients (--clip)")
+        tokens, elapsed = self.mark
+        dt = s.elapsed - elapsed
+        self.callbacks.on_step(StepMetrics(
+            step=s.step, epoch=s.epoch + s.batch / max(1, fit.problem.batches_per_epoch()), loss=s.last_loss,
+            lr=fit.optimizer.param_groups[0]["lr"], grad_norm=float(self.grad_norm),
+            tokens_per_s=(s.tokens - tokens) / dt if dt > 0 else 0.0, progress=fit.progress(), elapsed=s.elapsed,
+            total_steps=fit.total_steps(), val_loss=val_loss, device=str(fit.dev), tokens=s.tokens,
+        ))
+        self.loss_sum = torch.zeros((), device=fit.dev)
+        self.count = 0
+        self.last_time = time.perf_counter()
+        self.mark = (s.tokens, s.elapsed)
+
+
+def _validate_and_save(fit: _Fit, reporter: _Reporter) -> float:
+    s = fit.s
+    figures = fit.evaluate()
+    val_loss = float(figures["val_loss"])
+    reporter.emit(val_loss)
+    if val_loss < s.best_val or math.isinf(s.best_val):
+        s.best_val, s.stale_evals, s.metrics = val_loss, 0, figures
+        fit.save(BEST, val_loss, with_state=False)
+    else:
+        s.stale_evals += 1
+    fit.save(LAST, val_loss, with_state=True)
+    return val_loss
+
+
+def fit(spec: TrainBase, problem: Problem, callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None,
+        resume: Path | None = None) -> dict[str, Any]:
+    """Train problem.model until a stop condition; see the module docstring."""
+    cb = callbacks or Callbacks()
+    run = _Fit(spec, problem, checkpoint_dir)
+    if resume is not None:
+        run.restore(resume)
+    s = run.s
+    resumed_at = s.elapsed
+    problem.model.train()
+    reporter = _Reporter(run, cb)
+    stopped_by = run.stop_reason()
+    start = time.perf_counter() - s.elapsed
+    saved_at = s.elapsed
+    while stopped_by is None:
+        run.epoch_rng = run.generator.get_state()  # a resume redraws this epoch's order from here
+        before = s.step
+        for batch in problem.epoch(run.generator, s.batch):
+            loss, grad_norm, size = run.train_step(batch)
+            reporter.add(loss, grad_norm)
+            s.tokens += size
+            s.batch += 1
+            s.elapsed = time.perf_counter() - start
+            stopped_by = run.stop_reason()
+            if s.step % spec.eval_every == 0 and stopped_by is None:
+                eval_start = time.perf_counter()
+                _validate_and_save(run, reporter)
+                start += time.perf_counter() - eval_start
+                if spec.patience is not None and s.stale_evals >= spec.patience:
+                    stopped_by = "early_stop"
+                saved_at = s.elapsed
+            elif s.step % spec.checkpoint_every == 0 or s.elapsed - saved_at >= spec.checkpoint_seconds:
+                reporter.emit()  # checks the loss is finite before it is saved
+                run.save(LAST, None, with_state=True)
+                saved_at = s.elapsed
+            elif reporter.due():
+                reporter.emit()
+            if stopped_by is None and cb.should_stop():
+                stopped_by = "requested"
+            if stopped_by is not None:
+                break
+        else:
+            if s.step == before:
+                raise ValueError("an epoch produced no training batch: the training split is empty")
+            s.epoch, s.batch = s.epoch + 1, 0
+    if reporter.count:
+        reporter.emit()
+    val_loss = _validate_and_save(run, reporter)
+    return {
+        "steps": s.step,
+        "epochs": round(s.epoch + s.batch / max(1, problem.batches_per_epoch()), 4),
+        "tokens": s.tokens,
+        "train_loss": s.last_loss,
+        "val_loss": val_loss,
+        "best_val_loss": s.best_val,
+        "metrics": s.metrics,
+        "tokens_per_s": round(s.tokens / max(s.elapsed - resumed_at, 1e-9), 1),
+        "elapsed_s": round(s.elapsed, 2),
+        "stopped_by": stopped_by,
+        "parameters": sum(p.numel() for p in problem.model.parameters()),
+        "device": str(run.dev),
+    }
+
+
+def load(checkpoint: Path, device: torch.device | str = "cpu") -> tuple[TaskCheckpoint, dict[str, torch.Tensor]]:
+    """A task checkpoint's description and model weights; see rnn_tasks.task_checkpoint."""
+    return task_checkpoint.load(checkpoint, device)

@@ -1,0 +1,91 @@
+"""The shared task training loop on a toy regression: learning, checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+
+from rnn_tasks import loop
+from rnn_tasks.spec import TrainBase
+from rnn_tasks.train import Callbacks, StepMetrics
+
+
+@dataclass(frozen=True)
+class ToySpec(TrainBase):
+    TASK: ClassVar[str] = "toy"
+    task: str = "toy"
+
+
+class Toy(loop.Problem):
+    """y = x @ w: eight batches of eight rows, shuffled by the loop's generator."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(64, 4, generator=g)
+        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+        torch.manual_seed(0)
+        self.model = torch.nn.Linear(4, 1)
+        self.meta = {"columns": 4}
+
+    def batches_per_epoch(self) -> int:
+        return 8
+
+    def epoch(self, generator: torch.Generator, start: int) -> Iterator[Any]:
+        order = torch.randperm(64, generator=generator).view(8, 8)
+        for rows in order[start:]:
+            yield rows
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
+        return torch.nn.functional.mse_loss(self.model(self.x[batch]).squeeze(-1), self.y[batch]), len(batch)
+
+    def evaluate(self) -> dict[str, float]:
+        return {"val_loss": float(torch.nn.functional.mse_loss(self.model(self.x).squeeze(-1), self.y)), "extra": 1.0}
+
+
+def spec(**kw: Any) -> ToySpec:
+    return ToySpec(data="toy/data", lr=0.05, warmup_steps=0, eval_every=10, patience=None, **kw)
+
+
+def test_fit_learns_and_saves_a_loadable_best_checkpoint(tmp_path: Path) -> None:
+    reports: list[StepMetrics] = []
+    problem = Toy()
+    before = problem.evaluate()["val_loss"]
+    summary = loop.fit(spec(max_steps=200), problem, Callbacks(on_step=reports.append), checkpoint_dir=tmp_path)
+    assert summary["steps"] == 200 and summary["stopped_by"] == "max_steps"
+    assert summary["best_val_loss"] < before / 20
+    assert summary["metrics"]["extra"] == 1.0 and summary["tokens"] == 200 * 8
+    assert any(r.val_loss is not None for r in reports) and reports[-1].step == 200
+    ckpt, weights = loop.load(tmp_path / loop.BEST)
+    assert ckpt.task == "toy" and ckpt.meta == {"columns": 4} and ckpt.spec["max_steps"] == 200
+    fresh = Toy()
+    fresh.model.load_state_dict(weights)
+    assert math.isclose(fresh.evaluate()["val_loss"], summary["best_val_loss"], rel_tol=1e-5)
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path) -> None:
+    whole = Toy()
+    loop.fit(spec(max_steps=30), whole)
+
+    first = Toy()
+    stop = Callbacks(should_stop=lambda: len(seen) >= 1, on_step=lambda m: seen.append(m.step) if m.step >= 13 else None)
+    seen: list[int] = []
+    part = loop.fit(spec(max_steps=30), first, stop, checkpoint_dir=tmp_path)
+    assert part["stopped_by"] == "requested" and 13 <= part["steps"] < 30  # mid-epoch
+    resumed = Toy()
+    rest = loop.fit(spec(max_steps=30), resumed, checkpoint_dir=tmp_path, resume=tmp_path / loop.LAST)
+    assert rest["steps"] == 30
+    for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # same data order, optimizer state and schedule
+
+
+def test_a_diverging_loss_fails_with_the_step(tmp_path: Path) -> None:
+    problem = Toy()
+    problem.y = problem.y * float("inf")
+    with pytest.raises(Exception, match="lower the learning rate"):
+        loop.fit(spec(max_steps=20), problem, checkpoint_dir=tmp_path)
