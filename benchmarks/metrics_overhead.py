@@ -7,6 +7,11 @@ alternating a run whose on_step feeds the worker's metrics exactly as a job does
 (workers.metrics.TrainingMeter, in prometheus_client's multiprocess mode writing to a
 scratch PROMETHEUS_MULTIPROC_DIR, plus job_started/job_ended) with a run whose on_step
 does nothing. Prints one JSON object; ratio = median(on) / median(off). Target >= 0.99.
+
+Because whole-run throughput on a shared 2-core machine varies by more than 1%, it
+also times the metrics work itself: the cost of one progress report's metric updates
+(TrainingMeter.report, with the step histogram fed for a report's worth of steps), and
+the share of training time that is at one report per REPORT_SECONDS.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rnnq-metrics-"
 import torch
 
 from rnn_tasks.spec import TrainSpec
-from rnn_tasks.train import Callbacks, StepMetrics, train
+from rnn_tasks.train import REPORT_SECONDS, Callbacks, StepMetrics, train
 from workers import metrics
 
 
@@ -51,6 +56,15 @@ def one_run(spec: TrainSpec, text: str, with_metrics: bool) -> float:
     return result.tokens_per_s
 
 
+def report_cost(steps_per_report: int, calls: int = 2000) -> float:
+    """Seconds per TrainingMeter.report covering steps_per_report steps."""
+    meter = metrics.TrainingMeter("train", "bench", "bench@host")
+    start = time.perf_counter()
+    for i in range(calls):
+        meter.report(i * steps_per_report, i * steps_per_report * 4096, i * 0.5)
+    return (time.perf_counter() - start) / calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=4)
@@ -66,11 +80,15 @@ def main() -> None:
         first, second = (True, False) if i % 2 == 0 else (False, True)
         for with_metrics in (first, second):
             (on if with_metrics else off).append(one_run(spec, text, with_metrics))
+    steps_per_report = max(1, round(statistics.median(off) / (spec.batch_size * spec.seq_len) * REPORT_SECONDS))
+    cost = report_cost(steps_per_report)
     print(json.dumps({
         "benchmark": "metrics_overhead", "seconds_per_run": args.seconds,
         "model": {k: getattr(spec, k) for k in ("arch", "layers", "hidden", "seq_len", "batch_size")},
         "tokens_per_s_on": [round(v) for v in on], "tokens_per_s_off": [round(v) for v in off],
         "ratio": round(statistics.median(on) / statistics.median(off), 4), "target": 0.99,
+        "steps_per_report": steps_per_report, "report_cost_us": round(cost * 1e6, 1),
+        "metrics_share_of_training_time": round(cost / REPORT_SECONDS, 6),
     }))
 
 

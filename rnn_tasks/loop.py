@@ -232,6 +232,10 @@ def fit(spec: TrainBase, problem: Problem, callbacks: Callbacks | None = None, c
     start = time.perf_counter() - s.elapsed
     saved_at = s.elapsed
     while stopped_by is None:
+        if s.batch >= problem.batches_per_epoch():  # resumed after an epoch's last batch: that epoch is done
+            for _ in problem.epoch(run.generator, s.batch):  # draws its order, as the finished run did
+                pass
+            s.epoch, s.batch = s.epoch + 1, 0
         run.epoch_rng = run.generator.get_state()  # a resume redraws this epoch's order from here
         before = s.step
         for batch in problem.epoch(run.generator, s.batch):

@@ -279,7 +279,7 @@ def _predict(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Cont
     result = _task_module(task).predict(path, data, {k: v for k, v in options.items() if v is not None}, spec.device)
     key = job_key(job.id, "predictions.json")
     artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
-    return {**result, "source": spec.source, "task": task}, {"predictions": key}
+    return {**result, "source": spec.source, "task": task}, {"predictions_file": key}
 
 
 def _eval(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:

@@ -144,6 +144,7 @@ def run(stack: Stack) -> str:
     wait_for(lambda: len(_range(stack, selector)) >= 10, 120, "ten scrapes of the running job's loss")
     for expr in dashboard_expressions():
         stack.answers[expr] = stack.query(substitute(expr, job_id))
+    stack.answers["in flight"] = stack.query('rnnq_queue_unacked_messages{queue="train"}')
     wait_for(lambda: stack.store.get(job_id).state in FINAL_STATES, 120, "the long job to end")
     assert stack.store.get(job_id).state == "succeeded"
     return str(job_id)
@@ -189,6 +190,8 @@ def test_every_dashboard_expression_returns_series(stack: Stack, run: str) -> No
     gpu = shutil.which("nvidia-smi") is not None
     empty = [e for e, result in stack.answers.items() if not result and (gpu or "rnnq_gpu_" not in e)]
     assert not empty, f"expressions that returned no series: {empty}"
+    # The running job's message was delivered and not yet acknowledged (acks_late).
+    assert float(stack.answers["in flight"][0]["value"][1]) == 1
 
 
 def test_job_loss_went_down_and_its_series_ended_with_it(stack: Stack, run: str) -> None:

@@ -55,7 +55,8 @@ def spec(**kw: Any) -> ToySpec:
 def test_fit_learns_and_saves_a_loadable_best_checkpoint(tmp_path: Path) -> None:
     reports: list[StepMetrics] = []
     problem = Toy()
-    before = problem.evaluate()["val_loss"]
+    with torch.no_grad():
+        before = problem.evaluate()["val_loss"]
     summary = loop.fit(spec(max_steps=200), problem, Callbacks(on_step=reports.append), checkpoint_dir=tmp_path)
     assert summary["steps"] == 200 and summary["stopped_by"] == "max_steps"
     assert summary["best_val_loss"] < before / 20
@@ -89,3 +90,14 @@ def test_a_diverging_loss_fails_with_the_step(tmp_path: Path) -> None:
     problem.y = problem.y * float("inf")
     with pytest.raises(Exception, match="lower the learning rate"):
         loop.fit(spec(max_steps=20), problem, checkpoint_dir=tmp_path)
+
+
+def test_resume_after_a_run_that_stopped_on_an_epochs_last_batch(tmp_path: Path) -> None:
+    whole = Toy()
+    loop.fit(spec(max_steps=12), whole)
+    first = Toy()
+    part = loop.fit(spec(max_steps=8), first, checkpoint_dir=tmp_path)  # 8 batches = exactly one epoch
+    assert part["steps"] == 8
+    resumed = Toy()
+    rest = loop.fit(spec(max_steps=12), resumed, checkpoint_dir=tmp_path, resume=tmp_path / loop.LAST)
+    assert rest["steps"] == 12 and rest["epochs"] == 1.5

@@ -1,0 +1,170 @@
+"""The forecast task's entry points for the worker: train, predict, evaluate.
+
+train() fits a Forecaster with the shared loop (rnn_tasks.loop.fit) on the CSV series;
+the checkpoint meta carries the resolved column names and the normaliser fitted on the
+training part, so predict() and evaluate() read new CSVs exactly as training did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rnn_tasks import device as devices
+from rnn_tasks import loop
+from rnn_tasks.forecast import data, metrics
+from rnn_tasks.forecast.model import Forecaster, ForecasterConfig
+from rnn_tasks.forecast.spec import ForecastSpec, Series, check_series, check_transform, read_series, split_point
+from rnn_tasks.spec import SpecError
+from rnn_tasks.train import Callbacks
+
+_EVAL_BATCH = 1024  # windows per forward pass when evaluating
+# Forecast models are small: a 64-wide GRU step is microseconds of work per op, so a
+# second intra-op thread only adds a fork/join barrier per op, and on a busy host a
+# descheduled sibling makes every barrier wait a time slice. Measured on the 2-core dev
+# machine under load, hidden 16-256, batch 32: one thread 0.01-0.09 s/step, two 0.15-2.4 s.
+_ONE_THREAD_HIDDEN = 256
+
+
+class ForecastProblem(loop.Problem):
+    """Windows of the training part as batches; the held-out tail's windows for evaluate()."""
+
+    def __init__(self, spec: ForecastSpec, series: Series, dev: torch.device) -> None:
+        self.spec = spec
+        split = split_point(len(series), spec.val_fraction)
+        self.norm = data.Normaliser.fit(spec, series, split)
+        self.data = data.prepare(spec, series, self.norm, dev)
+        self.train_origins = data.train_origins(spec, split)
+        self.val_origins = data.heldout_origins(spec, split, len(series))
+        config = _config(spec, len(series.names))
+        self.model = Forecaster(config).to(dev)
+        self.meta = {
+            "time_column": series.time_column,
+            "target": series.names[0],
+            "features": list(series.names[1:]),
+            "inputs": config.inputs,
+            "normaliser": self.norm.to_meta(),
+            "rows": {"train": split, "heldout": len(series) - split},
+        }
+
+    def batches_per_epoch(self) -> int:
+        return -(-len(self.train_origins) // self.spec.batch_size)
+
+    def epoch(self, generator: torch.Generator, start: int) -> Iterator[torch.Tensor]:
+        order = self.train_origins[torch.randperm(len(self.train_origins), generator=generator)]
+        for i in range(start * self.spec.batch_size, len(order), self.spec.batch_size):
+            yield order[i : i + self.spec.batch_size]
+
+    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
+        x, y = data.batch(self.spec, self.data, batch)
+        return F.mse_loss(self.model(x), y), len(batch)
+
+    def evaluate(self) -> dict[str, float]:
+        return _evaluate(self.spec, self.model, self.norm, self.data, self.val_origins)
+
+
+def _config(spec: ForecastSpec, inputs: int) -> ForecasterConfig:
+    return ForecasterConfig(inputs=inputs, horizon=spec.horizon, arch=spec.arch, hidden=spec.hidden,
+                            layers=spec.layers, dropout=spec.dropout)
+
+
+def _evaluate(spec: ForecastSpec, model: torch.nn.Module, norm: data.Normaliser, prepared: data.Prepared,
+              origins: torch.Tensor) -> dict[str, float]:
+    """val_loss (normalised MSE) and errors in the target's units against the baseline."""
+    outs, losses = [], []
+    for chunk in origins.split(_EVAL_BATCH):
+        x, y = data.batch(spec, prepared, chunk)
+        out = model(x)
+        losses.append(F.mse_loss(out, y, reduction="sum"))
+        outs.append(out)
+    if not outs:
+        raise ValueError("no held-out window: the series is shorter than lookback + horizon")
+    forecast = data.invert(spec, norm, prepared, origins, torch.cat(outs))
+    baseline = metrics.seasonal_naive(prepared.y, origins, spec.horizon, spec.season or 1)
+    figures = metrics.figures(forecast, baseline, data.actual(spec, prepared, origins))
+    return {"val_loss": float(sum(losses)) / (len(origins) * spec.horizon), **figures}
+
+
+def train(spec: ForecastSpec, files: dict[str, bytes], callbacks: Callbacks | None, checkpoint_dir: Path | None,
+          resume: Path | None) -> dict[str, Any]:
+    series = read_series(files["data"], spec.time_column, spec.target, spec.features, spec.delimiter)
+    check_series(spec, series)
+    dev = _device(spec, spec.device)
+    torch.manual_seed(spec.seed)
+    problem = ForecastProblem(spec, series, dev)
+    summary = loop.fit(spec, problem, callbacks, checkpoint_dir, resume)
+    best = summary["metrics"]
+    for key in ("mae", "rmse", "baseline_mae", "baseline_rmse"):
+        summary[key] = best.get(key)
+    summary["skill"] = _skill(best)
+    summary["target"] = series.names[0]
+    return summary
+
+
+def _skill(figures: dict[str, Any]) -> float | None:
+    if figures.get("rmse") is None or figures.get("baseline_rmse") is None:
+        return None
+    value = metrics.skill(figures["rmse"], figures["baseline_rmse"])
+    return None if math.isnan(value) else value  # NaN (a constant series) is not JSON
+
+
+def _device(spec: ForecastSpec, device: str) -> torch.device:
+    dev = devices.resolve(device)
+    devices.configure(dev)
+    if dev.type == "cpu" and spec.hidden <= _ONE_THREAD_HIDDEN:
+        torch.set_num_threads(1)
+    return dev
+
+
+def _restore(checkpoint: Path, device: str) -> tuple[ForecastSpec, dict[str, Any], Forecaster, torch.device]:
+    ckpt, weights = loop.load(checkpoint, "cpu")
+    spec = ForecastSpec.from_dict(ckpt.spec)
+    dev = _device(spec, device)
+    model = Forecaster(_config(spec, int(ckpt.meta["inputs"]))).to(dev)
+    model.load_state_dict(weights)
+    model.eval()
+    return spec, ckpt.meta, model, dev
+
+
+def _read(spec: ForecastSpec, meta: dict[str, Any], raw: bytes) -> Series:
+    """A new CSV read with the columns the model was trained on."""
+    series = read_series(raw, meta["time_column"], meta["target"], tuple(meta["features"]), spec.delimiter)
+    check_transform(spec, series)
+    return series
+
+
+@torch.no_grad()
+def predict(checkpoint: Path, inputs: bytes, options: dict[str, Any], device: str) -> dict[str, Any]:
+    """Forecast the `horizon` steps after the last row of the CSV `inputs`. No options are used."""
+    spec, meta, model, dev = _restore(checkpoint, device)
+    series = _read(spec, meta, inputs)
+    need = data.first_origin(spec) + 1
+    if len(series) < need:
+        raise SpecError("DATA", f"{len(series)} rows is too few: the model reads {spec.lookback} rows"
+                        f"{f' after {spec.lag} for transform {spec.transform}' if spec.lag else ''}; give {need}")
+    norm = data.Normaliser.from_meta(meta["normaliser"])
+    prepared = data.prepare(spec, series, norm, dev)
+    origin = torch.tensor([len(series) - 1])
+    forecast = data.invert(spec, norm, prepared, origin, model(data.last_input(spec, prepared)))
+    return {"forecast": [float(v) for v in forecast[0]], "horizon": spec.horizon, "target": meta["target"],
+            "after": series.times[-1]}
+
+
+@torch.no_grad()
+def evaluate(checkpoint: Path, files: dict[str, bytes], device: str) -> dict[str, Any]:
+    """Rolling-origin errors over every window of files["data"] whose targets lie in it."""
+    spec, meta, model, dev = _restore(checkpoint, device)
+    series = _read(spec, meta, files["data"])
+    origins = data.heldout_origins(spec, 0, len(series))
+    if len(origins) == 0:
+        need = max(data.first_origin(spec), (spec.season or 1) - 1) + 1 + spec.horizon
+        raise SpecError("DATA", f"{len(series)} rows is too few for one window: give at least {need}")
+    norm = data.Normaliser.from_meta(meta["normaliser"])
+    figures = _evaluate(spec, model, norm, data.prepare(spec, series, norm, dev), origins)
+    del figures["val_loss"]
+    return {**figures, "skill": _skill(figures), "windows": len(origins), "target": meta["target"]}
