@@ -3,8 +3,13 @@
     model.<name>        weights (a tied head is stored once, as embed.weight)
     optim.<i>.<name>    AdamW state per parameter (resume checkpoints only)
     rng.torch           CPU generator state (resume checkpoints only)
-    header "rnnq"       JSON: format version, spec, model config, vocabulary, step,
+    header "rnnq"       JSON: format version, spec, model config, tokenizer, step,
                         losses, data position, optimizer param groups
+
+The tokenizer travels as its own JSON (`tokenizer_json`). Char models also keep the
+plain `vocab` string that format 1 had, so a char checkpoint is still a format-1 file
+any rnnq reads; word and BPE checkpoints are format 2, which an older rnnq refuses
+with a clear message instead of misreading them as char models.
 
 One file written to a temporary name and renamed, so a reader sees the old checkpoint
 or the new one, never half of one. Loading parses only tensors and JSON: no pickle.
@@ -24,9 +29,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from rnn_tasks.models import CharLM, ModelConfig
-from rnn_tasks.tokenizer import CharTokenizer
+from rnn_tasks.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # char models: the original layout
+TOKENIZER_FORMAT_VERSION = 2  # word and BPE models: needs tokenizer_json
+READABLE_VERSIONS = (FORMAT_VERSION, TOKENIZER_FORMAT_VERSION)
 
 
 class CheckpointError(ValueError):
@@ -39,16 +46,28 @@ class Checkpoint:
 
     spec: dict[str, Any]
     model: ModelConfig
-    vocab: str
+    vocab: str | None  # the characters of a char model (what prompt checks use); None otherwise
     step: int
     best_val_loss: float | None = None
     val_loss: float | None = None
     train_loss: float | None = None
     position: dict[str, Any] = field(default_factory=dict)  # epoch, window, elapsed
     format_version: int = FORMAT_VERSION
+    tokenizer_json: str | None = None  # Tokenizer.to_json(); absent in checkpoints older than word/BPE
 
-    def tokenizer(self) -> CharTokenizer:
-        return CharTokenizer(self.vocab)
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Tokenizer, **fields: Any) -> Checkpoint:
+        """A checkpoint header that stores `tokenizer` (and the matching format version)."""
+        if isinstance(tokenizer, CharTokenizer):
+            return cls(vocab=tokenizer.chars, tokenizer_json=tokenizer.to_json(), **fields)
+        return cls(vocab=None, tokenizer_json=tokenizer.to_json(), format_version=TOKENIZER_FORMAT_VERSION, **fields)
+
+    def tokenizer(self) -> Tokenizer:
+        if self.tokenizer_json is not None:
+            return tokenizer_from_json(self.tokenizer_json)
+        if self.vocab is None:
+            raise CheckpointError("checkpoint has neither a tokenizer nor a character vocabulary")
+        return CharTokenizer(self.vocab)  # format 1 written before tokenizers were stored
 
     def build_model(self) -> CharLM:
         return CharLM(self.model)
@@ -132,8 +151,9 @@ def _header(path: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own types for corrupt files
         raise CheckpointError(f"{path.name} is not an rnnq checkpoint: {exc}") from None
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path.name}: checkpoint format {version!r}, this rnnq reads {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        raise CheckpointError(f"{path.name}: checkpoint format {version!r}, this rnnq reads {readable}")
     return dict(header)
 
 

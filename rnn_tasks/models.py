@@ -1,4 +1,4 @@
-"""Character language model: Embedding -> stacked RNN/LSTM/GRU -> Linear."""
+"""Language model over any token ids (characters, words, BPE): Embedding -> stacked RNN/LSTM/GRU -> Linear."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ class ModelConfig:
 
 
 class CharLM(nn.Module):
-    """Predicts the next character at every position of a (batch, time) id tensor."""
+    """Predicts the next token at every position of a (batch, time) id tensor.
+
+    The name predates word and BPE tokenizers; the model itself never knew what its ids were.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -44,6 +47,10 @@ class CharLM(nn.Module):
         )
         self.head = nn.Linear(config.hidden, config.vocab_size)
         if config.tie_weights:
+            # nn.Embedding's N(0, 1) init, used as the output matrix, gives logits of size ~sqrt(hidden)
+            # and a first loss far above uniform guessing; the small uniform init of PyTorch's
+            # word_language_model example starts near uniform instead.
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
             self.head.weight = self.embed.weight
         if config.arch == "lstm":
             # A forget-gate bias of 1 lets gradients flow through time from the start.

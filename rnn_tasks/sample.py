@@ -1,8 +1,13 @@
-"""Sampling from a trained CharLM, one character per step with the state carried.
+"""Sampling from a trained language model, one token per step with the state carried.
 
 Prompts are read together by the sequence kernel (packed, so lengths may differ); then
 all prompts advance together, one step of each layer per character. Per new token the work is O(1): no prompt is
 re-read, and no Python-side sync happens until the end.
+
+Prompts are encoded with the checkpoint's tokenizer: a char model refuses characters it
+never saw (UnknownCharacterError), a word model reads unseen words as <unk> (and decode
+drops it), a BPE model reads anything. A prompt with no tokens at all (whitespace for a
+word model) starts from the zero state, as every training stream did.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 from rnn_tasks.models import CharLM, State
-from rnn_tasks.tokenizer import CharTokenizer
+from rnn_tasks.tokenizer import Tokenizer
 
 MODULE_STEP_BATCH = 16  # from this many prompts on, CPU steps use nn.LSTM/GRU/RNN (measured)
 
@@ -101,8 +106,8 @@ def _filter(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate(model: CharLM, tokenizer: CharTokenizer, prompts: list[str], opts: SampleOptions) -> list[str]:
-    """Continue each prompt by opts.max_tokens characters; returns the new text only."""
+def generate(model: CharLM, tokenizer: Tokenizer, prompts: list[str], opts: SampleOptions) -> list[str]:
+    """Continue each prompt by opts.max_tokens tokens; returns the new text only."""
     model.eval()
     dev = next(model.parameters()).device
     generator = torch.Generator(device=dev)
@@ -112,7 +117,8 @@ def generate(model: CharLM, tokenizer: CharTokenizer, prompts: list[str], opts: 
         generator.seed()
     greedy = opts.greedy or opts.temperature == 0.0
 
-    logits, state = _read_prompts(model, tokenizer, prompts, dev)
+    encoded = [tokenizer.encode(p) for p in prompts]
+    logits, state = _read_prompts(model, encoded, dev)
     # Small batches on CPU: the hand-written stepper (no per-call setup, pre-transposed
     # weights). Large batches and GPUs: the library's fused kernel, one step per call.
     if dev.type == "cpu" and len(prompts) < MODULE_STEP_BATCH:
@@ -138,21 +144,41 @@ def generate(model: CharLM, tokenizer: CharTokenizer, prompts: list[str], opts: 
         out[:, t] = nxt
         if t + 1 < opts.max_tokens:
             logits = step(nxt)
-    return [tokenizer.decode(row) for row in out.tolist()]
+    if tokenizer.kind == "char":
+        return [tokenizer.decode(row) for row in out.tolist()]
+    return [_continuation(tokenizer, prompt, row) for prompt, row in zip(encoded, out.tolist(), strict=True)]
 
 
-def _read_prompts(model: CharLM, tokenizer: CharTokenizer, prompts: list[str],
-                  dev: torch.device) -> tuple[torch.Tensor, State]:
+def _continuation(tokenizer: Tokenizer, prompt: list[int], new: list[int]) -> str:
+    """The text the new tokens add after the prompt.
+
+    Decoding them with the prompt puts the space between prompt and continuation where
+    the tokenizer would (a word model's "said" + "the" -> " the", but "said" + "," -> ",")
+    and completes a character whose UTF-8 bytes a BPE model split across the boundary.
+    """
+    if not prompt:
+        return tokenizer.decode(new)
+    head = tokenizer.decode(prompt)
+    whole = tokenizer.decode(prompt + new)
+    return whole[len(head) :] if whole.startswith(head) else tokenizer.decode(new)
+
+
+def _read_prompts(model: CharLM, encoded: list[list[int]], dev: torch.device) -> tuple[torch.Tensor, State]:
     """All prompts in one packed sequence call: last-position logits and the state.
 
     Packing lets prompts of different lengths share one kernel call; each prompt's
     final state is taken at its own last character, so no padding leaks in. In eval
     mode the top layer's final hidden state is the last output, so it feeds the head.
     """
-    seqs = [torch.tensor(tokenizer.encode(p), dtype=torch.long, device=dev) for p in prompts]
+    # An empty prompt reads one dummy token (packing needs a length of 1) whose state is then zeroed.
+    seqs = [torch.tensor(ids or [0], dtype=torch.long, device=dev) for ids in encoded]
     lengths = torch.tensor([len(s) for s in seqs])
     padded = pad_sequence(seqs, batch_first=True)
     packed = pack_padded_sequence(model.embed(padded), lengths, batch_first=True, enforce_sorted=False)
     _, state = model.rnn(packed)
+    empty = [i for i, ids in enumerate(encoded) if not ids]
+    if empty:
+        for part in state if isinstance(state, tuple) else (state,):
+            part[:, empty] = 0.0
     top = state[0][-1] if isinstance(state, tuple) else state[-1]
     return model.head(top), state

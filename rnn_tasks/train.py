@@ -1,4 +1,4 @@
-"""The training loop for character language models.
+"""The training loop for language models over characters, words or BPE tokens.
 
 It reports through callbacks and writes checkpoints to a directory it is given; it
 knows nothing of queues. The caller (a Celery task, a benchmark, a test) decides what
@@ -12,15 +12,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from rnn_tasks import checkpoint, data
+from rnn_tasks import checkpoint, data, lm_task
 from rnn_tasks import device as devices
 from rnn_tasks.models import CharLM, ModelConfig, State, count_parameters, detach
 from rnn_tasks.spec import TrainSpec
-from rnn_tasks.tokenizer import CharTokenizer
+from rnn_tasks.tokenizer import Tokenizer, fit_tokenizer
 
 BEST = "best.safetensors"  # lowest validation loss: what generation samples from
 LAST = "last.safetensors"  # latest state with optimizer and RNG: what resume reads
@@ -73,6 +74,29 @@ class TrainResult:
     device: str
     checkpoint: Path | None = None
     history: list[tuple[int, float]] = field(default_factory=list)  # (step, val_loss)
+    tokenizer: str = "char"  # char | word | bpe
+    perplexity: float = math.nan  # exp(best_val_loss): per token, so only comparable within one tokenizer
+    bpc: float = math.nan  # bits per character of the held-out text at best_val_loss: comparable across tokenizers
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-able figures a job reports when it finishes."""
+        return {
+            "steps": self.steps,
+            "epochs": round(self.epochs, 4),
+            "tokens": self.tokens,
+            "train_loss": self.train_loss,
+            "val_loss": self.val_loss,
+            "best_val_loss": self.best_val_loss,
+            "perplexity": self.perplexity,
+            "bpc": self.bpc,
+            "tokenizer": self.tokenizer,
+            "tokens_per_s": round(self.tokens_per_s, 1),
+            "elapsed_s": round(self.elapsed, 2),
+            "stopped_by": self.stopped_by,
+            "parameters": self.parameters,
+            "vocab_size": self.vocab_size,
+            "device": self.device,
+        }
 
 
 def lr_at(spec: TrainSpec, step: int, progress: float) -> float:
@@ -96,11 +120,17 @@ class _Run:
         torch.manual_seed(spec.seed)
         self.checkpoint_dir = checkpoint_dir
         meta = checkpoint.read_meta(resume) if resume else None
-        self.tokenizer = meta.tokenizer() if meta else CharTokenizer.fit(text)
-        ids = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
-        train_ids, self.val_ids = data.split(ids, spec.val_fraction)
+        train_text, val_text = split_text(text, spec.val_fraction, whole_words=spec.tokenizer != "char")
+        self.tokenizer = meta.tokenizer() if meta else _fit(spec, text, train_text)
+        train_ids = torch.tensor(self.tokenizer.encode(train_text), dtype=torch.long)
+        self.val_ids = torch.tensor(self.tokenizer.encode(val_text), dtype=torch.long).to(self.dev)
+        self.val_chars = len(val_text)
+        if len(self.val_ids) < 2:
+            raise data.CorpusTooShortError(
+                f"the held-out {spec.val_fraction:g} of the corpus has {len(self.val_ids)} {spec.tokenizer} tokens; "
+                "it needs at least 2 (use a longer corpus or a larger --val-fraction)"
+            )
         self.streams = data.Streams(train_ids.to(self.dev), spec.batch_size, spec.seq_len)
-        self.val_ids = self.val_ids.to(self.dev)
         config = ModelConfig(
             vocab_size=len(self.tokenizer),
             arch=spec.arch,
@@ -190,25 +220,19 @@ class _Run:
         self.step += 1
         return loss.detach(), grad_norm.detach(), detach(state)
 
-    @torch.no_grad()
     def evaluate(self) -> float:
         self.model.eval()
-        total, count, state = 0.0, 0, None
-        with devices.autocast(self.dev, self.spec.amp):
-            for x, y in data.eval_windows(self.val_ids, 32, 256):
-                logits, state = self.model(x, state)
-                total += float(F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), reduction="sum"))
-                count += y.numel()
+        total, count = lm_task.score(self.model, self.val_ids, self.spec.amp)
         self.model.train()
         return total / count
 
     def save(self, name: str, val_loss: float | None, train_loss: float | None, with_state: bool) -> Path | None:
         if self.checkpoint_dir is None:
             return None
-        meta = checkpoint.Checkpoint(
+        meta = checkpoint.Checkpoint.for_tokenizer(
+            self.tokenizer,
             spec=self.spec.to_dict(),
             model=self.model.config,
-            vocab=self.tokenizer.chars,
             step=self.step,
             best_val_loss=None if math.isinf(self.best_val) else self.best_val,
             val_loss=val_loss,
@@ -221,6 +245,31 @@ class _Run:
         else:
             checkpoint.save(path, meta, self.model)
         return path
+
+
+def split_text(text: str, val_fraction: float, whole_words: bool = False) -> tuple[str, str]:
+    """The training text and the held-out last val_fraction of it (data.split on characters).
+
+    With whole_words the cut moves back to the nearest space or newline, so no word is
+    cut in two (which would invent two tokens that the text does not have).
+    """
+    cut = len(text) - int(len(text) * val_fraction)
+    if whole_words and 0 < cut < len(text) and not (text[cut - 1].isspace() or text[cut].isspace()):
+        space = max(text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))
+        if space > 0:
+            cut = space
+    return text[:cut], text[cut:]
+
+
+def _fit(spec: TrainSpec, text: str, train_text: str) -> Tokenizer:
+    """The tokenizer of a new run, fitted on the training part only (held-out words the
+    training part lacks become <unk>, as they would for new text). A char vocabulary is
+    taken from the whole text as before: CharTokenizer has no <unk> to fall back on."""
+    if spec.tokenizer == "char":
+        return fit_tokenizer("char", [text])
+    return fit_tokenizer(
+        spec.tokenizer, [train_text], min_freq=spec.min_freq, max_vocab=spec.max_vocab, vocab_size=spec.vocab_size
+    )
 
 
 def _param_groups(model: CharLM, weight_decay: float) -> list[dict[str, object]]:
@@ -323,7 +372,10 @@ def train(
     checkpoint_dir: Path | None = None,
     resume: Path | None = None,
 ) -> TrainResult:
-    """Train a char LM on `text` until a stop condition; checkpoint into checkpoint_dir.
+    """Train an LM on `text` until a stop condition; checkpoint into checkpoint_dir.
+
+    spec.tokenizer picks the unit (char | word | bpe); the tokenizer is fitted on the
+    training part and stored in every checkpoint.
 
     With `resume` (a LAST checkpoint), step count, optimizer, RNG and data position
     continue from it; the recurrent state restarts from zeros.
@@ -374,6 +426,9 @@ def train(
     val_loss = _validate_and_save(run, reporter, history)
     assert stopped_by is not None
     return TrainResult(
+        tokenizer=run.tokenizer.kind,
+        perplexity=lm_task.perplexity(run.best_val),
+        bpc=lm_task.bits_per_char(run.best_val, len(run.val_ids), run.val_chars),
         steps=run.step,
         epochs=run.epoch + run.window / run.steps_per_epoch,
         tokens=reporter.tokens,
