@@ -31,6 +31,8 @@ def _d(name: str) -> str:
 def _hint(field: str) -> str:
     if field in ("data", "DATA"):
         return "DATA"
+    if field in ("target_data", "--target-data"):
+        return "--target"
     if field.startswith("-"):
         return field
     if field.startswith("prompts"):

@@ -275,8 +275,12 @@ def _predict(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Cont
         data = "\n".join(spec.texts).encode("utf-8")
     else:  # a forecast continues the series it was trained on
         data = artifacts.get_bytes(source.spec["data"])
-    options = {"format": "lines" if spec.texts else spec.format, "beam": spec.beam, "max_len": spec.max_len}
-    result = _task_module(task).predict(path, data, {k: v for k, v in options.items() if v is not None}, spec.device)
+    options: dict[str, Any] = {}  # what each task's predict() takes
+    if task == "classify":
+        options["format"] = "lines" if spec.texts else spec.format
+    elif task == "translate":
+        options.update({k: v for k, v in (("beam", spec.beam), ("max_len", spec.max_len)) if v is not None})
+    result = _task_module(task).predict(path, data, options, spec.device)
     key = job_key(job.id, "predictions.json")
     artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
     return {**result, "source": spec.source, "task": task}, {"predictions_file": key}

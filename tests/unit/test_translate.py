@@ -1,0 +1,232 @@
+"""Translation task: a synthetic language (words renamed and reversed) learnt by a tiny model.
+
+    source  "w3 w1 w7"   ->   target  "x7 x1 x3"
+
+Reversal needs attention to reach far positions, so a model that learns it in a few
+hundred steps really uses its encoder and attention.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from rnn_tasks import device as devices
+from rnn_tasks import loop
+from rnn_tasks.spec import SpecError, train_spec_from_dict
+from rnn_tasks.train import Callbacks, StepMetrics
+from rnn_tasks.translate import task
+from rnn_tasks.translate.data import encode_sources, pad
+from rnn_tasks.translate.decode import beam_search, greedy, limits_for, translate
+from rnn_tasks.translate.model import Seq2Seq, Seq2SeqConfig
+from rnn_tasks.translate.spec import TranslateSpec, check_inputs, read_lines
+
+WORDS = [f"w{i}" for i in range(12)]
+TINY = {"data": "corpora/src", "target_data": "corpora/tgt", "tokenizer": "word", "hidden": 64, "embed": 32,
+        "batch_size": 32, "lr": 0.01, "warmup_steps": 10, "dropout": 0.0, "label_smoothing": 0.0,
+        "val_fraction": 0.1, "device": "cpu", "beam": 3}
+
+
+def translate_synthetic(sentence: str) -> str:
+    return " ".join("x" + w[1:] for w in reversed(sentence.split()))
+
+
+def corpus(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    sources = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6))) for _ in range(n)]
+    return sources, [translate_synthetic(s) for s in sources]
+
+
+def lines(texts: list[str]) -> bytes:
+    return ("\n".join(texts) + "\n").encode()
+
+
+def spec(**overrides: Any) -> TranslateSpec:
+    return TranslateSpec.from_dict({**TINY, **overrides})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from a second thread, and on a loaded machine OpenMP's spinning
+    threads make them many times slower: run this module single-threaded, then restore."""
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(devices, "configure", lambda dev: torch.set_num_threads(1))
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One short training run shared by the tests below (source gzip-compressed, target plain)."""
+    sources, targets = corpus(600)
+    files = {"data": gzip.compress(lines(sources)), "target": lines(targets)}
+    reports: list[StepMetrics] = []
+    out = tmp_path_factory.mktemp("translate")
+    summary = task.train(spec(max_steps=150, eval_every=50), files, Callbacks(on_step=reports.append), out, None)
+    return {"summary": summary, "reports": reports, "dir": out, "sources": sources, "targets": targets}
+
+
+def test_training_lowers_the_loss_and_learns_the_language(trained: dict[str, Any]) -> None:
+    summary, reports = trained["summary"], trained["reports"]
+    assert summary["steps"] == 150 and summary["stopped_by"] == "max_steps"
+    assert reports[-1].loss < 0.25 * reports[0].loss
+    vals = [r.val_loss for r in reports if r.val_loss is not None]
+    assert len(vals) == 3 and vals[-1] < vals[0]
+    assert summary["metrics"]["bleu"] > 50  # greedy BLEU on the validation subset, from evaluate()
+    assert summary["bleu"] > 50 and summary["chrf"] > 50 and summary["beam"] == 3
+    assert summary["val_pairs"] == 60 and summary["train_pairs"] == 540 and summary["dropped_long"] == 0
+    assert (trained["dir"] / loop.BEST).is_file() and (trained["dir"] / loop.LAST).is_file()
+
+
+def _model(trained: dict[str, Any]) -> tuple[Seq2Seq, Any, Any]:
+    loaded = task._Loaded(trained["dir"] / loop.BEST, "cpu")
+    return loaded.model, loaded.src_tok, loaded.tgt_tok
+
+
+def _batch(src_tok: Any, sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = encode_sources(src_tok, sentences)
+    return pad(ids, 0), torch.tensor([len(i) for i in ids])
+
+
+@pytest.mark.parametrize("trained_model", [True, False])
+def test_beam_one_equals_greedy(trained: dict[str, Any], trained_model: bool) -> None:
+    model, src_tok, tgt_tok = _model(trained)
+    if not trained_model:  # an untrained model rarely says <eos>: exercises the step limits
+        torch.manual_seed(1)
+        model = Seq2Seq(model.config).eval()
+    src, lengths = _batch(src_tok, trained["sources"][-40:])
+    limits = limits_for(lengths, 64)
+    expected = greedy(model, src, lengths, tgt_tok.bos_id, tgt_tok.eos_id, limits)
+    assert beam_search(model, src, lengths, tgt_tok.bos_id, tgt_tok.eos_id, limits, 1) == expected
+    assert any(len(e) == limits[i] for i, e in enumerate(expected)) != trained_model
+
+
+def test_beam_search_translates_at_least_as_well_as_greedy(trained: dict[str, Any]) -> None:
+    model, src_tok, tgt_tok = _model(trained)
+    sources, targets = trained["sources"][-60:], trained["targets"][-60:]
+    right = {}
+    for beam in (1, 4):
+        out = translate(model, src_tok, tgt_tok, sources, beam=beam, cap=32)
+        right[beam] = sum(o == t for o, t in zip(out, targets, strict=True))
+    assert right[4] >= right[1] - 2 and right[4] > 30
+
+
+@pytest.mark.parametrize(("arch", "layers", "bidirectional"), [("gru", 1, True), ("lstm", 2, True),
+                                                                ("gru", 1, False)])
+def test_padding_does_not_change_a_sentence(arch: str, layers: int, bidirectional: bool) -> None:
+    torch.manual_seed(0)
+    config = Seq2SeqConfig(src_vocab=20, tgt_vocab=20, arch=arch, embed=8, hidden=16, layers=layers,
+                           bidirectional=bidirectional)
+    model = Seq2Seq(config).eval()
+    short, longer = [5, 6, 3], [7, 8, 9, 10, 11, 12, 3]
+    alone = pad([short], 0), torch.tensor([3])
+    batched = pad([longer, short, longer[:5]], 0), torch.tensor([7, 3, 5])
+    tgt_in = torch.tensor([[2, 9, 4]])
+    with torch.no_grad():
+        out_alone, final_alone = model.encoder(*alone)
+        out_batch, final_batch = model.encoder(*batched)
+        logits_alone = model(*alone, tgt_in)
+        logits_batch = model(*batched, tgt_in.expand(3, -1))
+    assert out_batch.shape[1] == 7
+    torch.testing.assert_close(out_batch[1, :3], out_alone[0], rtol=0, atol=1e-6)
+    assert out_batch[1, 3:].abs().max() == 0  # nothing at padding
+    first = final_alone[0] if isinstance(final_alone, tuple) else final_alone
+    first_batch = final_batch[0] if isinstance(final_batch, tuple) else final_batch
+    torch.testing.assert_close(first_batch[:, 1], first[:, 0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits_batch[1], logits_alone[0], rtol=0, atol=1e-5)  # attention masks the padding
+
+
+def test_misaligned_files_are_refused() -> None:
+    sources, targets = corpus(50)
+    with pytest.raises(SpecError, match=r"misaligned.*50 lines.*49") as err:
+        check_inputs(spec(), {"data": lines(sources), "target": lines(targets[:-1])})
+    assert err.value.field == "--target-data"
+
+
+def test_tsv_lines_need_exactly_one_tab() -> None:
+    tsv = ["a b\tx y", "c\td\te", "f\tg"]
+    with pytest.raises(SpecError, match="line 2 has 2 tabs") as err:
+        check_inputs(spec(target_data=None), {"data": lines(tsv)})
+    assert err.value.field == "DATA"
+    with pytest.raises(SpecError, match="line 1 has 0 tabs"):
+        check_inputs(spec(target_data=None), {"data": lines(["no tab here"] * 30)})
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(SpecError, match="UTF-8"):
+        check_inputs(spec(), {"data": b"caf\xe9\n" * 30, "target": lines(["x"] * 30)})
+    with pytest.raises(SpecError, match="at least 10 are needed") as err:
+        check_inputs(spec(), {"data": lines(["a"] * 9), "target": lines(["b"] * 9)})
+    assert err.value.field == "DATA"
+    with pytest.raises(SpecError, match="gzip"):
+        check_inputs(spec(), {"data": b"\x1f\x8bnot really", "target": lines(["b"] * 30)})
+
+
+def test_gzip_and_plain_read_the_same() -> None:
+    text = lines(["Un homme court.", "", "Deux chiens\r"])
+    assert read_lines(gzip.compress(text), "DATA") == read_lines(text, "DATA") == ["Un homme court.", "", "Deux chiens"]
+    sources, targets = corpus(40)
+    tsv = gzip.compress(lines([f"{s}\t{t}" for s, t in zip(sources, targets, strict=True)]))
+    check_inputs(spec(target_data=None), {"data": tsv})
+
+
+def test_spec_fields() -> None:
+    s = train_spec_from_dict({"task": "translate", "data": "a/b", "target_data": "a/c"})
+    assert isinstance(s, TranslateSpec) and s.input_keys() == {"data": "a/b", "target": "a/c"}
+    assert TranslateSpec.from_dict({"data": "a/b"}).input_keys() == {"data": "a/b"}
+    assert TranslateSpec.from_json(s.to_json()) == s
+    for field, value in [("target_data", "../etc"), ("tokenizer", "char"), ("beam", 0), ("teacher_forcing", 1.5),
+                         ("max_len", 0), ("hidden", 33)]:
+        with pytest.raises(SpecError) as err:
+            TranslateSpec.from_dict({"data": "a/b", field: value})
+        assert err.value.field == field
+
+
+def test_long_pairs_are_dropped_from_training_and_counted() -> None:
+    sources, targets = corpus(100)
+    problem = task.TranslateProblem(spec(max_len=4), sources, targets, torch.device("cpu"))
+    expected = sum(len(s.split()) > 4 for s in sources[:90])
+    assert problem.meta["dropped_long"] == expected > 0
+    assert problem.meta["train_pairs"] == 90 - expected and problem.meta["val_pairs"] == 10
+
+
+def test_scheduled_sampling_trains() -> None:
+    sources, targets = corpus(100)
+    problem = task.TranslateProblem(spec(teacher_forcing=0.5), sources, targets, torch.device("cpu"))
+    batch = next(problem.epoch(torch.Generator().manual_seed(0), 0))
+    loss, tokens = problem.loss(batch)
+    loss.backward()
+    assert math.isfinite(float(loss.detach())) and tokens == int((batch.tgt_out != 0).sum())
+    assert problem.model.encoder.embed.weight.grad is not None
+
+
+def test_predict_and_evaluate_round_trip(trained: dict[str, Any]) -> None:
+    best: Path = trained["dir"] / loop.BEST
+    sources, targets = corpus(30, seed=5)
+    result = task.predict(best, gzip.compress(lines(sources)), {"beam": 2, "max_len": 20}, "cpu")
+    assert result["beam"] == 2 and len(result["translations"]) == 30
+    assert sum(t == r for t, r in zip(result["translations"], targets, strict=True)) > 15
+    separate = task.evaluate(best, {"data": lines(sources), "target": lines(targets)}, "cpu")
+    tsv = task.evaluate(best, {"data": lines([f"{s}\t{t}" for s, t in zip(sources, targets, strict=True)])}, "cpu")
+    assert separate == tsv and separate["n"] == 30 and separate["beam"] == 3 and separate["bleu"] > 50
+    with pytest.raises(SpecError, match="unknown option"):
+        task.predict(best, lines(sources), {"temperature": 1.0}, "cpu")
+    with pytest.raises(SpecError):
+        task.predict(best, lines(sources), {"beam": 0}, "cpu")
+
+
+def test_resume_continues_with_the_same_tokenizers(tmp_path: Path) -> None:
+    sources, targets = corpus(200, seed=3)
+    files = {"data": lines(sources), "target": lines(targets)}
+    task.train(spec(max_steps=4, eval_every=3), files, None, tmp_path, None)  # stops mid-epoch (6 batches)
+    summary = task.train(spec(max_steps=9, eval_every=3), files, None, tmp_path, tmp_path / loop.LAST)
+    assert summary["steps"] == 9
+    assert loop.load(tmp_path / loop.LAST)[0].meta == loop.load(tmp_path / loop.BEST)[0].meta
