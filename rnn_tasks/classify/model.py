@@ -1,0 +1,96 @@
+"""Recurrent text classifier: Embedding -> (bi)RNN/LSTM/GRU -> pooling -> Linear.
+
+Batches are padded on the right and packed, so the recurrent cells never read padding
+and a text gets the same logits whatever else shares its batch:
+
+    ids      (B, T)   a b c 0 0        lengths (B,) = [3, 5, ...]
+                      d e f g h
+    packed   the RNN runs each row for exactly its own length (both directions)
+    out      (B, T, dirs*H), zero past each length
+    pooled   (B, dirs*H)   mean / max over the real positions, or the final states
+    logits   (B, classes)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+_CELLS: dict[str, Callable[..., nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """The model's shape; stored in checkpoint meta so predict can rebuild it."""
+
+    vocab_size: int
+    n_classes: int
+    arch: str = "gru"
+    embed: int = 64
+    hidden: int = 64
+    layers: int = 1
+    dropout: float = 0.0
+    bidirectional: bool = True
+    pooling: str = "mean"
+    pad_id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TextClassifier(nn.Module):
+    config: ClassifierConfig
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        dirs = 2 if config.bidirectional else 1
+        self.embed = nn.Embedding(config.vocab_size, config.embed, padding_idx=config.pad_id)
+        # nn.Dropout(0.0) still draws a mask in training mode; skip it.
+        self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.rnn = _CELLS[config.arch](
+            config.embed,
+            config.hidden,
+            num_layers=config.layers,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+            bidirectional=config.bidirectional,
+            batch_first=True,
+        )
+        self.head = nn.Linear(dirs * config.hidden, config.n_classes)
+        if config.arch == "lstm":
+            # A forget-gate bias of 1 lets gradients flow through time from the start.
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    with torch.no_grad():
+                        param[config.hidden : 2 * config.hidden].fill_(1.0)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) padded on the right, lengths (B,) >= 1 on the CPU -> logits (B, classes)."""
+        x = self.drop(self.embed(ids))
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        if self.config.pooling == "last":
+            pooled = self._last(state)
+        else:
+            padded, _ = pad_packed_sequence(out, batch_first=True)  # zeros past each length
+            if self.config.pooling == "mean":
+                pooled = padded.sum(1) / lengths.to(padded.device, padded.dtype)[:, None]
+            else:
+                real = (torch.arange(padded.shape[1]) < lengths[:, None]).to(padded.device)
+                pooled = padded.masked_fill(~real[:, :, None], float("-inf")).amax(1)
+        return self.head(self.drop(pooled))  # type: ignore[no-any-return]
+
+    def _last(self, state: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The top layer's final state of each direction, concatenated: (B, dirs*H).
+
+        With packing, the forward final state is taken at each row's own last token and
+        the backward one after reading back to its first; both come in batch order.
+        """
+        h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
+        dirs = 2 if self.config.bidirectional else 1
+        return torch.cat(list(h[-dirs:]), dim=-1)
