@@ -210,7 +210,10 @@ def test_worker_counters_match_the_job_store(stack: Stack, run: str) -> None:
     trained = sum(j.result["tokens"] for j in stack.store.list_jobs() if j.kind == "train" and j.result)
     wait_for(lambda: _value(stack, "sum(rnnq_tokens_trained_total)") == trained, 30,
              f"Prometheus to see all {trained} trained tokens")
-    assert _value(stack, 'sum(rnnq_jobs_finished_total{state="succeeded"})') == 3
+    # A job's counters move as it ends, a moment after its record does: wait for a scrape.
+    wait_for(lambda: _value(stack, 'sum(rnnq_jobs_finished_total{state="succeeded"})') == 3, 30,
+             "Prometheus to see three succeeded jobs")
+    assert _value(stack, 'sum(rnnq_jobs_finished_total{state="failed"})') == 0
     assert _value(stack, "sum(rnnq_tokens_generated_total)") == 50
     assert _value(stack, 'up{job="rnnq-workers"}') == 1 and _value(stack, 'up{job="rnnq-exporter"}') == 1
 
