@@ -1,9 +1,10 @@
-"""`rnnq train` and `rnnq generate`: flags -> validated spec -> job sent by task name."""
+"""`rnnq train`, `generate`, `predict` and `eval`: flags -> validated spec -> job sent by task name."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,24 @@ def _hint(field: str) -> str:
 
 def _spec_error(exc: SpecError) -> click.BadParameter:
     return click.BadParameter(exc.message, param_hint=_hint(exc.field))
+
+
+def _inference_options(what: str, output: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--device, --queue, --name, --wait and --json, shared by generate, predict and eval."""
+    options = [
+        click.option("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N. [default: auto]"),
+        click.option("--queue", type=QUEUE, help="Queue to send the job to. [default: generate]"),
+        click.option("--name", type=JOB_NAME, help=f"A name for this {what} job."),
+        click.option("--wait", is_flag=True, help=f"Wait and print {output}; exit 0 only if it succeeds."),
+        click.option("--json", "as_json", is_flag=True, help="Print {\"job_id\": ...} (with --wait: the result)."),
+    ]
+
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
 
 
 def _report(job_id: str, as_json: bool) -> None:
@@ -152,11 +171,7 @@ def train(ctx: Context, data: Path | None, task: str, source_file: Path | None, 
 @click.option("--top-p", type=float, help="Nucleus sampling: smallest set with this much probability.")
 @click.option("--greedy", is_flag=True, default=None, help="Always take the most likely character.")
 @click.option("--seed", type=int, help="Random seed for reproducible samples.")
-@click.option("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N. [default: auto]")
-@click.option("--queue", type=QUEUE, help="Queue to send the job to. [default: generate]")
-@click.option("--name", type=JOB_NAME, help="A name for this generation job.")
-@click.option("--wait", is_flag=True, help="Wait for the text and print it; exit 0 only if it succeeds.")
-@click.option("--json", "as_json", is_flag=True, help="Print {\"job_id\": ...} (with --wait: the result).")
+@_inference_options("generation", "the text")
 @pass_ctx
 def generate(ctx: Context, job_or_name: str, prompts: tuple[str, ...], queue: str | None, name: str | None,
              wait: bool, as_json: bool, **options: Any) -> None:
@@ -224,11 +239,7 @@ def _input_paths(task: str, data: Path | None, source_file: Path | None, fields:
 @click.option("--format", "fmt", type=click.Choice(["lines", "csv"]), help="Layout of --input. [default: lines]")
 @click.option("--beam", type=int, help="translate: beam width (1 = greedy). [default: the model's]")
 @click.option("--max-len", type=int, help="translate: longest translation in tokens.")
-@click.option("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N. [default: auto]")
-@click.option("--queue", type=QUEUE, help="Queue to send the job to. [default: generate]")
-@click.option("--name", type=JOB_NAME, help="A name for this prediction job.")
-@click.option("--wait", is_flag=True, help="Wait and print the predictions; exit 0 only if it succeeds.")
-@click.option("--json", "as_json", is_flag=True, help="Print {\"job_id\": ...} (with --wait: the result).")
+@_inference_options("prediction", "the predictions")
 @pass_ctx
 def predict(ctx: Context, job: str, input_file: Path | None, texts: tuple[str, ...], fmt: str | None,
             queue: str | None, name: str | None, wait: bool, as_json: bool, **options: Any) -> None:
@@ -263,11 +274,7 @@ def predict(ctx: Context, job: str, input_file: Path | None, texts: tuple[str, .
 @click.option("--target", "target_file", type=click.Path(path_type=Path),
               help="translate: the reference translations, line-aligned with --data.")
 @click.option("--beam", type=int, help="translate: beam width. [default: the model's]")
-@click.option("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N. [default: auto]")
-@click.option("--queue", type=QUEUE, help="Queue to send the job to. [default: generate]")
-@click.option("--name", type=JOB_NAME, help="A name for this evaluation job.")
-@click.option("--wait", is_flag=True, help="Wait and print the figures; exit 0 only if it succeeds.")
-@click.option("--json", "as_json", is_flag=True, help="Print {\"job_id\": ...} (with --wait: the result).")
+@_inference_options("evaluation", "the figures")
 @pass_ctx
 def evaluate(ctx: Context, job: str, data_file: Path, target_file: Path | None, queue: str | None,
              name: str | None, wait: bool, as_json: bool, **options: Any) -> None:

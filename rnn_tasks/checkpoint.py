@@ -81,7 +81,14 @@ def save(
     rng: torch.Tensor | None = None,
 ) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in _own_weights(model).items()}
-    header = asdict(meta)
+    write(path, tensors, asdict(meta), optimizer, rng)
+
+
+def write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any],
+          optimizer: torch.optim.Optimizer | None = None, rng: torch.Tensor | None = None) -> None:
+    """One safetensors file with the JSON header (and, for resuming, optimizer state and
+    RNG), written to a temporary name and renamed: readers never see half a file."""
+    tensors, header = dict(tensors), dict(header)
     if optimizer is not None:
         osd = optimizer.state_dict()
         header["param_groups"] = osd["param_groups"]

@@ -14,17 +14,14 @@ read as tensors and JSON only: nothing is unpickled.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from rnn_tasks.checkpoint import CheckpointError
+from rnn_tasks.checkpoint import CheckpointError, write
 
 FORMAT = "rnnq-task/1"
 
@@ -46,24 +43,7 @@ class TaskCheckpoint:
 def save(path: Path, ckpt: TaskCheckpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
          rng: torch.Tensor | None = None) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    header = asdict(ckpt)
-    if optimizer is not None:
-        osd = optimizer.state_dict()
-        header["param_groups"] = osd["param_groups"]
-        for index, state in osd["state"].items():
-            for name, value in state.items():
-                tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    if rng is not None:
-        tensors["rng.torch"] = rng
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"rnnq": json.dumps(header)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write(path, tensors, asdict(ckpt), optimizer, rng)
 
 
 def read(path: Path) -> TaskCheckpoint:

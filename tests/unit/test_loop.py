@@ -38,8 +38,7 @@ class Toy(loop.Problem):
 
     def epoch(self, generator: torch.Generator, start: int) -> Iterator[Any]:
         order = torch.randperm(64, generator=generator).view(8, 8)
-        for rows in order[start:]:
-            yield rows
+        yield from order[start:]
 
     def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
         return torch.nn.functional.mse_loss(self.model(self.x[batch]).squeeze(-1), self.y[batch]), len(batch)
