@@ -13,6 +13,14 @@ State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 _CELLS: dict[str, Callable[..., nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
+def recurrent(arch: str, inputs: int, hidden: int, layers: int = 1, dropout: float = 0.0,
+              bidirectional: bool = False) -> nn.RNNBase:
+    """The stacked, batch-first recurrent core every rnnq model uses (lstm | gru | rnn).
+    Dropout applies between layers, so a single layer gets none (torch warns otherwise)."""
+    return _CELLS[arch](inputs, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
+                        bidirectional=bidirectional, batch_first=True)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The shape of a CharLM; stored in every checkpoint so the model can be rebuilt."""
@@ -38,13 +46,7 @@ class CharLM(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.embed)
         # nn.Dropout(0.0) still draws a mask every step in training mode; skip it.
         self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
-        self.rnn = _CELLS[config.arch](
-            config.embed,
-            config.hidden,
-            num_layers=config.layers,
-            dropout=config.dropout if config.layers > 1 else 0.0,
-            batch_first=True,
-        )
+        self.rnn = recurrent(config.arch, config.embed, config.hidden, config.layers, config.dropout)
         self.head = nn.Linear(config.hidden, config.vocab_size)
         if config.tie_weights:
             # nn.Embedding's N(0, 1) init, used as the output matrix, gives logits of size ~sqrt(hidden)

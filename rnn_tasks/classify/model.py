@@ -13,7 +13,6 @@ and a text gets the same logits whatever else shares its batch:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-_CELLS: dict[str, Callable[..., nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+from rnn_tasks.models import recurrent
 
 
 @dataclass(frozen=True)
@@ -53,14 +52,8 @@ class TextClassifier(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.embed, padding_idx=config.pad_id)
         # nn.Dropout(0.0) still draws a mask in training mode; skip it.
         self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
-        self.rnn = _CELLS[config.arch](
-            config.embed,
-            config.hidden,
-            num_layers=config.layers,
-            dropout=config.dropout if config.layers > 1 else 0.0,
-            bidirectional=config.bidirectional,
-            batch_first=True,
-        )
+        self.rnn = recurrent(config.arch, config.embed, config.hidden, config.layers, config.dropout,
+                             config.bidirectional)
         self.head = nn.Linear(dirs * config.hidden, config.n_classes)
         if config.arch == "lstm":
             # A forget-gate bias of 1 lets gradients flow through time from the start.

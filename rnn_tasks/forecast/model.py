@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rnn_tasks.models import _CELLS
+from rnn_tasks.models import recurrent
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,7 @@ class Forecaster(nn.Module):
     def __init__(self, config: ForecasterConfig) -> None:
         super().__init__()
         self.config = config
-        self.rnn = _CELLS[config.arch](
-            config.inputs,
-            config.hidden,
-            num_layers=config.layers,
-            dropout=config.dropout if config.layers > 1 else 0.0,
-            batch_first=True,
-        )
+        self.rnn = recurrent(config.arch, config.inputs, config.hidden, config.layers, config.dropout)
         self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.head = nn.Linear(config.hidden, config.horizon)
         if config.arch == "lstm":

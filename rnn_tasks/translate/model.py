@@ -18,7 +18,6 @@ and final state are hidden wide, which is what attention and the decoder expect.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -27,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnn_tasks.models import recurrent
+
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # GRU/RNN: h; LSTM: (h, c); each (layers, B, H)
-_RNNS: dict[str, Callable[..., nn.RNNBase]] = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,7 @@ def select_state(state: State, rows: torch.Tensor) -> State:
 
 
 def _rnn(arch: str, inputs: int, hidden: int, layers: int, dropout: float, bidirectional: bool) -> nn.RNNBase:
-    return _RNNS[arch](inputs, hidden, layers, batch_first=True, bidirectional=bidirectional,
-                       dropout=dropout if layers > 1 else 0.0)
+    return recurrent(arch, inputs, hidden, layers, dropout, bidirectional)
 
 
 class Encoder(nn.Module):
