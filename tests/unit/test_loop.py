@@ -65,7 +65,8 @@ def test_fit_learns_and_saves_a_loadable_best_checkpoint(tmp_path: Path) -> None
     assert ckpt.task == "toy" and ckpt.meta == {"columns": 4} and ckpt.spec["max_steps"] == 200
     fresh = Toy()
     fresh.model.load_state_dict(weights)
-    assert math.isclose(fresh.evaluate()["val_loss"], summary["best_val_loss"], rel_tol=1e-5)
+    with torch.no_grad():
+        assert math.isclose(fresh.evaluate()["val_loss"], summary["best_val_loss"], rel_tol=1e-5)
 
 
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path: Path) -> None:
