@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 
 import pytest
 
@@ -18,6 +20,17 @@ def make_corpus(chars: int, seed: int = 0) -> str:
         out.append(sentence)
         size += len(sentence)
     return "".join(out)[:chars]
+
+
+def prometheus_tool(name: str) -> str:
+    """The path of `prometheus` or `promtool`. Skipped where the Debian package is not
+    installed, unless RNNQ_REQUIRE_PROMETHEUS=1 (set by .ci/run) makes that a failure."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("RNNQ_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail(f"RNNQ_REQUIRE_PROMETHEUS=1 but {name} is not on PATH (apt-get install prometheus)")
+        pytest.skip(f"{name} is not on PATH (apt-get install prometheus)")
+    return path
 
 
 @pytest.fixture

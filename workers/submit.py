@@ -114,6 +114,8 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
     """Evaluate a trained model of any task on new data (laid out like its training input)."""
     job = _trained(store, source)
     task = job.spec.get("task", "lm")
+    if fields.get("beam") is not None and task != "translate":
+        raise InvalidJob("--beam", f"job {job.id} trained a {task} model; only translation decodes with a beam")
     if task == "translate" and "target" not in files and not _is_tsv(files["data"]):
         raise InvalidJob("--target", "translation needs the reference translations (--target FILE) or a TSV of pairs")
     keys = {name: put_input(artifacts, data) for name, data in files.items()}

@@ -11,7 +11,6 @@ which turns the skip into a failure.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ import yaml
 from click.testing import CliRunner
 
 from cli.main import rnnq
-from tests.conftest import make_corpus
+from tests.conftest import make_corpus, prometheus_tool
 from tests.integration.conftest import ROOT, free_port, start_exporter, start_redis, start_worker, stop, wait_for
 from workers.jobstore import FINAL_STATES, JobStore
 
@@ -39,15 +38,6 @@ DEPLOY = ROOT / "deploy"
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
 SCRAPE = "1s"
 RATE_WINDOW = "20s"  # what $__rate_interval becomes: many 1 s scrapes
-
-
-def _prometheus_binary() -> str:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("RNNQ_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail("RNNQ_REQUIRE_PROMETHEUS=1 but there is no prometheus binary (apt-get install prometheus)")
-        pytest.skip("no prometheus binary on this machine (apt-get install prometheus)")
-    return binary
 
 
 @dataclass
@@ -102,7 +92,7 @@ def _http_ok(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    binary = _prometheus_binary()
+    binary = prometheus_tool("prometheus")
     tmp = tmp_path_factory.mktemp("e2e")
     redis_proc, url = start_redis(tmp)
     env = {"RNNQ_REDIS_URL": url, "RNNQ_ARTIFACTS": str(tmp / "artifacts"), "RNNQ_HOME": str(tmp / "home")}
@@ -230,8 +220,7 @@ def test_alert_rules_are_loaded_and_healthy(stack: Stack, run: str) -> None:
 
 @pytest.mark.parametrize("which", ["worker", "exporter"])
 def test_endpoints_pass_promtool_check_metrics(stack: Stack, run: str, which: str) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool ships with prometheus"
+    promtool = prometheus_tool("promtool")
     port = stack.worker_port if which == "worker" else stack.exporter_port
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         text = reply.read()

@@ -86,6 +86,7 @@ def test_classify_train_predict_eval(env: Env, worker: Worker) -> None:
 
     figures = run(env, "eval", "sentiment", "--data", str(data))
     assert figures["kind"] == "eval" and 0.0 <= figures["accuracy"] <= 1.0
+    assert "--beam" in refused(env, "eval", "sentiment", "--data", str(data), "--beam", "2")
 
     listed = json.loads(env.cli("list", "--json").stdout)
     assert {j["kind"] for j in listed} >= {"train", "predict", "eval"}

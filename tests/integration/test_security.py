@@ -52,6 +52,16 @@ def _exporter_reads(env: Env) -> None:
     assert total(samples, "rnnq_jobs", state="succeeded") == 2
 
 
+def _serves_everything(env: Env, log: Path) -> None:
+    """A worker, the CLI and the exporter all work through env's Redis URL."""
+    w = start_worker(env.vars, log)
+    try:
+        _train_and_generate(env)
+    finally:
+        stop(w.proc)
+    _exporter_reads(env)
+
+
 def _private_env(env: Env, url: str) -> Env:
     variables = {**env.vars, "RNNQ_REDIS_URL": url}
     client = redis.Redis.from_url(url, decode_responses=True)
@@ -72,12 +82,7 @@ def test_redis_password(env: Env, tmp_path: Path) -> None:
     proc, _ = start_redis(tmp_path, "--requirepass", "s3cret-pw", port=port)
     try:
         secured = _private_env(env, f"redis://:s3cret-pw@127.0.0.1:{port}/0")
-        w = start_worker(secured.vars, tmp_path / "w.log")
-        try:
-            _train_and_generate(secured)
-        finally:
-            stop(w.proc)
-        _exporter_reads(secured)
+        _serves_everything(secured, tmp_path / "w.log")
         wrong = secured.cli("--redis-url", f"redis://:wrong-pw@127.0.0.1:{port}/0", "list")
         assert wrong.exit_code == 1 and "wrong-pw" not in wrong.output and "***" in wrong.output
         assert "Traceback" not in wrong.output
@@ -111,12 +116,7 @@ def test_redis_tls(env: Env, tmp_path: Path) -> None:
                           url=url, ping=tls_up)
     try:
         secured = _private_env(env, url)
-        w = start_worker(secured.vars, tmp_path / "w.log")
-        try:
-            _train_and_generate(secured)
-        finally:
-            stop(w.proc)
-        _exporter_reads(secured)
+        _serves_everything(secured, tmp_path / "w.log")
         # Without the CA the server's certificate is refused: one line, exit 1.
         untrusted = secured.cli("--redis-url", f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=required", "list")
         assert untrusted.exit_code == 1 and "Traceback" not in untrusted.output

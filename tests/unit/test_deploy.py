@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import prometheus_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -47,13 +47,7 @@ METRIC = re.compile(r"\brnnq_[a-z_]+")
 
 
 def _promtool() -> str:
-    """promtool's path; skip without it unless RNNQ_REQUIRE_PROMETHEUS=1 (CI) makes that a failure."""
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("RNNQ_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail("promtool is not on PATH and RNNQ_REQUIRE_PROMETHEUS=1")
-        pytest.skip("promtool is not on PATH (set RNNQ_REQUIRE_PROMETHEUS=1 to fail instead)")
-    return path
+    return prometheus_tool("promtool")
 
 
 @pytest.mark.parametrize("args", [
