@@ -22,7 +22,7 @@ class Context:
 
     @cached_property
     def store(self) -> JobStore:
-        return JobStore(self.settings.redis_url)
+        return JobStore(self.settings.redis_url, retry_seconds=self.settings.cli_retry_seconds)
 
     @cached_property
     def artifacts(self) -> LocalArtifactStore:

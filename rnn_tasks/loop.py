@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ class _State:
 class _Fit:
     def __init__(self, spec: TrainBase, problem: Problem, checkpoint_dir: Path | None) -> None:
         self.spec, self.problem, self.checkpoint_dir = spec, problem, checkpoint_dir
+        self.on_checkpoint: Callable[[str, Path, int], None] = Callbacks.on_checkpoint
         self.dev = next(problem.model.parameters()).device
         model = problem.model
         decay = [p for p in model.parameters() if p.dim() > 1]
@@ -161,6 +162,7 @@ class _Fit:
             task_checkpoint.save(path, ckpt, self.problem.model, self.optimizer, self.epoch_rng)
         else:
             task_checkpoint.save(path, ckpt, self.problem.model)
+        self.on_checkpoint(name, path, s.step)
 
 
 class _Reporter:
@@ -222,6 +224,7 @@ def fit(spec: TrainBase, problem: Problem, callbacks: Callbacks | None = None, c
     """Train problem.model until a stop condition; see the module docstring."""
     cb = callbacks or Callbacks()
     run = _Fit(spec, problem, checkpoint_dir)
+    run.on_checkpoint = cb.on_checkpoint
     if resume is not None:
         run.restore(resume)
     s = run.s

@@ -12,6 +12,7 @@ word model) starts from the zero state, as every training stream did.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,7 @@ from rnn_tasks.models import CharLM, State
 from rnn_tasks.tokenizer import Tokenizer
 
 MODULE_STEP_BATCH = 16  # from this many prompts on, CPU steps use nn.LSTM/GRU/RNN (measured)
+STOP_CHECK_TOKENS = 256  # should_stop is asked between chunks of this many tokens
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,12 @@ def _filter(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate(model: CharLM, tokenizer: Tokenizer, prompts: list[str], opts: SampleOptions) -> list[str]:
-    """Continue each prompt by opts.max_tokens tokens; returns the new text only."""
+def generate(model: CharLM, tokenizer: Tokenizer, prompts: list[str], opts: SampleOptions,
+             should_stop: Callable[[], bool] = lambda: False) -> list[str]:
+    """Continue each prompt by opts.max_tokens tokens; returns the new text only.
+
+    should_stop is asked every STOP_CHECK_TOKENS tokens; when it says yes, the texts
+    end where they are (shorter than max_tokens)."""
     model.eval()
     dev = next(model.parameters()).device
     generator = torch.Generator(device=dev)
@@ -136,6 +142,9 @@ def generate(model: CharLM, tokenizer: Tokenizer, prompts: list[str], opts: Samp
 
     out = torch.empty(len(prompts), opts.max_tokens, dtype=torch.long, device=dev)
     for t in range(opts.max_tokens):
+        if t and t % STOP_CHECK_TOKENS == 0 and should_stop():
+            out = out[:, :t]
+            break
         if greedy:
             nxt = logits.argmax(dim=-1)
         else:

@@ -56,6 +56,10 @@ class StepMetrics:
 class Callbacks:
     on_step: Callable[[StepMetrics], None] = lambda metrics: None
     should_stop: Callable[[], bool] = lambda: False
+    # Called after each checkpoint file is written (name, path, step): the caller
+    # publishes it (the worker uploads it and points the job at it, fenced). An
+    # exception raised here stops training.
+    on_checkpoint: Callable[[str, Path, int], None] = lambda name, path, step: None
 
 
 @dataclass
@@ -114,6 +118,7 @@ class _Run:
     """State of one training run; train() below is its only user."""
 
     def __init__(self, spec: TrainSpec, text: str, checkpoint_dir: Path | None, resume: Path | None) -> None:
+        self.on_checkpoint: Callable[[str, Path, int], None] = Callbacks.on_checkpoint
         self.spec = spec
         self.dev = devices.resolve(spec.device)
         devices.configure(self.dev)
@@ -244,6 +249,7 @@ class _Run:
             checkpoint.save(path, meta, self.model, self.optimizer, self.epoch_rng)
         else:
             checkpoint.save(path, meta, self.model)
+        self.on_checkpoint(name, path, self.step)
         return path
 
 
@@ -382,6 +388,7 @@ def train(
     """
     cb = callbacks or Callbacks()
     run = _Run(spec, text, checkpoint_dir, resume)
+    run.on_checkpoint = cb.on_checkpoint
     run.model.train()
     reporter = _Reporter(run, cb.on_step)
     history: list[tuple[int, float]] = []

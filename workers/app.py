@@ -137,21 +137,28 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
     """
     from workers.dispatch import send_job
     from workers.jobstore import JobStore
+    from workers.reconcile import Reaper
 
     s = settings_mod.resolve()
     store = JobStore(s.redis_url)
+    reaper = Reaper(store, s.lease_seconds, s.reap_seconds, s.resend_seconds, s.max_worker_losses)
     node = getattr(sender, "hostname", None)
-    if node:
-        store.set_draining(node, False)
-        store.heartbeat(node, ttl=max(3 * s.reap_seconds, 15.0))
 
     def loop() -> None:
-        while not _stopping.wait(s.reap_seconds):
+        started = False
+        while not _stopping.wait(0 if not started else s.reap_seconds):
             try:
                 if node:
+                    if not started:
+                        store.set_draining(node, False)
                     store.heartbeat(node, ttl=max(3 * s.reap_seconds, 15.0))
-                for job in store.reap(s.max_worker_losses):
+                started = True
+                reaped, unsent = reaper.pass_once()
+                for job in reaped:
                     _log.warning("job %s lost its worker (%d so far); queued again", job.id, job.worker_losses)
+                    send_job(job.id, job.kind, job.queue, app)
+                for job in unsent:
+                    _log.warning("job %s has been queued with no message; sending it again", job.id)
                     send_job(job.id, job.kind, job.queue, app)
             except Exception:  # noqa: BLE001 - the reaper must outlive a Redis restart
                 _log.warning("reaper pass failed", exc_info=True)

@@ -5,10 +5,12 @@ deleted. Layout (prefix "rnnq:"):
 
     rnnq:job:<id>       hash   the record (see Job)
     rnnq:jobs           zset   job ids scored by submit time: the index `list` reads
-    rnnq:name:<name>    string the newest job submitted under a name
+    rnnq:names:<name>   zset   the jobs submitted under a name, by submit time (newest wins)
     rnnq:events:<id>    stream training metrics (step, loss, val_loss, lr, tokens/s, ...)
     rnnq:lease:<id>     string the token of the one process running the job, with a TTL
     rnnq:running        set    jobs in state running, for the reaper
+    rnnq:queued         zset   jobs in state queued, scored by when they became queued:
+                               what the reconciler checks against the broker's lists
     rnnq:drain:<node>   string set while a worker node shuts down warm: its jobs hand back
     rnnq:worker:<node>  string a worker node's heartbeat (TTL): what the exporter counts online
     rnnq:queues         set    every queue a job was sent to, for the exporter
@@ -16,11 +18,26 @@ deleted. Layout (prefix "rnnq:"):
 A job is owned by whoever holds its lease. Every delivery of its message goes through
 _START, which refuses a job that is finished or leased, so a redelivered message
 (visibility timeout, a second worker) never trains a second copy.
+
+Fencing. _START gives each attempt a token (kept in the record as `lease_token` and as
+the lease's value). Every write an attempt makes on the job goes through a script that
+first runs _FENCE: the record exists, is `running`, and its `lease_token` is the
+writer's. A copy that lost its job (paused past its lease and reaped, cut off, handed
+back) fails that check and writes nothing: no record update, no event, no result, no
+checkpoint pointer; and since the record must exist, no write re-creates a deleted job.
+An attempt whose lease key lapsed while nobody else took the job (a Redis restart
+longer than the lease) passes the check and re-takes the lease in the same step.
+
+Invariant: every path that makes a job `queued` (submit, hand-back, reap, resume)
+deletes its lease and adds it to rnnq:queued in the same script, before the caller
+sends its message; the reconciler (workers.reconcile) re-sends the message of a job
+queued for too long with no message in the broker, so a lost send is repaired.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +46,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from workers.errors import JobNotFound, RedisUnavailable
 from workers.settings import redact
@@ -40,15 +59,18 @@ _P = "rnnq:"
 
 T = TypeVar("T")
 
-# Take a job: KEYS job hash, lease, running set; ARGV now, worker, token, lease ms,
-# max losses, job id. Returns 'running' when the caller now owns the job; otherwise the
+# Take a job: KEYS job hash, lease, running set, queued zset; ARGV now, worker, token,
+# lease ms, max losses, job id. Returns 'running:<attempt>' when the caller now owns the
+# job (the attempt number is its fencing token's order); otherwise the
 # state ('' for a deleted job) or 'leased' (someone else runs it), and the caller skips.
 # A job found 'running' with no lease lost its worker: counted, and failed at the cap.
 _START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return '' end
 if state ~= 'queued' and state ~= 'running' then return state end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'leased' end
+-- A queued job's lease can only be a stale copy's (every path to queued deletes it,
+-- and fenced writes need state running), so only a running job's lease refuses.
+if state == 'running' and redis.call('EXISTS', KEYS[2]) == 1 then return 'leased' end
 if state == 'running' then
   local lost = redis.call('HINCRBY', KEYS[1], 'worker_losses', 1)
   if lost >= tonumber(ARGV[5]) then
@@ -59,14 +81,16 @@ if state == 'running' then
 end
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1])
-redis.call('HSET', KEYS[1], 'state', 'running', 'last_started_at', ARGV[1], 'worker', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'last_started_at', ARGV[1], 'worker', ARGV[2], 'lease_token', ARGV[3])
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('SADD', KEYS[3], ARGV[6])
-return 'running'
+redis.call('ZREM', KEYS[4], ARGV[6])
+return 'running:' .. attempt
 """
 
 # A running job whose lease lapsed: count the loss, then queue it again (returns
-# 'requeue') or fail it at the cap. KEYS job hash, lease, running set; ARGV now, max, id.
+# 'requeue') or fail it at the cap. KEYS job hash, lease, running set, queued zset;
+# ARGV now, max, id.
 _REAP = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'running' then redis.call('SREM', KEYS[3], ARGV[3]) return 'gone' end
@@ -78,14 +102,75 @@ if lost >= tonumber(ARGV[2]) then
   return 'failed'
 end
 redis.call('HSET', KEYS[1], 'state', 'queued')
+redis.call('ZADD', KEYS[4], ARGV[1], ARGV[3])
 return 'requeue'
 """
 
-# Renew (ARGV[2] ms) or release (ARGV[2] == '0') a lease, only if the token matches.
-_LEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+# The fence every write of an attempt passes first. KEYS[1] job hash, KEYS[2] lease;
+# ARGV[1] token, ARGV[2] lease ms. Returns false when the caller no longer owns the
+# job; otherwise renews (or re-takes, after a Redis restart) the lease and returns true.
+_FENCE = """
+local function fenced(job, lease, token, ms)
+  if redis.call('HGET', job, 'state') ~= 'running' then return false end
+  if redis.call('HGET', job, 'lease_token') ~= token then return false end
+  local holder = redis.call('GET', lease)
+  if holder and holder ~= token then return false end
+  redis.call('SET', lease, token, 'PX', ms)
+  return true
+end
+"""
+
+# Renew the lease (re-take it if it lapsed and nobody else took the job).
+_RENEW = _FENCE + """
+if fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 1 end
+return 0
+"""
+
+# A fenced record update: ARGV[3..] field, value pairs.
+_UPDATE = _FENCE + """
+if not fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 0 end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+# A fenced metric event. KEYS job, lease, stream; ARGV token, ms, payload, maxlen, val_loss.
+_EVENT = _FENCE + """
+if not fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 0 end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[3])
+redis.call('HSET', KEYS[1], 'progress', ARGV[3])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'val_loss', ARGV[5]) end
+return 1
+"""
+
+# Publish a checkpoint: point `ckpt_<name>` at an immutable object, only for the owner
+# and only forward. KEYS job, lease; ARGV token, ms, name, key, step. Returns the key
+# it replaced ('' for none), or false when fenced out or the step would go back.
+_PUBLISH = _FENCE + """
+if not fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return false end
+local step = tonumber(redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[3] .. '_step') or '-1')
+if tonumber(ARGV[5]) < step then return false end
+local old = redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[3]) or ''
+redis.call('HSET', KEYS[1], 'ckpt_' .. ARGV[3], ARGV[4], 'ckpt_' .. ARGV[3] .. '_step', ARGV[5])
+return old
+"""
+
+# End an attempt: a final state (result fields in ARGV[5..]) or, for 'queued', a
+# hand-back. Either way the lease goes in the same step, so the next delivery of the
+# job's message (which may arrive before this script returns) can take it.
+# KEYS job, lease, running set, queued zset; ARGV token, ms, state, now, pairs...
+_END = _FENCE + """
+if not fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 0 end
+local id = redis.call('HGET', KEYS[1], 'id')
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'state', ARGV[3])
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], id)
+if ARGV[3] == 'queued' then
+  redis.call('ZADD', KEYS[4], ARGV[4], id)
+else
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[4])
+end
+return 1
 """
 
 # Cancel: a queued job becomes cancelled at once; a running one is asked to stop.
@@ -94,6 +179,7 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return '' end
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
   return 'cancelled'
 end
 if state == 'running' then
@@ -109,7 +195,19 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'cancelled' and state ~= 'failed' then return state or '' end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'worker_losses', '0', 'cancel_requested', '')
 redis.call('HDEL', KEYS[1], 'error', 'traceback', 'finished_at')
+redis.call('DEL', KEYS[2])
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
 return 'queued'
+"""
+
+
+# A job whose first message could not be sent: failed, if nothing took it meanwhile.
+# KEYS job hash, queued zset; ARGV now, id, error.
+_UNSENT = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
 """
 
 
@@ -160,7 +258,7 @@ class Job:
             error=h.get("error") or None,
             traceback=h.get("traceback") or None,
             result=json.loads(h["result"]) if h.get("result") else None,
-            artifacts=json.loads(h.get("artifacts") or "{}"),
+            artifacts=_artifacts(h),
             progress=json.loads(h["progress"]) if h.get("progress") else None,
             vocab=h.get("vocab") or None,
             worker_losses=int(h.get("worker_losses") or 0),
@@ -172,17 +270,86 @@ class Job:
         return dict(self.__dict__)
 
 
+# Published checkpoints by name, and the artifact label each is shown under.
+CHECKPOINT_LABELS = {"best": "checkpoint", "last": "last"}
+
+
+def _artifacts(h: dict[str, str]) -> dict[str, str]:
+    """The record's artifacts plus its published checkpoints (live pointers)."""
+    out: dict[str, str] = json.loads(h.get("artifacts") or "{}")
+    for name, label in CHECKPOINT_LABELS.items():
+        if h.get(f"ckpt_{name}"):
+            out[label] = h[f"ckpt_{name}"]
+    return out
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt's claim on a job: what every fenced write presents."""
+
+    job_id: str
+    token: str
+    number: int
+    lease_seconds: float
+
+
+class Fenced(Exception):
+    """This attempt no longer owns its job: another attempt does, or it ended or was deleted."""
+
+
+class PatientRetry(Retry):
+    """Retries a command on a lost connection, with backoff, for up to `seconds` from the
+    first failure, saying so on stderr: what the CLI uses, so that `watch`, `--wait`
+    and every command ride out a Redis restart instead of exiting. A Redis that was
+    never reached is an error at once (a wrong URL should not take minutes to say so)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(ExponentialBackoff(cap=4.0, base=0.25), retries=-1,
+                         supported_errors=(redis.ConnectionError, redis.TimeoutError))
+        self.seconds = seconds
+        self.connected = False
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any], is_retryable: Any = None,
+                        with_failure_count: bool = False) -> T:
+        deadline, failures = None, 0
+        while True:
+            try:
+                result = do()
+                self.connected = True
+                return result
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                failures += 1
+                fail(error, failures) if with_failure_count else fail(error)
+                if not self.connected or isinstance(error, redis.AuthenticationError):
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + self.seconds
+                if now >= deadline:
+                    raise
+                print(f"rnnq: lost the connection to Redis ({error}); retrying for up to {deadline - now:.0f} s",
+                      file=sys.stderr, flush=True)
+                time.sleep(min(self._backoff.compute(failures), deadline - now))
+
+
 class JobStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retry_seconds: float = 0.0) -> None:
+        """retry_seconds > 0: ride out a lost connection for that long (the CLI). Workers
+        keep 0: their writes are not all idempotent, and they retry where it is safe."""
         self.url = url
         self.redis = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
+            url, decode_responses=True, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30,
+            **({"retry": PatientRetry(retry_seconds)} if retry_seconds > 0 else {}),
         )
         self._start = self.redis.register_script(_START)
         self._reap = self.redis.register_script(_REAP)
-        self._lease = self.redis.register_script(_LEASE)
+        self._renew = self.redis.register_script(_RENEW)
+        self._update = self.redis.register_script(_UPDATE)
+        self._event = self.redis.register_script(_EVENT)
+        self._publish = self.redis.register_script(_PUBLISH)
+        self._end = self.redis.register_script(_END)
         self._cancel = self.redis.register_script(_CANCEL)
         self._resume = self.redis.register_script(_RESUME)
+        self._unsent = self.redis.register_script(_UNSENT)
 
     @contextmanager
     def _reachable(self) -> Iterator[None]:
@@ -215,9 +382,10 @@ class JobStore:
         pipe = self.redis.pipeline()
         pipe.hset(_P + f"job:{job.id}", mapping=cast(Any, record))
         pipe.zadd(_P + "jobs", {job.id: job.created_at})
+        pipe.zadd(_P + "queued", {job.id: job.created_at})
         pipe.sadd(_P + "queues", queue)
         if name:
-            pipe.set(_P + f"name:{name}", job.id)
+            pipe.zadd(_P + f"names:{name}", {job.id: job.created_at})
         with self._reachable():
             pipe.execute()
         return job
@@ -234,10 +402,10 @@ class JobStore:
             return self.get(job_or_name)
         except JobNotFound:
             pass
-        job_id = cast(str | None, self.call(lambda: self.redis.get(_P + f"name:{job_or_name}")))
-        if job_id is None:
+        newest = cast(list[str], self.call(lambda: self.redis.zrevrange(_P + f"names:{job_or_name}", 0, 0)))
+        if not newest:
             raise JobNotFound(f"no job with id or name {job_or_name!r}")
-        return self.get(job_id)
+        return self.get(newest[0])
 
     def list_jobs(self, state: str | None = None, limit: int = 1000) -> list[Job]:
         """Newest first. Without a state filter only `limit` records are read."""
@@ -253,20 +421,73 @@ class JobStore:
             jobs = [j for j in jobs if j.state == state]
         return jobs[:limit]
 
-    def start(self, job_id: str, worker: str, token: str, lease_seconds: float, max_losses: int) -> str:
-        """Take the job and its lease; 'running' means this caller now owns it."""
-        keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running"]
+    def start(self, job_id: str, worker: str, token: str, lease_seconds: float, max_losses: int) -> Attempt | str:
+        """Take the job and its lease: an Attempt when this caller now owns it, else the
+        job's state ('leased': another attempt runs it; '': deleted)."""
+        keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running", _P + "queued"]
         args: list[str | int] = [repr(time.time()), worker, token, int(lease_seconds * 1000), max_losses, job_id]
         with self._reachable():
-            return str(self._start(keys=keys, args=args))
+            reply = str(self._start(keys=keys, args=args))
+        if reply.startswith("running:"):
+            return Attempt(job_id, token, int(reply.split(":")[1]), lease_seconds)
+        return reply
 
-    def renew_lease(self, job_id: str, token: str, lease_seconds: float) -> bool:
-        with self._reachable():
-            return bool(self._lease(keys=[_P + f"lease:{job_id}"], args=[token, int(lease_seconds * 1000)]))
+    def _fence_keys(self, a: Attempt) -> list[str]:
+        return [_P + f"job:{a.job_id}", _P + f"lease:{a.job_id}"]
 
-    def release_lease(self, job_id: str, token: str) -> None:
+    def _fence_args(self, a: Attempt) -> list[str | int]:
+        return [a.token, int(a.lease_seconds * 1000)]
+
+    def renew_lease(self, a: Attempt) -> bool:
+        """Renew, or re-take after a Redis restart; False when the job is no longer ours."""
         with self._reachable():
-            self._lease(keys=[_P + f"lease:{job_id}"], args=[token, "0"])
+            return bool(self._renew(keys=self._fence_keys(a), args=self._fence_args(a)))
+
+    def update_owned(self, a: Attempt, **fields: Any) -> None:
+        """Update the record of a job this attempt owns; raises Fenced otherwise."""
+        pairs = [x for k, v in _encode(fields).items() for x in (k, v)]
+        with self._reachable():
+            ok = self._update(keys=self._fence_keys(a), args=[*self._fence_args(a), *pairs])
+        if not ok:
+            raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job")
+
+    def add_event(self, a: Attempt, event: dict[str, Any]) -> None:
+        """Append a metric event for a job this attempt owns; raises Fenced otherwise."""
+        val = event.get("val_loss")  # the latest evaluation, kept between evaluations
+        keys = [*self._fence_keys(a), _P + f"events:{a.job_id}"]
+        args = [*self._fence_args(a), json.dumps(event), EVENTS_MAXLEN, "" if val is None else repr(val)]
+        with self._reachable():
+            ok = self._event(keys=keys, args=args)
+        if not ok:
+            raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job")
+
+    def publish_checkpoint(self, a: Attempt, name: str, key: str, step: int) -> str | None:
+        """Point checkpoint `name` at the immutable object `key` (written at `step`);
+        returns the key it replaced ('' for none). Raises Fenced when this attempt no
+        longer owns the job or the published step would go back."""
+        with self._reachable():
+            old = self._publish(keys=self._fence_keys(a), args=[*self._fence_args(a), name, key, step])
+        if old is None:
+            raise Fenced(f"job {a.job_id}: attempt {a.number} may not publish {name} at step {step}")
+        return str(old) or None
+
+    def finish(self, a: Attempt, state: str, **fields: Any) -> None:
+        """Record how the attempt ended and release its lease, in one fenced step."""
+        assert state in FINAL_STATES, state
+        self._end_attempt(a, state, fields)
+
+    def hand_back(self, a: Attempt) -> None:
+        """A running job goes back to queued (its worker is shutting down); the lease is
+        released in the same step, before the caller sends the message again."""
+        self._end_attempt(a, "queued", {})
+
+    def _end_attempt(self, a: Attempt, state: str, fields: dict[str, Any]) -> None:
+        pairs = [x for k, v in _encode(fields).items() for x in (k, v)]
+        keys = [*self._fence_keys(a), _P + "running", _P + "queued"]
+        with self._reachable():
+            ok = self._end(keys=keys, args=[*self._fence_args(a), state, repr(time.time()), *pairs])
+        if not ok:
+            raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job")
 
     def reap(self, max_losses: int) -> list[Job]:
         """Running jobs whose lease lapsed, now queued again (the caller re-sends them)."""
@@ -274,23 +495,39 @@ class JobStore:
             ids = cast(list[str], self.redis.smembers(_P + "running"))
             requeued = []
             for job_id in ids:
-                keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running"]
+                keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running", _P + "queued"]
                 if self._reap(keys=keys, args=[repr(time.time()), max_losses, job_id]) == "requeue":
                     requeued.append(job_id)
         return [self.get(job_id) for job_id in requeued]
 
+    def queued_since(self, before: float) -> list[str]:
+        """Jobs that have been queued since before `before` (epoch seconds)."""
+        return self.call(lambda: cast(list[str], self.redis.zrangebyscore(_P + "queued", "-inf", before)))
+
+    def redis_uptime(self) -> tuple[str, float]:
+        """The server's run id and uptime in seconds: a new run id or a short uptime
+        means Redis restarted (or failed over)."""
+        info = cast(dict[str, Any], self.call(lambda: self.redis.info("server")))
+        return str(info.get("run_id", "")), float(info.get("uptime_in_seconds", 0))
+
     def cancel(self, job_id: str) -> str:
         """'cancelled' (was queued), 'requested' (running: stops at its next step) or the final state."""
         with self._reachable():
-            return str(self._cancel(keys=[_P + f"job:{job_id}"], args=[repr(time.time())]))
+            return str(self._cancel(keys=[_P + f"job:{job_id}", _P + "queued"], args=[repr(time.time()), job_id]))
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.call(lambda: self.redis.hget(_P + f"job:{job_id}", "cancel_requested")) == "1"
 
     def reopen(self, job_id: str) -> str:
         """Put a cancelled or failed job back to queued; returns its (new) state."""
+        keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "queued"]
         with self._reachable():
-            return str(self._resume(keys=[_P + f"job:{job_id}"]))
+            return str(self._resume(keys=keys, args=[repr(time.time()), job_id]))
+
+    def fail_unsent(self, job_id: str, error: str) -> None:
+        """Fail a just-created job whose message could not be sent (if still queued)."""
+        with self._reachable():
+            self._unsent(keys=[_P + f"job:{job_id}", _P + "queued"], args=[repr(time.time()), job_id, error])
 
     def set_draining(self, node: str, on: bool) -> None:
         key = _P + f"drain:{node}"
@@ -330,43 +567,8 @@ class JobStore:
         return self.call(lambda: cast(list[str], self.redis.zrange(_P + "jobs", 0, -1)))
 
     def update(self, job_id: str, **fields: Any) -> None:
-        mapping: dict[str, Any] = {
-            k: (json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)) for k, v in fields.items()
-        }
-        self.call(lambda: self.redis.hset(_P + f"job:{job_id}", mapping=cast(Any, mapping)))
-
-    def finish(self, job_id: str, state: str, **fields: Any) -> None:
-        assert state in FINAL_STATES, state
-        self.update(job_id, state=state, finished_at=repr(time.time()), **fields)
-        self.call(lambda: self.redis.srem(_P + "running", job_id))
-
-    def hand_back(self, job_id: str) -> None:
-        """A running job goes back to queued (its worker is shutting down)."""
-        self.update(job_id, state="queued")
-        self.call(lambda: self.redis.srem(_P + "running", job_id))
-
-    def set_state_if(self, job_id: str, expected: str, state: str) -> bool:
-        """Compare-and-set of the state field (used to cancel a queued job)."""
-        key = _P + f"job:{job_id}"
-
-        def txn(pipe: redis.client.Pipeline) -> bool:
-            if pipe.hget(key, "state") != expected:
-                return False
-            pipe.multi()
-            pipe.hset(key, mapping={"state": state, "finished_at": repr(time.time())})
-            return True
-
-        return bool(self.call(lambda: self.redis.transaction(cast(Any, txn), key, value_from_callable=True)))
-
-    def add_event(self, job_id: str, event: dict[str, Any]) -> None:
-        payload = json.dumps(event)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(_P + f"events:{job_id}", {"m": payload}, maxlen=EVENTS_MAXLEN, approximate=True)
-        pipe.hset(_P + f"job:{job_id}", "progress", payload)
-        if event.get("val_loss") is not None:  # the latest evaluation, kept between evaluations
-            pipe.hset(_P + f"job:{job_id}", "val_loss", repr(event["val_loss"]))
-        with self._reachable():
-            pipe.execute()
+        """An unfenced update of an existing record (submit-side bookkeeping only)."""
+        self.call(lambda: self.redis.hset(_P + f"job:{job_id}", mapping=cast(Any, _encode(fields))))
 
     def events(self, job_id: str, after: str = "0-0", block_ms: int | None = None) -> list[tuple[str, dict[str, Any]]]:
         """Metric events after the given stream id; waits up to block_ms for new ones."""
@@ -382,7 +584,12 @@ class JobStore:
         pipe.delete(_P + f"job:{job_id}", _P + f"events:{job_id}", _P + f"lease:{job_id}")
         pipe.srem(_P + "running", job_id)
         pipe.zrem(_P + "jobs", job_id)
-        if job.name and self.redis.get(_P + f"name:{job.name}") == job_id:
-            pipe.delete(_P + f"name:{job.name}")
+        pipe.zrem(_P + "queued", job_id)
+        if job.name:  # the name now means its newest remaining job
+            pipe.zrem(_P + f"names:{job.name}", job_id)
         with self._reachable():
             pipe.execute()
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v)) for k, v in fields.items()}

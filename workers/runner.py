@@ -13,22 +13,26 @@ process owns it now: leave the record alone).
 
 from __future__ import annotations
 
+import _thread
 import json
 import logging
 import os
+import shutil
+import signal
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainBase, TrainSpec, train_spec_from_dict
 from workers import dispatch, metrics
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, LocalArtifactStore, job_key
-from workers.jobstore import Job, JobStore
+from workers.jobstore import Attempt, Fenced, Job, JobStore
 
 log = logging.getLogger("rnnq.worker")
 
@@ -38,33 +42,39 @@ FINISH_RETRY_SECONDS = 120.0  # keep trying to record a result while Redis resta
 
 
 class Lease:
-    """Holds a job's lease: renewed from a thread every third of its TTL."""
+    """Holds an attempt's lease: renewed from a thread every third of its TTL.
 
-    def __init__(self, store: JobStore, job_id: str, token: str, seconds: float) -> None:
-        self.store, self.job_id, self.token, self.seconds = store, job_id, token, seconds
+    A renewal that fails because Redis is unreachable is retried at the next beat: the
+    job keeps running through an outage, and the first renewal after it re-takes the
+    lease if nobody else took the job (JobStore.renew_lease). A renewal that Redis
+    answers "not yours" marks the lease lost, and the job stops at its next check.
+    """
+
+    def __init__(self, store: JobStore, attempt: Attempt) -> None:
+        self.store, self.attempt = store, attempt
         self.lost = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id}", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{attempt.job_id}", daemon=True)
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.seconds / 3):
+        while not self._stop.wait(self.attempt.lease_seconds / 3):
             try:
-                if not self.store.renew_lease(self.job_id, self.token, self.seconds):
-                    log.error("job %s: lease lost; stopping this copy", self.job_id)
+                if not self.store.renew_lease(self.attempt):
+                    log.error("job %s: lease lost; stopping this copy", self.attempt.job_id)
                     self.lost = True
                     return
             except Exception:
-                log.warning("job %s: could not renew lease", self.job_id, exc_info=True)
+                log.warning("job %s: could not renew lease", self.attempt.job_id, exc_info=True)
 
     def __enter__(self) -> Lease:  # noqa: PYI034 - final in practice
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # Nothing to release here: finish and hand_back release the lease in the same
+        # step that records the end; a copy that lost its job must not touch it.
         self._stop.set()
         self._thread.join()
-        if not self.lost:
-            _retry(lambda: self.store.release_lease(self.job_id, self.token), "release lease")
 
 
 @dataclass
@@ -79,12 +89,12 @@ class _Control:
     _last: float = 0.0
 
     def should_stop(self) -> bool:
+        if self.lease.lost:
+            self.reason = "lease_lost"
         if self.reason is None and time.monotonic() - self._last >= CHECK_SECONDS:
             self._last = time.monotonic()
             try:
-                if self.lease.lost:
-                    self.reason = "lease_lost"
-                elif self.store.cancel_requested(self.job_id):
+                if self.store.cancel_requested(self.job_id):
                     self.reason = "cancelled"
                 elif self.store.draining(self.node):
                     self.reason = "draining"
@@ -93,64 +103,97 @@ class _Control:
         return self.reason is not None
 
 
+@dataclass
+class Run:
+    """What a job function gets: the record as it started, its attempt, where to read
+    and write, and the stop checks."""
+
+    job: Job
+    attempt: Attempt
+    store: JobStore
+    artifacts: ArtifactStore
+    control: _Control
+    scratch: Path  # this attempt's private local directory (checkpoints are written here first)
+
+
 def run(kind: str, job_id: str, worker: str) -> None:
     s = settings_mod.resolve()
     store = JobStore(s.redis_url)
     artifacts = LocalArtifactStore(s.artifacts)
     token = f"{worker}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    state = store.start(job_id, worker, token, s.lease_seconds, s.max_worker_losses)
-    if state != "running":
-        log.warning("job %s is %s; not running this delivery", job_id, state or "unknown (deleted?)")
+    attempt = store.start(job_id, worker, token, s.lease_seconds, s.max_worker_losses)
+    if not isinstance(attempt, Attempt):
+        log.warning("job %s is %s; not running this delivery", job_id, attempt or "unknown (deleted?)")
         return
-    store.update(job_id, pid=os.getpid())
     job = store.get(job_id)
-    log.info("job %s (%s) started, attempt %d", job_id, kind, job.attempts)
+    log.info("job %s (%s) started, attempt %d", job_id, kind, attempt.number)
     began = time.monotonic()
-    metrics.job_started(kind, job.queue, worker, time.time() - job.created_at if job.attempts == 1 else None)
+    metrics.job_started(kind, job.queue, worker, time.time() - job.created_at if attempt.number == 1 else None)
     ended: str | None = None
+    scratch = s.home / "scratch" / f"{job_id}-a{attempt.number}-{uuid.uuid4().hex[:6]}"
     try:
-        with Lease(store, job_id, token, s.lease_seconds) as lease:
+        with Lease(store, attempt) as lease:
             control = _Control(store, job_id, worker, lease)
-            try:
-                result, keys = _KINDS[kind](job, store, artifacts, control)
-            except Exception as exc:
-                log.exception("job %s failed", job_id)
-                reason, trace = _reason(exc), traceback.format_exc()
-                if not lease.lost:
-                    _retry(lambda: store.finish(job_id, "failed", error=reason, traceback=trace), "record failure")
-                    ended = "failed"
-                return
-            ended = _settle(store, job, control, result, keys)
+            ended = _attempt(Run(job, attempt, store, artifacts, control, scratch), kind)
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         metrics.job_ended(kind, job.queue, worker, ended, time.monotonic() - began)
 
 
-def _settle(store: JobStore, job: Job, control: _Control, result: dict[str, Any], keys: dict[str, str]) -> str | None:
-    """Record how the job ended, according to why it stopped; returns its final state,
-    None when it did not end here."""
-    if control.reason == "lease_lost":
+def _attempt(r: Run, kind: str) -> str | None:
+    """Run the job function and record how it ended; returns the final state, None when
+    it did not end here (handed back, or this copy lost the job)."""
+    try:
+        r.store.update_owned(r.attempt, pid=os.getpid())
+        result, keys = _KINDS[kind](r)
+        return _settle(r, result, keys)
+    except Fenced:
+        log.warning("job %s: attempt %d no longer owns the job; it wrote nothing more", r.job.id, r.attempt.number)
+        return None
+    except Exception as exc:
+        if r.control.lease.lost:
+            log.warning("job %s: attempt %d failed after losing the job; not recorded", r.job.id, r.attempt.number)
+            return None
+        if isinstance(exc, Interrupted):
+            return _settle(r, {"partial": True}, {})
+        log.exception("job %s failed", r.job.id)
+        reason, trace = _reason(exc), traceback.format_exc()
+        try:
+            _retry(lambda: r.store.finish(r.attempt, "failed", error=reason, traceback=trace), "record failure")
+        except Fenced:
+            return None
+        return "failed"
+
+
+def _settle(r: Run, result: dict[str, Any], keys: dict[str, str]) -> str | None:
+    """Record how the job ended, according to why it stopped (every write fenced)."""
+    job, reason = r.job, r.control.reason
+    if reason == "lease_lost" or r.control.lease.lost:
         log.warning("job %s: another worker owns it now; result of this copy dropped", job.id)
         return None
-    if control.reason == "draining":
+    if reason == "draining":
         log.info("job %s: worker shutting down; checkpointed and handed back to the queue", job.id)
-        _retry(lambda: store.hand_back(job.id), "hand back")
-        dispatch.send_job(job.id, job.kind, job.queue)
+        _retry(lambda: r.store.hand_back(r.attempt), "hand back")
+        dispatch.send_job(job.id, job.kind, job.queue)  # after the lease is gone; see jobstore
         return None
-    if control.reason == "cancelled":
-        _retry(lambda: store.finish(job.id, "cancelled", result=result, artifacts=keys), "record cancel")
+    if reason == "cancelled":
+        _retry(lambda: r.store.finish(r.attempt, "cancelled", result=result, artifacts=keys), "record cancel")
         return "cancelled"
-    _retry(lambda: store.finish(job.id, "succeeded", result=result, artifacts=keys), "record result")
+    _retry(lambda: r.store.finish(r.attempt, "succeeded", result=result, artifacts=keys), "record result")
     log.info("job %s succeeded", job.id)
     return "succeeded"
 
 
 def _retry(action: Callable[[], object], what: str) -> None:
-    """Retry a record update while Redis is unreachable (a restart), up to a limit."""
+    """Retry a record update while Redis is unreachable (a restart), up to a limit.
+    A fenced refusal is an answer, not an outage: it is raised at once."""
     deadline = time.monotonic() + FINISH_RETRY_SECONDS
     while True:
         try:
             action()
             return
+        except Fenced:
+            raise
         except Exception:
             if time.monotonic() > deadline:
                 raise
@@ -158,32 +201,102 @@ def _retry(action: Callable[[], object], what: str) -> None:
             time.sleep(1.0)
 
 
+class Interrupted(Exception):
+    """An inference job was asked to stop (cancel or drain) between two of its steps."""
+
+
+class _Interruptible:
+    """Runs an inference call that has no stop checks of its own so that a cancel or a
+    drain stops it within about CHECK_SECONDS: a watcher thread polls the job's stop
+    checks and raises Interrupted in the main thread (through a signal handler, the
+    only way to reach it) while the call runs, never after it returned."""
+
+    def __init__(self, control: _Control) -> None:
+        self.control, self.armed = control, False
+        self._done = threading.Event()
+
+    def __call__(self, fn: Callable[[], T]) -> T:
+        if threading.current_thread() is not threading.main_thread():
+            return fn()  # signal handlers need the main thread (always so in a pool child)
+        previous = signal.signal(signal.SIGUSR2, self._raise)
+        watcher = threading.Thread(target=self._watch, name="rnnq-stop-watch", daemon=True)
+        self.armed = True
+        watcher.start()
+        try:
+            return fn()
+        finally:
+            self.armed = False
+            self._done.set()
+            watcher.join()
+            signal.signal(signal.SIGUSR2, previous)
+
+    def _raise(self, *_: object) -> None:
+        if self.armed:
+            self.armed = False
+            raise Interrupted("stopped by request")
+
+    def _watch(self) -> None:
+        while not self._done.wait(CHECK_SECONDS / 2):
+            if self.armed and self.control.should_stop():
+                _thread.interrupt_main(signal.SIGUSR2)
+                return
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
 
 
-def _reporter(store: JobStore, job: Job, worker: str) -> Callable[[Any], None]:
+def _reporter(r: Run) -> Callable[[Any], None]:
     """on_step for the training loop: progress goes to the job's event stream, tagged
     with the attempt (so the log shows which delivery trained which steps), and to the
-    worker's Prometheus counters."""
-    meter = metrics.TrainingMeter(job.kind, job.queue, worker)
+    worker's Prometheus counters. A fenced refusal stops this copy."""
+    job = r.job
+    meter = metrics.TrainingMeter(job.kind, job.queue, r.control.node)
 
     def on_step(report: Any) -> None:
         meter.report(report.step, report.tokens, report.elapsed, report.device,
                      None if report.memory_allocated is None else (report.memory_allocated, report.memory_reserved))
         event = {k: v for k, v in asdict(report).items() if v is not None}
         event["time"] = time.time()
-        event["attempt"] = job.attempts
+        event["attempt"] = r.attempt.number
         try:
-            store.add_event(job.id, event)
+            r.store.add_event(r.attempt, event)
+        except Fenced:
+            r.control.lease.lost = True
         except Exception:
             log.warning("could not record progress of job %s", job.id, exc_info=True)
 
     return on_step
 
 
+def _publisher(r: Run) -> Callable[[str, Path, int], None]:
+    """on_checkpoint for the training loop: upload the file the loop just wrote as an
+    immutable object named by attempt and step, then point the job at it (fenced, and
+    never backwards). The object it replaces is deleted one publication later, so a
+    reader that just looked the old one up can still read it."""
+    retired: list[str] = []
+
+    def publish(name: str, path: Path, step: int) -> None:
+        label = name.split(".")[0]  # best | last
+        key = job_key(r.job.id, f"ckpt/{label}-a{r.attempt.number}-s{step}-{uuid.uuid4().hex[:6]}.safetensors")
+        r.artifacts.put_file(key, path)
+        try:
+            old = r.store.publish_checkpoint(r.attempt, label, key, step)
+        except Fenced:
+            r.artifacts.delete(key)
+            r.control.lease.lost = True
+            raise
+        while retired:
+            r.artifacts.delete(retired.pop())
+        if old and old != key:
+            retired.append(old)
+
+    return publish
+
+
 S = TypeVar("S", TrainBase, GenerateSpec, PredictSpec, EvalSpec)
+T = TypeVar("T")
 
 
 def _on_worker_device(spec: S) -> S:
@@ -194,24 +307,30 @@ def _on_worker_device(spec: S) -> S:
     return spec
 
 
-def _train(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
+def _train(r: Run) -> Outcome:
     from rnn_tasks.train import BEST, LAST, Callbacks
 
-    spec = _on_worker_device(train_spec_from_dict(job.spec))
-    checkpoint_dir = artifacts.local_path(job_key(job.id, BEST)).parent
-    resume = checkpoint_dir / LAST if artifacts.exists(job_key(job.id, LAST)) else None
+    job, spec = r.job, _on_worker_device(train_spec_from_dict(r.job.spec))
+    # The loop writes into this attempt's own directory; what the job has published
+    # (possibly by an earlier attempt) is fetched there first, so it resumes from it.
+    checkpoint_dir = r.scratch / "checkpoints"
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for label, name in (("checkpoint", BEST), ("last", LAST)):
+        if label in job.artifacts:
+            r.artifacts.get_file(job.artifacts[label], checkpoint_dir / name)
+    resume = checkpoint_dir / LAST if (checkpoint_dir / LAST).exists() else None
     if resume is not None:
         step = _checkpoint_step(spec, resume)
-        store.update(job.id, resumed_from=step)
+        r.store.update_owned(r.attempt, resumed_from=step)
         log.info("job %s resumes from its checkpoint at step %d", job.id, step)
-    callbacks = Callbacks(on_step=_reporter(store, job, control.node), should_stop=control.should_stop)
+    callbacks = Callbacks(on_step=_reporter(r), should_stop=r.control.should_stop, on_checkpoint=_publisher(r))
     if isinstance(spec, TrainSpec):
-        summary = _train_lm(spec, artifacts, callbacks, checkpoint_dir, resume, store, job)
+        summary = _train_lm(r, spec, callbacks, checkpoint_dir, resume)
     else:  # every other task: its module's train(), same callbacks and checkpoints
-        files = {name: artifacts.get_bytes(key) for name, key in spec.input_keys().items()}
+        files = {name: r.artifacts.get_bytes(key) for name, key in spec.input_keys().items()}
         summary = _task_module(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
-    summary["stopped_by"] = control.reason or summary.get("stopped_by")
-    return summary, {"checkpoint": job_key(job.id, BEST), "last": job_key(job.id, LAST)}
+    summary["stopped_by"] = r.control.reason or summary.get("stopped_by")
+    return summary, {}
 
 
 def _checkpoint_step(spec: TrainBase, path: Any) -> int:
@@ -230,12 +349,11 @@ def _task_module(task: str) -> Any:
     return importlib.import_module(f"rnn_tasks.{task}.task")
 
 
-def _train_lm(spec: TrainSpec, artifacts: ArtifactStore, callbacks: Any, checkpoint_dir: Any, resume: Any,
-              store: JobStore, job: Job) -> dict[str, Any]:
+def _train_lm(r: Run, spec: TrainSpec, callbacks: Any, checkpoint_dir: Path, resume: Path | None) -> dict[str, Any]:
     from rnn_tasks.checkpoint import read_meta
     from rnn_tasks.train import BEST, train
 
-    text = artifacts.get_bytes(spec.data).decode("utf-8")
+    text = r.artifacts.get_bytes(spec.data).decode("utf-8")
     result = train(spec, text, callbacks, checkpoint_dir=checkpoint_dir, resume=resume)
     summary = {
         "steps": result.steps,
@@ -254,68 +372,68 @@ def _train_lm(spec: TrainSpec, artifacts: ArtifactStore, callbacks: Any, checkpo
     for figure in ("perplexity", "bpc"):  # by tokenizer: perplexity per token, bits per character
         if getattr(result, figure, None) is not None:
             summary[figure] = getattr(result, figure)
-    store.update(job.id, vocab=read_meta(checkpoint_dir / BEST).vocab)
+    if (checkpoint_dir / BEST).exists():
+        r.store.update_owned(r.attempt, vocab=read_meta(checkpoint_dir / BEST).vocab)
     return summary
 
 
-def _source_checkpoint(store: JobStore, artifacts: ArtifactStore, source_id: str) -> tuple[Job, Any]:
-    source = store.get(source_id)
+def _source_checkpoint(r: Run, source_id: str) -> tuple[Job, Path]:
+    """The source training job and a local copy of its best checkpoint."""
+    source = r.store.get(source_id)
     if "checkpoint" not in source.artifacts:
         raise ValueError(f"training job {source_id} has no checkpoint (state {source.state})")
-    return source, artifacts.local_path(source.artifacts["checkpoint"])
+    return source, r.artifacts.get_file(source.artifacts["checkpoint"], r.scratch / "source.safetensors")
 
 
-def _predict(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
-    spec = _on_worker_device(PredictSpec.from_dict(job.spec))
-    source, path = _source_checkpoint(store, artifacts, spec.source)
+def _predict(r: Run) -> Outcome:
+    spec = _on_worker_device(PredictSpec.from_dict(r.job.spec))
+    source, path = _source_checkpoint(r, spec.source)
     task = source.spec.get("task", "lm")
     if spec.input is not None:
-        data = artifacts.get_bytes(spec.input)
+        data = r.artifacts.get_bytes(spec.input)
     elif spec.texts:
         data = "\n".join(spec.texts).encode("utf-8")
     else:  # a forecast continues the series it was trained on
-        data = artifacts.get_bytes(source.spec["data"])
+        data = r.artifacts.get_bytes(source.spec["data"])
     options: dict[str, Any] = {}  # what each task's predict() takes
     if task == "classify":
         options["format"] = "lines" if spec.texts else spec.format
     elif task == "translate":
         options.update({k: v for k, v in (("beam", spec.beam), ("max_len", spec.max_len)) if v is not None})
-    result = _task_module(task).predict(path, data, options, spec.device)
-    key = job_key(job.id, "predictions.json")
-    artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
+    result = _Interruptible(r.control)(lambda: _task_module(task).predict(path, data, options, spec.device))
+    key = job_key(r.job.id, "predictions.json")
+    r.artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
     return {**result, "source": spec.source, "task": task}, {"predictions_file": key}
 
 
-def _eval(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
-    spec = _on_worker_device(EvalSpec.from_dict(job.spec))
-    source, path = _source_checkpoint(store, artifacts, spec.source)
+def _eval(r: Run) -> Outcome:
+    spec = _on_worker_device(EvalSpec.from_dict(r.job.spec))
+    source, path = _source_checkpoint(r, spec.source)
     task = source.spec.get("task", "lm")
-    files = {"data": artifacts.get_bytes(spec.data)}
+    files = {"data": r.artifacts.get_bytes(spec.data)}
     if spec.target is not None:
-        files["target"] = artifacts.get_bytes(spec.target)
+        files["target"] = r.artifacts.get_bytes(spec.target)
     if task == "lm":
         from rnn_tasks import lm_task
 
-        figures = lm_task.evaluate(path, files, spec.device)
+        module: Any = lm_task
     else:
         module = _task_module(task)
-        figures = module.evaluate(path, files, spec.device) if spec.beam is None else \
-            module.evaluate(path, files, spec.device, beam=spec.beam)
+    extra = {} if spec.beam is None else {"beam": spec.beam}
+    figures = _Interruptible(r.control)(lambda: module.evaluate(path, files, spec.device, **extra))
     return {**figures, "source": spec.source, "task": task}, {}
 
 
-def _generate(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
+def _generate(r: Run) -> Outcome:
     from rnn_tasks import checkpoint
     from rnn_tasks import device as devices
     from rnn_tasks.sample import SampleOptions, generate
 
-    spec = _on_worker_device(GenerateSpec.from_dict(job.spec))
-    source = store.get(spec.source)
-    if "checkpoint" not in source.artifacts:
-        raise ValueError(f"training job {spec.source} has no checkpoint (state {source.state})")
+    spec = _on_worker_device(GenerateSpec.from_dict(r.job.spec))
+    _, path = _source_checkpoint(r, spec.source)
     dev = devices.resolve(spec.device)
     devices.configure(dev)
-    meta, model = checkpoint.load_model(artifacts.local_path(source.artifacts["checkpoint"]), dev)
+    meta, model = checkpoint.load_model(path, dev)
     opts = SampleOptions(
         max_tokens=spec.max_tokens,
         temperature=spec.temperature,
@@ -325,12 +443,14 @@ def _generate(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Con
         seed=spec.seed,
     )
     start = time.perf_counter()
-    texts = generate(model, meta.tokenizer(), list(spec.prompts), opts)
+    texts = generate(model, meta.tokenizer(), list(spec.prompts), opts, should_stop=r.control.should_stop)
     elapsed = time.perf_counter() - start
-    key = job_key(job.id, "samples.json")
-    artifacts.put_bytes(key, json.dumps({"prompts": list(spec.prompts), "texts": texts}, indent=1).encode())
-    tokens = len(texts) * spec.max_tokens
-    metrics.tokens_generated(job.kind, job.queue, control.node, tokens)
+    partial = r.control.reason is not None  # cancelled or handed back: what was produced so far
+    key = job_key(r.job.id, "samples.json")
+    body = {"prompts": list(spec.prompts), "texts": texts, "partial": partial}
+    r.artifacts.put_bytes(key, json.dumps(body, indent=1).encode())
+    tokens = len(texts) * (len(texts[0]) if partial and texts and meta.tokenizer().kind == "char" else spec.max_tokens)
+    metrics.tokens_generated(r.job.kind, r.job.queue, r.control.node, tokens)
     summary = {
         "texts": texts,
         "prompts": list(spec.prompts),
@@ -338,11 +458,12 @@ def _generate(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Con
         "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1),
         "source": spec.source,
         "device": str(dev),
+        "partial": partial,
     }
     return summary, {"samples": key}
 
 
-_KINDS: dict[str, Callable[[Job, JobStore, ArtifactStore, _Control], Outcome]] = {
+_KINDS: dict[str, Callable[[Run], Outcome]] = {
     "train": _train,
     "generate": _generate,
     "predict": _predict,

@@ -26,6 +26,12 @@ DEFAULT_VISIBILITY_TIMEOUT = 12 * 3600
 DEFAULT_LEASE_SECONDS = 30.0
 # How often each worker looks for running jobs whose lease has lapsed.
 DEFAULT_REAP_SECONDS = 10.0
+# A job queued for this long with no message for it in the broker (a send that was
+# lost or failed) gets its message again from the reaper (workers/reconcile.py).
+DEFAULT_RESEND_SECONDS = 60.0
+# The CLI rides out a lost Redis connection (a restart, a failover) for this long,
+# retrying with backoff, before it gives up with an error.
+DEFAULT_CLI_RETRY_SECONDS = 120.0
 # A job whose worker is lost this many times is failed instead of queued again.
 DEFAULT_MAX_WORKER_LOSSES = 3
 # Worker nodes serve /metrics only when given a port (`rnnq worker --metrics-port`):
@@ -48,6 +54,8 @@ class Settings:
     worker_device: str | None  # device for jobs that asked for "auto" (set by `rnnq worker --device`)
     lease_seconds: float
     reap_seconds: float
+    resend_seconds: float
+    cli_retry_seconds: float
     max_worker_losses: int
     metrics_port: int | None  # worker node's /metrics port; None: no endpoint
     metrics_addr: str
@@ -78,6 +86,8 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
         worker_device=_env("RNNQ_WORKER_DEVICE"),
         lease_seconds=float(_env("RNNQ_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS),
         reap_seconds=float(_env("RNNQ_REAP_SECONDS") or DEFAULT_REAP_SECONDS),
+        resend_seconds=float(_env("RNNQ_RESEND_SECONDS") or DEFAULT_RESEND_SECONDS),
+        cli_retry_seconds=float(_env("RNNQ_CLI_RETRY_SECONDS") or DEFAULT_CLI_RETRY_SECONDS),
         max_worker_losses=int(_env("RNNQ_MAX_WORKER_LOSSES") or DEFAULT_MAX_WORKER_LOSSES),
         metrics_port=int(port_text) if (port_text := _env("RNNQ_METRICS_PORT")) else None,
         metrics_addr=_env("RNNQ_METRICS_ADDR") or DEFAULT_METRICS_ADDR,

@@ -172,7 +172,7 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
     try:
         dispatch.send_job(job.id, kind, queue, app)
     except Exception as exc:
-        store.finish(job.id, "failed", error=f"could not enqueue: {exc}")
+        store.fail_unsent(job.id, f"could not enqueue: {exc}")
         raise
     return job
 
