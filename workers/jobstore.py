@@ -56,6 +56,10 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 EVENTS_MAXLEN = 20_000  # newest metric events kept per job (trimmed approximately)
 _P = "rnnq:"
+# A reply that takes longer than this is a lost connection. Without it a host cut off
+# by a partition (no RST, only silence) would block in a read until TCP gives up, many
+# minutes later, and its lease thread could not notice that the lease is gone.
+SOCKET_TIMEOUT = 15.0
 
 T = TypeVar("T")
 
@@ -332,12 +336,13 @@ class PatientRetry(Retry):
 
 
 class JobStore:
-    def __init__(self, url: str, retry_seconds: float = 0.0) -> None:
+    def __init__(self, url: str, retry_seconds: float = 0.0, socket_timeout: float = SOCKET_TIMEOUT) -> None:
         """retry_seconds > 0: ride out a lost connection for that long (the CLI). Workers
         keep 0: their writes are not all idempotent, and they retry where it is safe."""
         self.url = url
         self.redis = redis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30,
+            socket_timeout=socket_timeout,
             **({"retry": PatientRetry(retry_seconds)} if retry_seconds > 0 else {}),
         )
         self._start = self.redis.register_script(_START)

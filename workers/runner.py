@@ -161,6 +161,8 @@ def _attempt(r: Run, kind: str) -> str | None:
         try:
             _retry(lambda: r.store.finish(r.attempt, "failed", error=reason, traceback=trace), "record failure")
         except Fenced:
+            log.warning("job %s: attempt %d no longer owns the job; its failure not recorded", r.job.id,
+                        r.attempt.number)
             return None
         return "failed"
 
@@ -280,9 +282,16 @@ def _publisher(r: Run) -> Callable[[str, Path, int], None]:
     def publish(name: str, path: Path, step: int) -> None:
         label = name.split(".")[0]  # best | last
         key = job_key(r.job.id, f"ckpt/{label}-a{r.attempt.number}-s{step}-{uuid.uuid4().hex[:6]}.safetensors")
+        owned: list[bool] = []  # Redis unreachable: wait for it (training pauses here), up to a limit
+        _retry(lambda: owned.append(r.store.renew_lease(r.attempt)), "check the lease before a checkpoint")
+        if not owned[-1]:  # no upload at all for a job that is no longer ours
+            r.control.lease.lost = True
+            raise Fenced(f"job {r.job.id}: attempt {r.attempt.number} no longer owns the job")
         r.artifacts.put_file(key, path)
+        replaced: list[str | None] = []
         try:
-            old = r.store.publish_checkpoint(r.attempt, label, key, step)
+            _retry(lambda: replaced.append(r.store.publish_checkpoint(r.attempt, label, key, step)), "publish")
+            old = replaced[-1]
         except Fenced:
             r.artifacts.delete(key)
             r.control.lease.lost = True

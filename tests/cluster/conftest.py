@@ -1,0 +1,42 @@
+"""The multi-host cluster (tests/cluster/harness.py), one per module.
+
+It needs root and `ip`; elsewhere the tests skip, except where RNNQ_REQUIRE_CLUSTER=1
+(set by .ci/run) makes that a failure, as with the Prometheus tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.harness import Cluster, available
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    why = available()
+    if why is not None:
+        if os.environ.get("RNNQ_REQUIRE_CLUSTER") == "1":
+            pytest.fail(f"RNNQ_REQUIRE_CLUSTER=1 but the cluster harness {why}")
+        pytest.skip(f"the cluster harness {why}")
+    keep = os.environ.get("RNNQ_CLUSTER_DIR")  # logs and data kept there for a post-mortem
+    c = Cluster(Path(keep) if keep else Path(tmp_path_factory.mktemp("cluster")))
+    c.base.mkdir(parents=True, exist_ok=True)
+    try:
+        c.build()
+        yield c
+    finally:
+        c.destroy()
+
+
+@pytest.fixture
+def corpus_file(cluster: Cluster) -> Path:
+    from tests.conftest import make_corpus
+
+    path = cluster.base / "corpus.txt"
+    if not path.exists():
+        path.write_text(make_corpus(30_000))
+    return path
