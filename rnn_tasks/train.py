@@ -121,9 +121,7 @@ class _Run:
         torch.manual_seed(spec.seed)
         self.checkpoint_dir = checkpoint_dir
         meta = checkpoint.read_meta(resume) if resume else None
-        self.tokenizer = meta.tokenizer() if meta else _fit(spec, text)
-        # Compact ids (uint8/int16/int32), encoded a chunk at a time: see rnn_tasks.corpus.
-        train_ids, val_ids, self.val_chars = corpus.split(self.tokenizer, text, spec.val_fraction)
+        self.tokenizer, train_ids, val_ids, self.val_chars = prepare_corpus(spec, text, meta.tokenizer() if meta else None)
         self.val_ids = val_ids.to(self.dev)
         if len(self.val_ids) < 2:
             raise data.CorpusTooShortError(
@@ -255,6 +253,20 @@ def split_text(text: str, val_fraction: float, whole_words: bool = False) -> tup
     """
     cut = split_point(text, val_fraction, whole_words)
     return text[:cut], text[cut:]
+
+
+def prepare_corpus(
+    spec: TrainSpec, text: str, tokenizer: Tokenizer | None = None
+) -> tuple[Tokenizer, torch.Tensor, torch.Tensor, int]:
+    """The tokenizer (fitted unless given), training ids, held-out ids and held-out characters.
+
+    Ids are compact (uint8/int16/int32) and encoded a chunk at a time, so this peaks at
+    about 2-3 bytes per corpus byte with the text itself (rnn_tasks.corpus;
+    benchmarks/corpus_memory.py measures it).
+    """
+    tokenizer = tokenizer or _fit(spec, text)
+    train_ids, val_ids, val_chars = corpus.split(tokenizer, text, spec.val_fraction)
+    return tokenizer, train_ids, val_ids, val_chars
 
 
 def _fit(spec: TrainSpec, text: str) -> Tokenizer:

@@ -1,0 +1,116 @@
+"""Peak memory of a language model's corpus preparation, per corpus byte.
+
+    python benchmarks/corpus_memory.py [--mb 100] [--tokenizers char,word,bpe]
+
+Writes a corpus of --mb megabytes of random words (a made-up Zipf-distributed
+vocabulary of 30,000 words, 3% of them with accented letters, in sentences and
+paragraphs; generated here, nothing is downloaded), then, for each tokenizer, starts a
+fresh Python process that does what a worker does before training: reads the corpus
+bytes, decodes them to text (as workers/runner.py does), fits the tokenizer on the
+training part and encodes both parts (rnn_tasks.train.prepare_corpus).
+
+Peak RSS is resource.getrusage's ru_maxrss of that process minus its ru_maxrss after
+imports and a warm-up on a tiny corpus (HF's thread pool, allocator arenas), divided by
+the corpus size in bytes. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "de", "po", "an", "el", "is", "or", "un", "th", "ing", "er"]
+ACCENTED = ["é", "ü", "ñ", "ø", "ç", "à"]  # Latin-1: see the module docstring
+
+
+def _vocabulary(rng: np.random.Generator, size: int = 30_000) -> list[str]:
+    words: set[str] = set()
+    while len(words) < size:
+        word = "".join(SYLLABLES[i] for i in rng.integers(0, len(SYLLABLES), rng.integers(1, 4)))
+        if rng.random() < 0.03:
+            at = int(rng.integers(0, len(word)))
+            word = word[:at] + ACCENTED[int(rng.integers(0, len(ACCENTED)))] + word[at + 1 :]
+        words.add(word)
+    return sorted(words)
+
+
+def write_corpus(path: Path, size: int, seed: int = 0) -> int:
+    """About `size` bytes of UTF-8 text at path; returns the exact size."""
+    rng = np.random.default_rng(seed)
+    vocab = _vocabulary(rng)
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    p /= p.sum()
+    written = 0
+    with path.open("w", encoding="utf-8") as f:
+        while written < size:
+            idx = rng.choice(len(vocab), size=200_000, p=p)
+            ends = rng.random(len(idx))
+            out: list[str] = []
+            capital = True
+            for i, end in zip(idx.tolist(), ends.tolist()):
+                word = vocab[i].capitalize() if capital else vocab[i]
+                capital = end < 0.08
+                out.append(word + (".\n" if end < 0.01 else ". " if end < 0.08 else ", " if end < 0.12 else " "))
+            block = "".join(out)
+            written += f.write(block)
+    return path.stat().st_size
+
+
+def _child(kind: str, path: str) -> None:
+    import resource
+
+    from rnn_tasks.spec import TrainSpec
+    from rnn_tasks.train import prepare_corpus
+
+    spec = TrainSpec.from_dict({"data": "x", "tokenizer": kind})
+    prepare_corpus(spec, "Warm up, the tokenizer and its threads.\n" * 200)
+
+    def peak() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+    base = peak()
+    start = time.perf_counter()
+    text = Path(path).read_bytes().decode("utf-8")  # as workers/runner.py reads a corpus
+    tokenizer, train_ids, val_ids, _ = prepare_corpus(spec, text)
+    seconds = time.perf_counter() - start
+    size = Path(path).stat().st_size
+    print(json.dumps({
+        "peak_bytes": peak() - base,
+        "peak_per_corpus_byte": round((peak() - base) / size, 3),
+        "tokens": len(train_ids) + len(val_ids),
+        "id_dtype": str(train_ids.dtype).replace("torch.", ""),
+        "vocab_size": len(tokenizer),
+        "seconds": round(seconds, 1),
+    }))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=float, default=100.0, help="corpus size in MB (10^6 bytes)")
+    parser.add_argument("--tokenizers", default="char,word,bpe")
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(*args.child)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "corpus.txt"
+        size = write_corpus(path, int(args.mb * 1e6))
+        results: dict[str, object] = {"corpus_bytes": size, "corpus": "random Zipf words, 3% accented"}
+        for kind in args.tokenizers.split(","):
+            out = subprocess.run([sys.executable, __file__, "--child", kind, str(path)], cwd=ROOT,
+                                 capture_output=True, text=True, check=True)
+            results[kind] = json.loads(out.stdout.splitlines()[-1])
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
