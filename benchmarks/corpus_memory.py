@@ -3,8 +3,9 @@
     python benchmarks/corpus_memory.py [--mb 100] [--tokenizers char,word,bpe]
 
 Writes a corpus of --mb megabytes of random words (a made-up Zipf-distributed
-vocabulary of 30,000 words, 3% of them with accented letters, in sentences and
-paragraphs; generated here, nothing is downloaded), then, for each tokenizer, starts a
+vocabulary of 30,000 words, 3% of them with accented Latin-1 letters, in sentences and
+paragraphs, as 16 blocks of ~1 MB repeated in random order; generated here, nothing is
+downloaded), then, for each tokenizer, starts a
 fresh Python process that does what a worker does before training: reads the corpus
 bytes, decodes them to text (as workers/runner.py does), fits the tokenizer on the
 training part and encodes both parts (rnn_tasks.train.prepare_corpus).
@@ -12,6 +13,11 @@ training part and encodes both parts (rnn_tasks.train.prepare_corpus).
 Peak RSS is resource.getrusage's ru_maxrss of that process minus its ru_maxrss after
 imports and a warm-up on a tiny corpus (HF's thread pool, allocator arenas), divided by
 the corpus size in bytes. Prints one JSON object.
+
+The accented letters are Latin-1 on purpose: Python keeps a str at the width of its
+widest character, so one character beyond U+00FF makes the whole text 2 bytes a
+character (beyond U+FFFF, 4), which the text itself adds to every figure here. The
+submit-time check counts that width (workers/submit.py: corpus_memory).
 """
 
 from __future__ import annotations
@@ -42,25 +48,29 @@ def _vocabulary(rng: np.random.Generator, size: int = 30_000) -> list[str]:
     return sorted(words)
 
 
+def _block(rng: np.random.Generator, vocab: list[str], p: np.ndarray, words: int) -> str:
+    idx = rng.choice(len(vocab), size=words, p=p)
+    out: list[str] = []
+    capital = True
+    for i, end in zip(idx.tolist(), rng.random(words).tolist()):
+        out.append((vocab[i].capitalize() if capital else vocab[i])
+                   + (".\n" if end < 0.01 else ". " if end < 0.08 else ", " if end < 0.12 else " "))
+        capital = end < 0.08
+    return "".join(out)
+
+
 def write_corpus(path: Path, size: int, seed: int = 0) -> int:
-    """About `size` bytes of UTF-8 text at path; returns the exact size."""
+    """About `size` bytes of UTF-8 text at path: 16 blocks of ~1 MB of random sentences,
+    repeated in a random order (building every word in Python would take minutes)."""
     rng = np.random.default_rng(seed)
     vocab = _vocabulary(rng)
     p = 1.0 / np.arange(1, len(vocab) + 1)
     p /= p.sum()
+    blocks = [_block(rng, vocab, p, 160_000) for _ in range(16)]
     written = 0
     with path.open("w", encoding="utf-8") as f:
         while written < size:
-            idx = rng.choice(len(vocab), size=200_000, p=p)
-            ends = rng.random(len(idx))
-            out: list[str] = []
-            capital = True
-            for i, end in zip(idx.tolist(), ends.tolist()):
-                word = vocab[i].capitalize() if capital else vocab[i]
-                capital = end < 0.08
-                out.append(word + (".\n" if end < 0.01 else ". " if end < 0.08 else ", " if end < 0.12 else " "))
-            block = "".join(out)
-            written += f.write(block)
+            written += f.write(blocks[int(rng.integers(0, len(blocks)))])
     return path.stat().st_size
 
 

@@ -163,7 +163,9 @@ def corpus_memory(text: str) -> int:
 
 
 def _size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def submit_train(store: JobStore, artifacts: ArtifactStore, app: Celery, text: str, spec: TrainSpec, *,
