@@ -4,6 +4,7 @@ submit-time window check counts what the worker will count."""
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from tokenizers import pre_tokenizers
 from rnn_tasks import corpus, windows
 from rnn_tasks.spec import SpecError, TrainSpec
 from rnn_tasks.text import chunk_bounds, count_words, split_point
-from rnn_tasks.tokenizer import CharTokenizer, UnknownCharacterError, fit_tokenizer
+from rnn_tasks.tokenizer import CharTokenizer, UnknownCharacterError, WordTokenizer, fit_tokenizer
 from rnn_tasks.train import prepare_corpus, split_text
 from tests.conftest import make_corpus
 
@@ -42,7 +43,7 @@ def test_chunks_cover_the_text_in_order(size: int) -> None:
     text = _mixed(5)
     bounds = list(chunk_bounds(text, 3, len(text) - 5, size))
     assert bounds[0][0] == 3 and bounds[-1][1] == len(text) - 5
-    assert all(a[1] == b[0] and a[0] < a[1] for a, b in zip(bounds, bounds[1:]))
+    assert all(a[1] == b[0] and a[0] < a[1] for a, b in pairwise(bounds))
     assert len(bounds) > 1 or size >= len(text)
 
 
@@ -105,7 +106,7 @@ def test_count_words_stops_at_the_limit() -> None:
     text = "one, two three. four"
     assert count_words(text, 0, len(text), 100) == 6
     assert count_words(text, 0, len(text), 3) == 3
-    assert count_words(text, 5, 14, 100) == len(fit_tokenizer("word", ["x"]).split(text[5:14]))
+    assert count_words(text, 5, 14, 100) == len(WordTokenizer.fit(["x"]).split(text[5:14])) == 3
 
 
 # --- submit-time window check (rnn_tasks.windows), against what the worker really gets ---
