@@ -52,7 +52,7 @@ class Streams:
     def __post_init__(self) -> None:
         if len(self.ids) < self.seq_len + 1:
             raise CorpusTooShortError(
-                f"training split has {len(self.ids)} characters, needs at least seq_len + 1 = {self.seq_len + 1}"
+                f"training split has {len(self.ids)} tokens, needs at least seq_len + 1 = {self.seq_len + 1}"
             )
 
     @property
