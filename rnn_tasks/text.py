@@ -3,10 +3,11 @@ no token crosses, so a corpus can be fitted, encoded and counted a piece at a ti
 
 Stdlib only: the CLI uses it to count tokens at submit time without importing torch.
 
-A chunk ends just before a space or newline that is followed by a letter or digit:
+A chunk ends just before a space or newline that is followed by a letter or digit, or
+between a letter or digit and a punctuation mark:
 
-    ... the cat sat. The dog ran ...
-                    ^ cut: chunk 1 ends "sat.", chunk 2 starts " The"
+    ... the cat sat. The dog ran ...     ... 日本語の文章、句読点 ...
+                    ^ " The" starts               ^ "、" starts
 
 Word tokens (\\w+ runs and single punctuation marks) never contain whitespace, so any
 whitespace is a safe cut for them. Byte-level BPE pre-tokenizes with GPT-2's pattern,
@@ -25,9 +26,11 @@ from itertools import islice
 # Words are runs of letters/digits/underscore; every other non-space character is a token of its own.
 WORD_RE = re.compile(r"\w+|[^\w\s]")
 # A safe cut (see above): a space or newline followed by a letter or digit ([^\W_] is
-# str.isalnum() in a str pattern). search() stops at the first one, so finding the next
+# str.isalnum() in a str pattern), or, for text written without spaces (Chinese,
+# Japanese), between a letter or digit and a punctuation mark, where both word and BPE
+# tokens end whatever follows. search() stops at the first one, so finding the next
 # cut reads only as far as it.
-_CUT_RE = re.compile(r"[ \n](?=[^\W_])")
+_CUT_RE = re.compile(r"[ \n](?=[^\W_])|(?<=[^\W_])(?=[^\w\s])")
 # Characters per chunk. Small enough that a chunk's working set (its copy, its UTF-32
 # view, HF's per-byte alignments, the buffered chunks of BPE training) stays a few MB,
 # large enough that the per-chunk Python overhead is noise.

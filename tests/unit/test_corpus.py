@@ -49,11 +49,15 @@ def test_chunks_cover_the_text_in_order(size: int) -> None:
 
 @pytest.mark.parametrize("size", [1, 13, 200])
 def test_bpe_pre_tokens_of_chunks_are_those_of_the_whole(size: int) -> None:
-    text = _mixed(5)
     pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    whole = [t for t, _ in pre.pre_tokenize_str(text)]
-    pieces = [t for piece in corpus.chunks(text, size=size) for t, _ in pre.pre_tokenize_str(piece)]
-    assert pieces == whole
+    unspaced = "日本語の文章、句読点。「引用」です！" * 30 + "snake_case's,x.y'll__z"  # cut at punctuation only
+    for text in (_mixed(5), unspaced):
+        whole = [t for t, _ in pre.pre_tokenize_str(text)]
+        pieces = [t for piece in corpus.chunks(text, size=size) for t, _ in pre.pre_tokenize_str(piece)]
+        assert pieces == whole
+        assert len(list(corpus.chunks(text, size=size))) > 1
+        words = fit_tokenizer("word", [text])
+        assert [t for piece in corpus.chunks(text, size=size) for t in words.split(piece)] == words.split(text)
 
 
 def test_char_encoding_equals_the_old_one_with_multibyte_characters() -> None:
