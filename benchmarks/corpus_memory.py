@@ -60,17 +60,20 @@ def _block(rng: np.random.Generator, vocab: list[str], p: np.ndarray, words: int
 
 
 def write_corpus(path: Path, size: int, seed: int = 0) -> int:
-    """About `size` bytes of UTF-8 text at path: 16 blocks of ~1 MB of random sentences,
+    """`size` bytes (to a word) of UTF-8 text at path: 16 blocks of ~1 MB of random sentences,
     repeated in a random order (building every word in Python would take minutes)."""
     rng = np.random.default_rng(seed)
-    vocab = _vocabulary(rng)
+    vocab = [word for _, word in sorted(zip(rng.random(30_000), _vocabulary(rng)))]  # Zipf rank != alphabetical
     p = 1.0 / np.arange(1, len(vocab) + 1)
     p /= p.sum()
-    blocks = [_block(rng, vocab, p, 160_000) for _ in range(16)]
+    blocks = [_block(rng, vocab, p, 150_000).encode("utf-8") for _ in range(16)]
     written = 0
-    with path.open("w", encoding="utf-8") as f:
+    with path.open("wb") as f:
         while written < size:
-            written += f.write(blocks[int(rng.integers(0, len(blocks)))])
+            block = blocks[int(rng.integers(0, len(blocks)))]
+            if written + len(block) > size:  # the last block: cut at a space, never inside a character
+                block = block[: block.rfind(b" ", 0, size - written) + 1]
+            written += f.write(block) or 1
     return path.stat().st_size
 
 
