@@ -264,7 +264,8 @@ def prepare_corpus(
     about 2-3 bytes per corpus byte with the text itself (rnn_tasks.corpus;
     benchmarks/corpus_memory.py measures it).
     """
-    tokenizer = tokenizer or _fit(spec, text)
+    if tokenizer is None:
+        tokenizer = _fit(spec, text)
     train_ids, val_ids, val_chars = corpus.split(tokenizer, text, spec.val_fraction)
     return tokenizer, train_ids, val_ids, val_chars
 
