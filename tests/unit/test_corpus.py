@@ -56,7 +56,7 @@ def test_bpe_pre_tokens_of_chunks_are_those_of_the_whole(size: int) -> None:
         pieces = [t for piece in corpus.chunks(text, size=size) for t, _ in pre.pre_tokenize_str(piece)]
         assert pieces == whole
         assert len(list(corpus.chunks(text, size=size))) > 1
-        words = fit_tokenizer("word", [text])
+        words = WordTokenizer.fit([text])
         assert [t for piece in corpus.chunks(text, size=size) for t in words.split(piece)] == words.split(text)
 
 
