@@ -25,9 +25,11 @@ DEFAULT_MAX_CORPUS_BYTES = 1 << 30
 DEFAULT_WORKER_MEMORY_BYTES = 4 << 30
 # Peak memory of a worker's corpus preparation (read, decode, fit the tokenizer, encode)
 # per character of a text stored one byte a character (ASCII or Latin-1): measured by
-# benchmarks/corpus_memory.py at 100 MB as char 2.0, word 2.6, bpe 2.3 (README), rounded
-# up. Python keeps a str at the width of its widest character, so a text with characters
-# beyond U+00FF costs its extra str bytes on top (workers/submit.py: corpus_memory).
+# benchmarks/corpus_memory.py at 100 MB as char 1.89, word 2.10, bpe 2.16 bytes per
+# corpus byte (2.1-2.4 per character; README, Benchmarks), with room for allocator and
+# vocabulary variation. Python keeps a str at the width of its widest character, so a
+# text with characters beyond U+00FF costs its extra str bytes on top
+# (workers/submit.py: corpus_memory).
 CORPUS_MEMORY_PER_CHAR = 3.0
 # Redelivery of an unacknowledged message after this many seconds (kombu's Redis
 # transport). Longer than any single job is expected to run, so a running job is not
