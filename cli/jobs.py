@@ -132,9 +132,12 @@ def result(ctx: Context, job: str, as_json: bool, output: Path | None) -> None:
     ctx.ensure_redis()
     record = ctx.store.resolve(job)
     if output is not None and record.state == "succeeded":
-        for key in record.artifacts.values():
-            if ctx.artifacts.exists(key):
-                ctx.artifacts.copy_out(key, output)
+        try:
+            for key in record.artifacts.values():
+                if ctx.artifacts.exists(key):
+                    ctx.artifacts.copy_out(key, output)
+        except OSError as exc:
+            raise click.ClickException(f"could not copy the artifacts of job {record.id} to {output}: {exc}") from None
     follow.print_result(ctx, record, as_json)
     follow.exit_with(record)
 

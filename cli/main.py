@@ -8,18 +8,19 @@ import click
 
 from cli import jobs, observe, stack, submit
 from cli.context import Context
+from workers.artifacts import ArtifactError
 from workers.errors import InvalidJob, RnnqError
 
 
 class _Group(click.Group):
-    """Turns rnnq's own errors into one line and a non-zero exit, never a traceback."""
+    """Turns rnnq's own errors (and the artifact store's) into one line and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except InvalidJob as exc:
             raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint=exc.field) from None
-        except RnnqError as exc:
+        except (RnnqError, ArtifactError) as exc:  # an artifact a record names is gone or outside the root
             raise click.ClickException(str(exc)) from None
 
 

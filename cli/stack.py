@@ -109,7 +109,7 @@ def demo(ctx: Context, seconds: float) -> None:
     corpus = Path(tempfile.mkdtemp(prefix="rnnq-demo-")) / "python_reference.txt"
     corpus.write_text(demo_corpus(), encoding="utf-8")
     spec = submitter.build_train_spec({"arch": "lstm", "lr": 6e-3, "time_budget": seconds, "eval_every": 100})
-    text = submitter.check_train(corpus, spec)
+    text = submitter.check_train(corpus, spec, worker_memory=ctx.settings.worker_memory_bytes)
     ctx.ensure_stack()
     click.echo(f"training on {corpus} ({len(text):,} characters) for {seconds:g} s", err=True)
     job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, text, spec, name="demo")

@@ -100,7 +100,7 @@ def _report(job_id: str, as_json: bool) -> None:
 @click.option("--embed", type=int, help="Embedding size." + _d("embed"))
 @click.option("--dropout", type=float, help="Dropout on embeddings, between layers, before the head." + _d("dropout"))
 @click.option("--tie-weights", is_flag=True, default=None, help="Share embedding and output weights (embed == hidden).")
-@click.option("--seq-len", type=int, help="Truncated-BPTT window in characters." + _d("seq_len"))
+@click.option("--seq-len", type=int, help="Truncated-BPTT window in tokens (characters for --tokenizer char)." + _d("seq_len"))
 @click.option("--batch-size", type=int, help="Parallel contiguous streams." + _d("batch_size"))
 @click.option("--lr", type=float, help="Peak learning rate (AdamW, warmup + cosine)." + _d("lr"))
 @click.option("--weight-decay", type=float, help="AdamW weight decay (L2) on weight matrices." + _d("weight_decay"))
@@ -147,7 +147,8 @@ def train(ctx: Context, data: Path | None, task: str, source_file: Path | None, 
     except SpecError as exc:
         raise _spec_error(exc) from None
     if task == "lm":
-        text = submitter.check_train(paths["data"], spec, encoding, ctx.settings.max_corpus_bytes)  # type: ignore[arg-type]
+        text = submitter.check_train(paths["data"], spec, encoding, ctx.settings.max_corpus_bytes,  # type: ignore[arg-type]
+                                     ctx.settings.worker_memory_bytes)
         ctx.ensure_stack()
         job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, text, spec, queue=queue, name=name)  # type: ignore[arg-type]
     else:

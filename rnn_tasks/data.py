@@ -13,6 +13,9 @@ across windows always has real context:
 
 Each epoch starts the streams at a random offset below seq_len, so window boundaries
 move between epochs while every character is still trained on once per epoch.
+
+`ids` may be any integer dtype (rnn_tasks.corpus keeps them as narrow as the vocabulary
+allows); the windows come out as int64, which embeddings and cross_entropy index with.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class Streams:
     def __post_init__(self) -> None:
         if len(self.ids) < self.seq_len + 1:
             raise CorpusTooShortError(
-                f"training split has {len(self.ids)} characters, needs at least seq_len + 1 = {self.seq_len + 1}"
+                f"training split has {len(self.ids)} tokens, needs at least seq_len + 1 = {self.seq_len + 1}"
             )
 
     @property
@@ -73,7 +76,7 @@ class Streams:
             lo = w * self.seq_len
             if lo + self.seq_len + 1 > stream_len:
                 return
-            yield grid[:, lo : lo + self.seq_len], grid[:, lo + 1 : lo + self.seq_len + 1]
+            yield grid[:, lo : lo + self.seq_len].long(), grid[:, lo + 1 : lo + self.seq_len + 1].long()
 
 
 def eval_windows(ids: torch.Tensor, batch: int, seq_len: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -86,4 +89,4 @@ def eval_windows(ids: torch.Tensor, batch: int, seq_len: int) -> Iterator[tuple[
     x_all = ids[: stream_len * batch].view(batch, stream_len)
     y_all = ids[1 : stream_len * batch + 1].view(batch, stream_len)
     for lo in range(0, stream_len, seq_len):
-        yield x_all[:, lo : lo + seq_len], y_all[:, lo : lo + seq_len]
+        yield x_all[:, lo : lo + seq_len].long(), y_all[:, lo : lo + seq_len].long()

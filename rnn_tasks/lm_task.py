@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rnn_tasks import checkpoint, data
+from rnn_tasks import checkpoint, corpus, data
 from rnn_tasks import device as devices
 from rnn_tasks.models import CharLM, State
 
@@ -68,7 +68,7 @@ def evaluate(checkpoint_path: Path, files: dict[str, bytes], device: str) -> dic
     devices.configure(dev)
     meta, model = checkpoint.load_model(checkpoint_path, dev)
     tokenizer = meta.tokenizer()
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long, device=dev)
+    ids = corpus.encode(tokenizer, text).to(dev)  # compact ids, a chunk at a time
     model.eval()
     total, count = score(model, ids, amp=bool(meta.spec.get("amp", True)))
     loss = total / count

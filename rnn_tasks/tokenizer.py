@@ -12,7 +12,6 @@ travel inside a checkpoint header; nothing is pickled.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -20,11 +19,11 @@ from typing import Any, Protocol, runtime_checkable
 from tokenizers import Tokenizer as HfTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from rnn_tasks.text import WORD_RE
+
 KINDS = ("char", "word", "bpe")
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
-# Words are runs of letters/digits/underscore; every other non-space character is a token of its own.
-WORD_RE = re.compile(r"\w+|[^\w\s]")
 # decode() glues these to their neighbours instead of putting a space around them.
 # The apostrophe sticks on both sides so that "don't" (don ' t) comes back whole.
 _NO_SPACE_BEFORE = frozenset(".,;:!?)]}%'")

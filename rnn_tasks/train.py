@@ -17,11 +17,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rnn_tasks import checkpoint, data, lm_task
+from rnn_tasks import checkpoint, corpus, data, lm_task
 from rnn_tasks import device as devices
 from rnn_tasks.models import CharLM, ModelConfig, State, count_parameters, detach
 from rnn_tasks.spec import TrainSpec
-from rnn_tasks.tokenizer import Tokenizer, fit_tokenizer
+from rnn_tasks.text import split_point
+from rnn_tasks.tokenizer import Tokenizer
 
 BEST = "best.safetensors"  # lowest validation loss: what generation samples from
 LAST = "last.safetensors"  # latest state with optimizer and RNG: what resume reads
@@ -125,11 +126,8 @@ class _Run:
         torch.manual_seed(spec.seed)
         self.checkpoint_dir = checkpoint_dir
         meta = checkpoint.read_meta(resume) if resume else None
-        train_text, val_text = split_text(text, spec.val_fraction, whole_words=spec.tokenizer != "char")
-        self.tokenizer = meta.tokenizer() if meta else _fit(spec, text, train_text)
-        train_ids = torch.tensor(self.tokenizer.encode(train_text), dtype=torch.long)
-        self.val_ids = torch.tensor(self.tokenizer.encode(val_text), dtype=torch.long).to(self.dev)
-        self.val_chars = len(val_text)
+        self.tokenizer, train_ids, val_ids, self.val_chars = prepare_corpus(spec, text, meta.tokenizer() if meta else None)
+        self.val_ids = val_ids.to(self.dev)
         if len(self.val_ids) < 2:
             raise data.CorpusTooShortError(
                 f"the held-out {spec.val_fraction:g} of the corpus has {len(self.val_ids)} {spec.tokenizer} tokens; "
@@ -259,22 +257,38 @@ def split_text(text: str, val_fraction: float, whole_words: bool = False) -> tup
     With whole_words the cut moves back to the nearest space or newline, so no word is
     cut in two (which would invent two tokens that the text does not have).
     """
-    cut = len(text) - int(len(text) * val_fraction)
-    if whole_words and 0 < cut < len(text) and not (text[cut - 1].isspace() or text[cut].isspace()):
-        space = max(text.rfind(" ", 0, cut), text.rfind("\n", 0, cut))
-        if space > 0:
-            cut = space
+    cut = split_point(text, val_fraction, whole_words)
     return text[:cut], text[cut:]
 
 
-def _fit(spec: TrainSpec, text: str, train_text: str) -> Tokenizer:
+def prepare_corpus(
+    spec: TrainSpec, text: str, tokenizer: Tokenizer | None = None
+) -> tuple[Tokenizer, torch.Tensor, torch.Tensor, int]:
+    """The tokenizer (fitted unless given), training ids, held-out ids and held-out characters.
+
+    Ids are compact (uint8/int16/int32) and encoded a chunk at a time, so this peaks at
+    about 2-3 bytes per corpus byte with the text itself (rnn_tasks.corpus;
+    benchmarks/corpus_memory.py measures it).
+    """
+    if tokenizer is None:
+        tokenizer = _fit(spec, text)
+    train_ids, val_ids, val_chars = corpus.split(tokenizer, text, spec.val_fraction)
+    return tokenizer, train_ids, val_ids, val_chars
+
+
+def _fit(spec: TrainSpec, text: str) -> Tokenizer:
     """The tokenizer of a new run, fitted on the training part only (held-out words the
     training part lacks become <unk>, as they would for new text). A char vocabulary is
     taken from the whole text as before: CharTokenizer has no <unk> to fall back on."""
     if spec.tokenizer == "char":
-        return fit_tokenizer("char", [text])
-    return fit_tokenizer(
-        spec.tokenizer, [train_text], min_freq=spec.min_freq, max_vocab=spec.max_vocab, vocab_size=spec.vocab_size
+        return corpus.fit("char", text, len(text))
+    return corpus.fit(
+        spec.tokenizer,
+        text,
+        split_point(text, spec.val_fraction, whole_words=True),
+        min_freq=spec.min_freq,
+        max_vocab=spec.max_vocab,
+        vocab_size=spec.vocab_size,
     )
 
 

@@ -21,3 +21,7 @@ class InvalidJob(RnnqError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class UploadFailed(RnnqError):
+    """Input data could not be stored in the artifact store (unreadable, disk full); nothing was queued."""

@@ -17,6 +17,20 @@ DEFAULT_HOME = Path.home() / ".rnnq"
 DEFAULT_LOCAL_PORT = 6390
 # Largest corpus the CLI uploads (bytes). Bigger corpora belong on shared storage.
 DEFAULT_MAX_CORPUS_BYTES = 1 << 30
+# Memory a pool process has for preparing a language model's corpus (bytes); the CLI
+# refuses, before uploading, a corpus whose preparation would need more (see
+# CORPUS_MEMORY_PER_CHAR). 4 GiB holds the largest corpus the upload limit allows in
+# plain or Latin-1 text; set it to a worker node's memory divided by its pool processes,
+# less what the model and the torch runtime take (~0.5-1 GiB).
+DEFAULT_WORKER_MEMORY_BYTES = 4 << 30
+# Peak memory of a worker's corpus preparation (read, decode, fit the tokenizer, encode)
+# per character of a text stored one byte a character (ASCII or Latin-1): measured by
+# benchmarks/corpus_memory.py at 100 MB as char 1.89, word 2.10, bpe 2.16 bytes per
+# corpus byte (2.1-2.4 per character; README, Benchmarks), with room for allocator and
+# vocabulary variation. Python keeps a str at the width of its widest character, so a
+# text with characters beyond U+00FF costs its extra str bytes on top
+# (workers/submit.py: corpus_memory).
+CORPUS_MEMORY_PER_CHAR = 3.0
 # Redelivery of an unacknowledged message after this many seconds (kombu's Redis
 # transport). Longer than any single job is expected to run, so a running job is not
 # handed to a second worker; see README "Delivery".
@@ -49,6 +63,7 @@ class Settings:
     local: bool  # True when redis_url is the embedded local stack's (auto-started)
     local_port: int
     max_corpus_bytes: int
+    worker_memory_bytes: int  # memory a pool process has for a corpus; submit refuses more
     visibility_timeout: int
     worker_gpus: str | None  # "0,1": pin pool process i to GPU i (set by `rnnq worker --gpus`)
     worker_device: str | None  # device for jobs that asked for "auto" (set by `rnnq worker --device`)
@@ -81,6 +96,7 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
         local=local,
         local_port=port,
         max_corpus_bytes=int(_env("RNNQ_MAX_CORPUS_BYTES") or DEFAULT_MAX_CORPUS_BYTES),
+        worker_memory_bytes=int(_env("RNNQ_WORKER_MEMORY_BYTES") or DEFAULT_WORKER_MEMORY_BYTES),
         visibility_timeout=int(_env("RNNQ_VISIBILITY_TIMEOUT") or DEFAULT_VISIBILITY_TIMEOUT),
         worker_gpus=_env("RNNQ_WORKER_GPUS"),
         worker_device=_env("RNNQ_WORKER_DEVICE"),

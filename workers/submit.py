@@ -7,12 +7,16 @@ passed every check, so a rejected job leaves no trace.
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
+from rnn_tasks import windows
 from rnn_tasks.spec import (
     EvalSpec,
     GenerateSpec,
@@ -20,14 +24,14 @@ from rnn_tasks.spec import (
     SpecError,
     TrainBase,
     TrainSpec,
-    min_corpus_chars,
     train_spec_class,
 )
 from workers import dispatch
 from workers.app import TASK_QUEUES
 from workers.artifacts import ArtifactStore, put_corpus, put_input
-from workers.errors import InvalidJob
+from workers.errors import InvalidJob, UploadFailed
 from workers.jobstore import Job, JobStore
+from workers.settings import CORPUS_MEMORY_PER_CHAR, DEFAULT_MAX_CORPUS_BYTES, DEFAULT_WORKER_MEMORY_BYTES
 
 _PENDING_DATA = "pending/corpus"  # placeholder key until the corpus is uploaded
 
@@ -38,12 +42,15 @@ def read_input(path: Path, max_bytes: int, field: str = "DATA") -> bytes:
         raise InvalidJob(field, f"{path} does not exist")
     if not path.is_file():
         raise InvalidJob(field, f"{path} is not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise InvalidJob(field, f"{path} is empty")
-    if size > max_bytes:
-        raise InvalidJob(field, f"{path} is {size} bytes, over the limit of {max_bytes} (RNNQ_MAX_CORPUS_BYTES)")
-    return path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise InvalidJob(field, f"{path} is empty")
+        if size > max_bytes:
+            raise InvalidJob(field, f"{path} is {size} bytes, over the limit of {max_bytes} (RNNQ_MAX_CORPUS_BYTES)")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidJob(field, f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def read_corpus(path: Path, encoding: str, max_bytes: int) -> str:
@@ -79,7 +86,8 @@ def submit_task(store: JobStore, artifacts: ArtifactStore, app: Celery, spec: Tr
                 queue: str | None = None, name: str | None = None) -> Job:
     """Upload the (checked) input files, record the training job and send it."""
     store.ping()
-    keys = {name: put_input(artifacts, data) for name, data in files.items()}
+    with _uploading("the input files"):
+        keys = {name: put_input(artifacts, data) for name, data in files.items()}
     fields = {"data": keys["data"], **{f"{k}_data": v for k, v in keys.items() if k != "data"}}
     spec = type(spec).from_dict({**spec.to_dict(), **fields})
     return _enqueue(store, app, "train", spec.to_dict(), queue, name)
@@ -105,7 +113,8 @@ def submit_predict(store: JobStore, artifacts: ArtifactStore, app: Celery, sourc
         raise InvalidJob("--input", "give --input FILE or --text")
     spec = PredictSpec.from_dict({"source": job.id, **fields})
     if data is not None:
-        spec = replace(spec, input=put_input(artifacts, data))
+        with _uploading("--input"):
+            spec = replace(spec, input=put_input(artifacts, data))
     return _enqueue(store, app, "predict", spec.to_dict(), queue, name)
 
 
@@ -118,7 +127,8 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
         raise InvalidJob("--beam", f"job {job.id} trained a {task} model; only translation decodes with a beam")
     if task == "translate" and "target" not in files and not _is_tsv(files["data"]):
         raise InvalidJob("--target", "translation needs the reference translations (--target FILE) or a TSV of pairs")
-    keys = {name: put_input(artifacts, data) for name, data in files.items()}
+    with _uploading("--data"):
+        keys = {name: put_input(artifacts, data) for name, data in files.items()}
     spec = EvalSpec.from_dict({"source": job.id, "data": keys["data"], "target": keys.get("target"), **fields})
     return _enqueue(store, app, "eval", spec.to_dict(), queue, name)
 
@@ -128,24 +138,42 @@ def _is_tsv(data: bytes) -> bool:
     return not head.startswith(b"\x1f\x8b") and b"\t" in head
 
 
-def check_train(corpus: Path, spec: TrainSpec, encoding: str = "utf-8", max_bytes: int = 1 << 30) -> str:
-    """The corpus text, after checking it can train `spec`; InvalidJob otherwise."""
+def check_train(corpus: Path, spec: TrainSpec, encoding: str = "utf-8", max_bytes: int = DEFAULT_MAX_CORPUS_BYTES,
+                worker_memory: int = DEFAULT_WORKER_MEMORY_BYTES) -> str:
+    """The corpus text, after checking a worker can hold it and it can train `spec`; InvalidJob otherwise."""
     text = read_corpus(corpus, encoding, max_bytes)
-    need = min_corpus_chars(spec.seq_len, spec.val_fraction)
-    if len(text) < need:
+    need = corpus_memory(text)
+    if need > worker_memory:
         raise InvalidJob(
             "DATA",
-            f"{corpus} has {len(text)} characters; with seq_len {spec.seq_len} and val_fraction "
-            f"{spec.val_fraction} it needs at least {need}",
+            f"{corpus} is {_size(corpus.stat().st_size)}; preparing it takes a worker about {_size(need)}, over the "
+            f"worker memory of {_size(worker_memory)} (RNNQ_WORKER_MEMORY_BYTES)",
         )
+    try:
+        windows.check(str(corpus), text, spec)
+    except SpecError as exc:
+        raise InvalidJob(exc.field, exc.message) from None
     return text
+
+
+def corpus_memory(text: str) -> int:
+    """Peak bytes a worker needs to prepare `text` for training (see CORPUS_MEMORY_PER_CHAR):
+    the str itself at its real width, plus the rest of the preparation per character."""
+    return sys.getsizeof(text) + int((CORPUS_MEMORY_PER_CHAR - 1) * len(text))
+
+
+def _size(n: int) -> str:
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def submit_train(store: JobStore, artifacts: ArtifactStore, app: Celery, text: str, spec: TrainSpec, *,
                  queue: str | None = None, name: str | None = None) -> Job:
     """Upload the (checked) corpus, record the job and send it to its queue."""
     store.ping()
-    spec = replace(spec, data=put_corpus(artifacts, text))
+    with _uploading("the corpus"):
+        spec = replace(spec, data=put_corpus(artifacts, text))
     return _enqueue(store, app, "train", spec.to_dict(), queue, name)
 
 
@@ -165,6 +193,16 @@ def submit_generate(store: JobStore, app: Celery, source: str, fields: dict[str,
     return _enqueue(store, app, "generate", spec.to_dict(), queue, name)
 
 
+@contextmanager
+def _uploading(what: str) -> Iterator[None]:
+    """An OSError while storing input data (disk full, read-only or missing artifact root)
+    becomes one line for the user; nothing has reached Redis yet."""
+    try:
+        yield
+    except OSError as exc:
+        raise UploadFailed(f"could not store {what} in the artifact store: {exc}") from None
+
+
 def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queue: str | None, name: str | None) -> Job:
     task = f"rnnq.{kind}"
     queue = queue or TASK_QUEUES[task]
@@ -177,5 +215,5 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
     return job
 
 
-__all__ = ["SpecError", "build_task_spec", "build_train_spec", "check_task", "check_train", "read_corpus",
+__all__ = ["SpecError", "build_task_spec", "build_train_spec", "check_task", "check_train", "corpus_memory", "read_corpus",
            "read_input", "submit_eval", "submit_generate", "submit_predict", "submit_task", "submit_train"]
