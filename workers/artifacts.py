@@ -57,6 +57,8 @@ class LocalArtifactStore:
     """A directory tree; writes are atomic (temporary file, then rename)."""
 
     def __init__(self, root: Path | str) -> None:
+        if isinstance(root, str) and "://" in root:  # never a directory named "s3:"
+            raise ArtifactError(f"{root!r} is a URL, not a directory: open it with open_store()")
         self.root = Path(root).resolve()
 
     def local_path(self, key: str) -> Path:
