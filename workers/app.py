@@ -91,9 +91,10 @@ def _pin_gpu(**_: Any) -> None:
         return
     from billiard.process import current_process
 
-    devices = gpus.split(",")
+    from workers.gpus import child_gpu
+
     index = getattr(current_process(), "index", 0) or 0
-    os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
+    os.environ["CUDA_VISIBLE_DEVICES"] = child_gpu(gpus.split(","), index)
 
 
 @worker_init.connect
