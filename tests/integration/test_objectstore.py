@@ -6,10 +6,13 @@ The same store tests run on the local directory, so both backends keep one contr
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import make_corpus
+from tests.integration.conftest import Env
 from tests.integration.s3server import S3Server
 from workers import settings
 from workers.artifacts import ArtifactError, ArtifactStore, LocalArtifactStore, open_store, put_corpus, put_input
@@ -180,3 +183,20 @@ def test_cli_context_writes_corpora_to_the_bucket(s3: S3Server, monkeypatch: pyt
     body = s3.client().get_object(Bucket=s3.bucket, Key=f"x/{key}")["Body"].read()
     assert body == b"hello bucket"
     assert not Path("s3:").exists()
+
+
+def test_rnnq_train_uploads_the_corpus_to_the_bucket(s3: S3Server, env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reported failure, end to end on the CLI side: train with RNNQ_ARTIFACTS=s3://...
+    # used to report success while writing to ./s3:/rnnq/x and nothing to the bucket.
+    monkeypatch.chdir(env.tmp)
+    corpus = env.tmp / "corpus.txt"
+    corpus.write_text(make_corpus(5_000))
+    env.vars["RNNQ_ARTIFACTS"] = s3.url("x")
+    queue = f"s3-{uuid.uuid4().hex[:8]}"  # no worker consumes it: the message is dropped below
+    result = env.cli("train", str(corpus), "--max-steps", "1", "--queue", queue)
+    env.redis.delete(queue)
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    body = s3.client().get_object(Bucket=s3.bucket, Key=f"x/corpora/{digest}.txt")["Body"].read()
+    assert body == corpus.read_bytes()
+    assert not (env.tmp / "s3:").exists()
