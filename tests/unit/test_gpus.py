@@ -76,3 +76,50 @@ def test_worker_refuses_bad_gpus_in_one_line(monkeypatch: pytest.MonkeyPatch, tm
     result, argv, _ = _worker_argv(monkeypatch, tmp_path, "--gpus", "zero")
     assert result.exit_code == 2 and not argv
     assert "--gpus" in result.output and "'zero' is not 'all' or a list of GPU ids" in result.output
+
+
+class _FakeNvml:
+    """NVML's functions for two GPUs (pynvml's names and shapes), for the collector."""
+
+    NVML_TEMPERATURE_GPU = 0
+
+    class _Memory:
+        used, total = 1 << 30, 80 << 30
+
+    class _Rates:
+        gpu = 50
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetUUID(self, h: int) -> bytes:
+        return f"GPU-0000000{h}-aaaa-bbbb-cccc-dddddddddddd".encode()
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
+        return self._Memory()
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
+        return self._Rates()
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return 300_000
+
+    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
+        return 60
+
+
+@pytest.mark.parametrize("gpus, expected", [
+    (None, {"0", "1"}), (["1"], {"1"}), (["GPU-00000000-aaaa-bbbb-cccc-dddddddddddd"], {"0"}),
+])
+def test_gpu_metrics_are_labelled_by_the_worker_gpus(gpus: list[str] | None, expected: set[str]) -> None:
+    from workers.metrics import NvmlCollector
+
+    collector = NvmlCollector("node-1", gpus)
+    collector.nvml = _FakeNvml()
+    families = {family.name: family for family in collector.collect()}
+    labels = {sample.labels["gpu"] for sample in families["rnnq_gpu_power_watts"].samples}
+    assert labels == expected
+    assert all(sample.labels["worker"] == "node-1" for sample in families["rnnq_gpu_power_watts"].samples)
