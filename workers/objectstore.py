@@ -23,6 +23,10 @@ from rnn_tasks.spec import SpecError, check_artifact_key
 from workers.artifacts import ArtifactError
 
 
+class _Missing(ArtifactError):
+    """No object under that key."""
+
+
 class S3ArtifactStore:
     """Keys under `s3://bucket/prefix/`; keys are checked exactly as on disk."""
 
@@ -77,7 +81,7 @@ class S3ArtifactStore:
         try:
             return sync(self.fs.loop, call)
         except FileNotFoundError:
-            raise ArtifactError(f"no artifact {key!r} in {self.url}") from None
+            raise _Missing(f"no artifact {key!r} in {self.url}") from None
         except OSError as exc:
             if _code(exc) in ("NotImplemented", "501"):
                 conditions = ", ".join(sorted(kwargs.keys() - {"Body"})) or "no condition"
@@ -94,7 +98,7 @@ class S3ArtifactStore:
         self.object_key(key)  # an invalid key is an error, not "absent"
         try:
             self._call("head_object", key)
-        except ArtifactError:
+        except _Missing:
             return False
         return True
 
@@ -154,10 +158,8 @@ class S3ArtifactStore:
         """Replace `key` only if its ETag is still `tag` (If-Match); False otherwise."""
         try:
             self._call("put_object", key, Body=data, IfMatch=tag)
-        except ArtifactError as exc:
-            if "no artifact" in str(exc):
-                return False  # deleted since it was read: the tag is stale too
-            raise
+        except _Missing:
+            return False  # deleted since it was read: the tag is stale too
         except OSError as exc:
             if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 return False
