@@ -11,6 +11,7 @@ openAPIV3Schema, with unknown fields refused (the API server would prune them si
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 import subprocess
@@ -238,6 +239,30 @@ def test_network_policies_fence_redis_and_metrics() -> None:
     for doc in by_kind(docs, "Deployment"):
         labels = doc["spec"]["template"]["metadata"]["labels"]
         assert labels.get("rnnq.io/metrics") == "true" and labels.get("app.kubernetes.io/part-of") == "rnnq"
+
+
+def test_redis_tls_component(tmp_path: Path) -> None:
+    # An overlay of the user's: the gpu overlay plus the TLS component (paths must be relative).
+    k8s = Path(os.path.relpath(K8S, tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [str(k8s / "overlays" / "gpu")], "components": [str(k8s / "components" / "redis-tls")],
+    }))
+    docs = [doc for doc in yaml.safe_load_all(_run([_tool("kubectl"), "kustomize", str(tmp_path)])) if doc]
+    redis_args = _container(named(docs, "StatefulSet", "redis"))["args"][0]
+    assert "--port 0" in redis_args and "--tls-port 6379" in redis_args  # no plain-text port left
+    clients = [doc for doc in by_kind(docs, "Deployment")]
+    assert len(clients) == 3
+    for doc in clients:
+        container = _container(doc)
+        (url,) = [env["value"] for env in container["env"] if env["name"] == "RNNQ_REDIS_URL"]
+        assert url.startswith("rediss://") and "ssl_cert_reqs=required" in url, doc["metadata"]["name"]
+        ca = re.search(r"ssl_ca_certs=(\S+)", url)
+        assert ca is not None
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert ca.group(1).startswith(mounts["redis-ca"] + "/"), doc["metadata"]["name"]
+        volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["redis-ca"]["secret"]["secretName"] == "rnnq-redis-tls"
 
 
 def test_alerts_reach_the_cluster_unchanged() -> None:
