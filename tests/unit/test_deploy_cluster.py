@@ -251,7 +251,7 @@ def test_redis_tls_component(tmp_path: Path) -> None:
     docs = [doc for doc in yaml.safe_load_all(_run([_tool("kubectl"), "kustomize", str(tmp_path)])) if doc]
     redis_args = _container(named(docs, "StatefulSet", "redis"))["args"][0]
     assert "--port 0" in redis_args and "--tls-port 6379" in redis_args  # no plain-text port left
-    clients = [doc for doc in by_kind(docs, "Deployment")]
+    clients = by_kind(docs, "Deployment")
     assert len(clients) == 3
     for doc in clients:
         container = _container(doc)
