@@ -42,11 +42,12 @@ def test_every_pool_process_sees_only_its_gpu(redis_server: str, tmp_path: Path)
                  "RNNQ_ARTIFACTS": str(tmp_path / "artifacts"), "RNNQ_WORKER_GPUS": ",".join(gpus)}
     worker = start_worker(variables, tmp_path / "worker.log", argv=start_argv(queue, len(gpus), queue))
     try:
-        seen = probe(redis_server, queue, jobs=2 * len(gpus), cuda=True, timeout=300)
+        rounds = probe(redis_server, queue, processes=len(gpus), rounds=2, cuda=True, timeout=300)
     finally:
         stop(worker.proc)
     uuids = _nvml_uuids()
-    for report in seen:
-        assert report["device_count"] == 1
-        assert report["uuid"].removeprefix("GPU-") == uuids[report["cuda_visible_devices"]]
-    assert {report["cuda_visible_devices"] for report in seen} == set(gpus)
+    for round_ in rounds:
+        assert sorted(report["cuda_visible_devices"] for report in round_) == sorted(gpus)
+        for report in round_:
+            assert report["device_count"] == 1
+            assert report["uuid"].removeprefix("GPU-") == uuids[report["cuda_visible_devices"]]
