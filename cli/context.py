@@ -9,7 +9,7 @@ import click
 
 from workers import local
 from workers import settings as settings_mod
-from workers.artifacts import LocalArtifactStore
+from workers.artifacts import ArtifactStore, open_store
 from workers.jobstore import JobStore
 
 if TYPE_CHECKING:
@@ -25,8 +25,8 @@ class Context:
         return JobStore(self.settings.redis_url, retry_seconds=self.settings.cli_retry_seconds)
 
     @cached_property
-    def artifacts(self) -> LocalArtifactStore:
-        return LocalArtifactStore(self.settings.artifacts)
+    def artifacts(self) -> ArtifactStore:
+        return open_store(self.settings.artifacts)
 
     @cached_property
     def app(self) -> Celery:

@@ -71,7 +71,7 @@ def result_dict(ctx: Context, job: Job) -> dict[str, Any]:
     if job.error:
         out["error"] = job.error
     for label, key in job.artifacts.items():
-        out[label] = str(ctx.artifacts.local_path(key))
+        out[label] = ctx.artifacts.location(key)
     return out
 
 

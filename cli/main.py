@@ -26,7 +26,8 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--redis-url", metavar="URL", help="Broker and job store [env RNNQ_REDIS_URL; default: local stack].")
-@click.option("--artifacts", metavar="DIR", help="Artifact root [env RNNQ_ARTIFACTS; default ~/.rnnq/artifacts].")
+@click.option("--artifacts", metavar="DIR|s3://BUCKET/PREFIX",
+              help="Artifact store: a directory or an S3 bucket [env RNNQ_ARTIFACTS; default ~/.rnnq/artifacts].")
 @click.version_option(package_name="rnnq")
 @click.pass_context
 def rnnq(ctx: click.Context, redis_url: str | None, artifacts: str | None) -> None:

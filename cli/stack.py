@@ -16,6 +16,7 @@ from cli.types import DEVICE, QUEUES
 from workers import local
 from workers import settings as settings_mod
 from workers import submit as submitter
+from workers.gpus import GpuSpecError, parse_gpus
 from workers.settings import redact
 
 
@@ -24,7 +25,8 @@ from workers.settings import redact
 @click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True,
               help="Jobs run at once (pool processes).")
 @click.option("--device", type=DEVICE, help="Device for jobs that ask for 'auto' (e.g. cuda:1).")
-@click.option("--gpus", metavar="IDS", help="Comma-separated GPU ids: one pool process per GPU, a fresh process per job.")
+@click.option("--gpus", metavar="all|IDS",
+              help="'all' or comma-separated GPU ids: one pool process per GPU, a fresh process per job.")
 @click.option("--name", help="Worker node name. [default: rnnq-<pid>]")
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
 @click.option("--metrics-port", type=click.IntRange(1, 65535),
@@ -38,12 +40,15 @@ def worker(ctx: Context, queues: list[str], concurrency: int, device: str | None
     On GPUs each job runs in a fresh pool process (--max-tasks-per-child 1), so CUDA
     memory is returned between jobs and CUDA is never initialised in the parent.
     """
+    ids: list[str] = []
+    if gpus:
+        try:
+            ids = parse_gpus(gpus, settings_mod.environ().get("CUDA_VISIBLE_DEVICES"))
+        except GpuSpecError as exc:
+            raise click.BadParameter(str(exc), param_hint="--gpus") from None
     ctx.ensure_redis()
     s = ctx.settings
-    if gpus:
-        ids = [g.strip() for g in gpus.split(",") if g.strip()]
-        if not all(g.isdigit() for g in ids):
-            raise click.BadParameter(f"{gpus!r} is not a list of GPU ids like 0,1", param_hint="--gpus")
+    if ids:
         concurrency = len(ids)
         s = replace(s, worker_gpus=",".join(ids), worker_device=device or "cuda")
     elif device:

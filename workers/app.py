@@ -91,9 +91,13 @@ def _pin_gpu(**_: Any) -> None:
         return
     from billiard.process import current_process
 
-    devices = gpus.split(",")
+    from workers.gpus import child_gpu
+
     index = getattr(current_process(), "index", 0) or 0
-    os.environ["CUDA_VISIBLE_DEVICES"] = devices[index % len(devices)]
+    # GPU numbers as NVML and nvidia-smi count them (PCI order): CUDA's default order,
+    # fastest first, can differ on a node with mixed GPUs, and the metrics use NVML's.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    os.environ["CUDA_VISIBLE_DEVICES"] = child_gpu(gpus.split(","), index)
 
 
 @worker_init.connect

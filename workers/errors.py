@@ -11,6 +11,10 @@ class RedisUnavailable(RnnqError):
     """Redis (broker and job store) cannot be reached."""
 
 
+class ConfigError(RnnqError):
+    """A setting (flag or RNNQ_* variable) has a value rnnq cannot use."""
+
+
 class JobNotFound(RnnqError):
     """No job with that id or name."""
 

@@ -203,9 +203,10 @@ class NvmlCollector(Collector):
         }
         try:
             for i in range(nv.nvmlDeviceGetCount()):
-                if self.gpus and str(i) not in self.gpus:
-                    continue
-                h, labels = nv.nvmlDeviceGetHandleByIndex(i), [self.worker, str(i)]
+                h = nv.nvmlDeviceGetHandleByIndex(i)
+                if self.gpus and not {str(i), _uuid(nv, h)} & set(self.gpus):
+                    continue  # --gpus names GPUs by index or by UUID (GPU-...)
+                labels = [self.worker, str(i)]
                 memory = nv.nvmlDeviceGetMemoryInfo(h)
                 families["util"].add_metric(labels, nv.nvmlDeviceGetUtilizationRates(h).gpu / 100.0)
                 families["power"].add_metric(labels, nv.nvmlDeviceGetPowerUsage(h) / 1000.0)
@@ -215,6 +216,11 @@ class NvmlCollector(Collector):
         except Exception:  # a scrape must not fail because one reading did
             log.warning("metrics: NVML reading failed", exc_info=True)
         yield from families.values()
+
+
+def _uuid(nv: Any, handle: Any) -> str:
+    raw = nv.nvmlDeviceGetUUID(handle)
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def serve(port: int, addr: str, worker: str, gpus: list[str] | None) -> None:

@@ -7,8 +7,11 @@ defined.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from workers.errors import ConfigError
 
 # Home of the embedded local stack (Redis data, logs, PID file, default artifacts).
 DEFAULT_HOME = Path.home() / ".rnnq"
@@ -53,12 +56,22 @@ DEFAULT_MAX_WORKER_LOSSES = 3
 DEFAULT_METRICS_ADDR = "0.0.0.0"  # Prometheus scrapes from another machine
 # The cluster exporter (`rnnq exporter`): one per cluster.
 DEFAULT_EXPORTER_PORT = 9809
+# Artifact stores other than a local directory, by URL scheme. s3:// covers every
+# S3-compatible server (AWS, MinIO, Ceph...); endpoint and credentials come from the
+# AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...), which botocore reads itself.
+ARTIFACT_SCHEMES = ("s3",)
+# A worker node's cache of content-addressed inputs (corpora, CSVs) read from an object
+# store, by SHA-256, so a node downloads a dataset once: <home>/cache/inputs.
+INPUT_CACHE_DIR = "cache/inputs"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
 
 
 @dataclass(frozen=True)
 class Settings:
     redis_url: str
-    artifacts: Path
+    artifacts: Path | str  # a local directory (Path), or an object-store URL (str, "s3://bucket/prefix")
     home: Path
     local: bool  # True when redis_url is the embedded local stack's (auto-started)
     local_port: int
@@ -76,6 +89,7 @@ class Settings:
     metrics_addr: str
     exporter_port: int
     metrics_dir: str | None  # PROMETHEUS_MULTIPROC_DIR: where pool processes write their values
+    input_cache: Path = DEFAULT_HOME / INPUT_CACHE_DIR  # RNNQ_INPUT_CACHE; resolve() puts it under home
 
 
 def _env(name: str) -> str | None:
@@ -91,7 +105,7 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
     local = url is None
     return Settings(
         redis_url=url or f"redis://127.0.0.1:{port}/0",
-        artifacts=Path(artifacts or _env("RNNQ_ARTIFACTS") or home / "artifacts").expanduser().resolve(),
+        artifacts=artifact_location(artifacts or _env("RNNQ_ARTIFACTS") or home / "artifacts"),
         home=home,
         local=local,
         local_port=port,
@@ -109,7 +123,30 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
         metrics_addr=_env("RNNQ_METRICS_ADDR") or DEFAULT_METRICS_ADDR,
         exporter_port=int(_env("RNNQ_EXPORTER_PORT") or DEFAULT_EXPORTER_PORT),
         metrics_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
+        input_cache=Path(_env("RNNQ_INPUT_CACHE") or home / INPUT_CACHE_DIR).expanduser(),
     )
+
+
+def artifact_location(value: str | Path) -> Path | str:
+    """A local directory (made absolute) or a checked `s3://bucket[/prefix]` URL.
+
+    Any other URL scheme is refused: taken as a path, `gs://b/x` would silently become a
+    directory named `gs:` under the working directory and nothing would reach the bucket.
+    """
+    if isinstance(value, Path):
+        return value.expanduser().resolve()
+    match = _SCHEME.match(value)
+    if match is None:
+        return Path(value).expanduser().resolve()
+    scheme = match.group(1).lower()
+    if scheme not in ARTIFACT_SCHEMES:
+        raise ConfigError(f"RNNQ_ARTIFACTS (--artifacts) {value!r}: unsupported scheme {scheme}://; "
+                          f"use a local directory or s3://bucket/prefix")
+    bucket, _, prefix = value[match.end():].rstrip("/").partition("/")
+    if not _BUCKET.match(bucket) or (prefix and not _PREFIX.match(prefix)) or ".." in prefix.split("/"):
+        raise ConfigError(f"RNNQ_ARTIFACTS (--artifacts) {value!r}: not a valid s3://bucket/prefix "
+                          "(bucket: 3-63 of a-z 0-9 . -; prefix: letters, digits, _ - . and /)")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
 def export(settings: Settings) -> dict[str, str]:
@@ -118,6 +155,7 @@ def export(settings: Settings) -> dict[str, str]:
         "RNNQ_REDIS_URL": settings.redis_url,
         "RNNQ_ARTIFACTS": str(settings.artifacts),
         "RNNQ_HOME": str(settings.home),
+        "RNNQ_INPUT_CACHE": str(settings.input_cache),
         "RNNQ_VISIBILITY_TIMEOUT": str(settings.visibility_timeout),
         "RNNQ_LEASE_SECONDS": str(settings.lease_seconds),
         "RNNQ_REAP_SECONDS": str(settings.reap_seconds),

@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.main import rnnq
+from tests.integration.s3server import s3  # noqa: F401 - fixture: a moto S3 server on loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP = 60.0  # seconds a server or worker may take to come up on a loaded CI machine
