@@ -143,7 +143,8 @@ def test_seasonal_naive_repeats_the_last_season() -> None:
 
 def test_loss_falls_and_beats_persistence_on_a_noisy_sine(tmp_path: Path) -> None:
     reports: list[StepMetrics] = []
-    s = spec(target="value", lookback=12, horizon=3, max_steps=150, eval_every=10, patience=None, lr=1e-2)
+    s = spec(target="value", lookback=12, horizon=3, max_steps=150, eval_every=10, patience=None, lr=1e-2,
+             transform="none")
     summary = task.train(s, {"data": sine_csv()}, Callbacks(on_step=reports.append), tmp_path, None)
     val = [r.val_loss for r in reports if r.val_loss is not None]
     assert min(val) < 0.5 * val[0]
@@ -159,7 +160,7 @@ def _trained_normaliser(raw: bytes, ckpt_dir: Path, s: ForecastSpec) -> list[lis
 
 
 def test_normaliser_is_fitted_on_training_rows_only(tmp_path: Path) -> None:
-    s = spec(target="value", features=("aux",), max_steps=2, eval_every=1)
+    s = spec(target="value", features=("aux",), max_steps=2, eval_every=1, transform="none")
     raw = sine_csv(100)
     split = split_point(100, s.val_fraction)
     wild = raw.decode().splitlines()
