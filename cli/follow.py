@@ -76,7 +76,8 @@ def result_dict(ctx: Context, job: Job) -> dict[str, Any]:
 
 
 # Held-out figures worth a line, in this order, when a job's result has them.
-_FIGURES = ("bpc", "perplexity", "accuracy", "macro_f1", "mae", "rmse", "baseline_mae", "baseline_rmse", "skill",
+_FIGURES = ("bpc", "perplexity", "accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1", "mae", "rmse",
+            "baseline_mae", "baseline_rmse", "holt_winters_mae", "holt_winters_rmse", "skill", "skill_vs_holt_winters",
             "bleu", "chrf")
 
 
