@@ -63,6 +63,7 @@ class ForecastSpec(TrainBase):
     # part's autocorrelation when transform is auto, else 1 (the persistence baseline)
     transform: str = AUTO  # auto | none | log | diff | log_diff | sdiff | log_sdiff (see TRANSFORMS)
     delimiter: str | None = None  # CSV delimiter; None = detect among , ; tab |
+    ensemble: int = 3  # networks averaged (different initial weights); 3 cost 3x a tiny model's time
 
     def __post_init__(self) -> None:
         if isinstance(self.features, list):  # JSON gives a list
@@ -74,6 +75,7 @@ class ForecastSpec(TrainBase):
         _between("horizon", self.horizon, 1, 100_000)
         _between("lookback", self.lookback, 1, 100_000)
         _between("season", self.season, 1, 100_000)
+        _between("ensemble", self.ensemble, 1, 100)
         if self.transform not in (AUTO, *TRANSFORMS):
             raise SpecError("transform", f"must be one of {AUTO}, {', '.join(TRANSFORMS)}, got {self.transform!r}")
         if self.transform.endswith("sdiff") and self.season is None:

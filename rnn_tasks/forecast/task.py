@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from rnn_tasks import device as devices
 from rnn_tasks import loop, task_checkpoint
 from rnn_tasks.forecast import data, holt_winters, metrics, select
-from rnn_tasks.forecast.model import Forecaster, ForecasterConfig
+from rnn_tasks.forecast.model import Forecaster, ForecasterConfig, upgrade_state_dict
 from rnn_tasks.forecast.spec import ForecastSpec, Series, check_series, check_transform, read_series, split_point
 from rnn_tasks.spec import SpecError
 from rnn_tasks.train import Callbacks
@@ -40,6 +40,8 @@ class ForecastProblem(loop.Problem):
     `split` (default: from val_fraction) is the first held-out row; with `baselines` the
     Holt-Winters forecasts of the held-out windows are computed once, here.
     """
+
+    model: Forecaster
 
     def __init__(self, spec: ForecastSpec, series: Series, dev: torch.device, split: int | None = None,
                  baselines: bool = True) -> None:
@@ -73,7 +75,8 @@ class ForecastProblem(loop.Problem):
 
     def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
         x, y = data.batch(self.spec, self.data, batch)
-        return F.mse_loss(self.model(x), y), len(batch)
+        # Each member by its own error (not the mean's), so that they stay independent.
+        return F.mse_loss(self.model.member_outputs(x), y.expand(self.spec.ensemble, *y.shape)), len(batch)
 
     def evaluate(self) -> dict[str, float]:
         return _evaluate(self.spec, self.model, self.norm, self.data, self.val_origins, self.hw_forecast)
@@ -90,7 +93,7 @@ def _hw_forecast(hw: holt_winters.HoltWinters | None, spec: ForecastSpec, series
 
 def _config(spec: ForecastSpec, inputs: int) -> ForecasterConfig:
     return ForecasterConfig(inputs=inputs, horizon=spec.horizon, arch=spec.arch, hidden=spec.hidden,
-                            layers=spec.layers, dropout=spec.dropout)
+                            layers=spec.layers, dropout=spec.dropout, members=spec.ensemble)
 
 
 def _evaluate(spec: ForecastSpec, model: torch.nn.Module, norm: data.Normaliser, prepared: data.Prepared,
@@ -178,7 +181,7 @@ def _restore(checkpoint: Path, device: str) -> tuple[ForecastSpec, dict[str, Any
     spec = ForecastSpec.from_dict(ckpt.spec)
     dev = _device(spec, device)
     model = Forecaster(_config(spec, int(ckpt.meta["inputs"]))).to(dev)
-    model.load_state_dict(weights)
+    model.load_state_dict(upgrade_state_dict(weights))
     model.eval()
     heldout = {k: ckpt.metrics[k] for k in FIGURES if ckpt.metrics.get(k) is not None}
     return spec, {**ckpt.meta, "heldout": heldout}, model, dev
