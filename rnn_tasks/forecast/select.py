@@ -7,7 +7,10 @@
 The season, when none is given, is the lag of the strongest peak in the autocorrelation
 of the training part's first differences. Then every transform the training part allows
 (log ones only for positive values, seasonal differences only with a season, none that
-leaves the inner training rows too few for a window) is trained with the job's own
+leaves the inner training rows too few for a window, and with a season only the
+differencing ones: a network that forecasts levels cannot follow a trend past the
+values it was trained on, and on one validation fold a level model that happens to
+fit a bend in the series can win the fold and then lose badly after it) is trained with the job's own
 settings on the inner training rows and scored by RMSE, in the target's units, on the
 inner validation windows; the lowest wins. Nothing after `split` is read, so the
 held-out figures of the final model are an honest test of the choice.
@@ -71,12 +74,15 @@ def inner_split(spec: ForecastSpec, split: int) -> int:
 def candidates(spec: ForecastSpec, values: list[float], inner: int) -> list[ForecastSpec]:
     """Concrete specs worth trying on these training values (spec.season already resolved)."""
     out = []
+    seasonal = (spec.season or 1) >= 2
     for transform in TRANSFORMS:
-        cand = replace(spec, transform=transform)
         if transform.startswith("log") and min(values) <= 0:
             continue
-        if transform.endswith("sdiff") and (spec.season or 1) < 2:
+        if transform.endswith("sdiff") and not seasonal:
             continue
+        if seasonal and not transform.endswith("diff"):
+            continue
+        cand = replace(spec, transform=transform)
         if cand.lag + cand.lookback + cand.horizon > inner:  # not one inner training window
             continue
         out.append(cand)

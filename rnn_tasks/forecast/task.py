@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +150,13 @@ FIGURES = ("mae", "rmse", "baseline_mae", "baseline_rmse", "holt_winters_mae", "
 
 
 def _scorer(dev: torch.device, should_stop: Callable[[], bool]) -> Callable[[ForecastSpec, Series, int], float]:
-    """select.choose's score: train a candidate on the inner rows, its inner-validation RMSE."""
+    """select.choose's score: train a candidate on the inner rows, its inner-validation RMSE.
+
+    One network per candidate, not the ensemble: members differ only in their initial
+    weights, so one ranks the transforms at a fraction of the cost.
+    """
     def score(cand: ForecastSpec, part: Series, inner: int) -> float:
+        cand = replace(cand, ensemble=1)
         torch.manual_seed(cand.seed)
         problem = ForecastProblem(cand, part, dev, inner, baselines=False)
         summary = loop.fit(cand, problem, Callbacks(should_stop=should_stop), None, None)
