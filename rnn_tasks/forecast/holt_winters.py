@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+_ESTIMATED_SEASONS = 60  # longest season whose initial values are fitted (weekly and monthly ones are)
+
 
 @dataclass(frozen=True)
 class HoltWinters:
@@ -67,7 +69,7 @@ def fit(y: list[float], season: int, start: str) -> HoltWinters | None:
                 warnings.simplefilter("ignore")
                 model = ExponentialSmoothing(np.asarray(y, dtype=float), trend="add", seasonal=seasonal,
                                              seasonal_periods=season if seasonal else None,
-                                             initialization_method="estimated")
+                                             initialization_method=_initialization(season if seasonal else 1))
                 result = model.fit()
         except (ValueError, np.linalg.LinAlgError):
             continue
@@ -82,6 +84,12 @@ def fit(y: list[float], season: int, start: str) -> HoltWinters | None:
         if best is None or result.aic < best[0]:
             best = (float(result.aic), hw)
     return None if best is None else best[1]
+
+
+def _initialization(season: int) -> str:
+    """statsmodels' way to the initial states: fitted with the rest ("estimated") unless the
+    season is long, where fitting hundreds of initial seasons takes minutes ("heuristic")."""
+    return "estimated" if season <= _ESTIMATED_SEASONS else "heuristic"
 
 
 def forecasts(hw: HoltWinters, y: list[float], first_time: str, origins: list[int], horizon: int) -> np.ndarray:
