@@ -28,6 +28,9 @@ Series (monthly unless noted; period m; held-out rows):
                 monthly season), m 1, once 24
     temps       ../shared/data/timeseries  daily minimum temperatures, m 1, roll 365
 
+"job_heldout" adds the figures the job itself reports: its model, seasonal naive (its
+own season) and Holt-Winters on the last val_fraction of the rows it was given.
+
 Trains in-process with rnn_tasks.forecast.task (what a worker runs) on one CPU and prints
 one JSON object per series. --set overrides a ForecastSpec field.
 """
@@ -166,6 +169,10 @@ def run(name: str, args: argparse.Namespace, overrides: dict[str, Any]) -> dict[
         "skill_vs_naive": round(metrics.skill(figures["rmse"], figures["baseline_rmse"]), 4),
         "skill_vs_holt_winters": round(metrics.skill(figures["rmse"], figures["holt_winters_rmse"]), 4),
         "holt_winters": f"trend add, season {hw.seasonal or 'none'}",
+        # What the job itself reports on its own held-out tail (the last val_fraction of the
+        # rows it was given, also its early-stopping data), baselines fitted as in the job.
+        "job_heldout": {k: None if summary.get(k) is None else round(summary[k], 4)
+                        for k in (*task.FIGURES, "skill", "skill_vs_holt_winters")},
         "choice": summary["choice"],
         "steps": summary["steps"],
         "stopped_by": summary["stopped_by"],
