@@ -125,7 +125,8 @@ def train(spec: ForecastSpec, files: dict[str, bytes], callbacks: Callbacks | No
     split = split_point(len(series), spec.val_fraction)
     if resume is not None:  # the choice made before the interruption, whatever a rerun would pick
         ckpt = task_checkpoint.read(resume)
-        resolved, chosen = ForecastSpec.from_dict(ckpt.spec), ckpt.meta.get("choice")
+        resolved = replace(spec, transform=ckpt.spec["transform"], season=ckpt.spec["season"])
+        chosen = ckpt.meta.get("choice")
     else:
         stop = callbacks.should_stop if callbacks is not None else Callbacks().should_stop
         choice = select.choose(spec, series, split, _scorer(dev, stop))

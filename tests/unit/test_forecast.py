@@ -307,3 +307,17 @@ def test_eval_and_predict_show_seasonal_naive_and_holt_winters(tmp_path: Path) -
     got = task.evaluate(best, {"data": raw}, "cpu")
     assert {"rmse", "baseline_rmse", "holt_winters_rmse", "holt_winters_mae", "skill_vs_holt_winters"} <= got.keys()
     assert got["transform"] == "log_sdiff" and got["season"] == 12
+
+
+def test_a_resumed_job_keeps_its_choice_without_choosing_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = values_csv(seasonal_trend(120))
+    first = task.train(spec(**{**AUTO, "max_steps": 10, "eval_every": 5}), {"data": raw}, None, tmp_path, None)
+
+    def refuse(*args: Any) -> None:
+        raise AssertionError("a resumed job must not choose again")
+
+    monkeypatch.setattr(select, "choose", refuse)
+    resumed = task.train(spec(**{**AUTO, "max_steps": 20, "eval_every": 5}), {"data": raw}, None, tmp_path,
+                         tmp_path / "last.safetensors")
+    assert resumed["steps"] == 20 and resumed["choice"] == first["choice"]
+    assert resumed["transform"] == first["transform"]
