@@ -21,6 +21,7 @@ first two seasons).
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 _ESTIMATED_SEASONS = 60  # longest season whose initial values are fitted (weekly and monthly ones are)
 
 
@@ -71,7 +73,8 @@ def fit(y: list[float], season: int, start: str) -> HoltWinters | None:
                                              seasonal_periods=season if seasonal else None,
                                              initialization_method=_initialization(season if seasonal else 1))
                 result = model.fit()
-        except (ValueError, np.linalg.LinAlgError):
+        except Exception:  # a baseline that cannot be fitted is left out; it never fails the job
+            log.warning("Holt-Winters (season %s) could not be fitted", seasonal, exc_info=True)
             continue
         if not math.isfinite(result.aic):
             continue
