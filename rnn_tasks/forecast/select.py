@@ -6,14 +6,14 @@
 
 The season, when none is given, is the lag of the strongest peak in the autocorrelation
 of the training part's first differences. Then every transform the training part allows
-(log ones only for positive values, seasonal differences only with a season, none that
+is trained with the job's own settings on the inner training rows and scored by RMSE,
+in the target's units, on the inner validation windows; the lowest wins. Allowed: log
+ones only for positive values, seasonal differences only with a season, none that
 leaves the inner training rows too few for a window, and with a season only the
-differencing ones: a network that forecasts levels cannot follow a trend past the
-values it was trained on, and on one validation fold a level model that happens to
-fit a bend in the series can win the fold and then lose badly after it) is trained with the job's own
-settings on the inner training rows and scored by RMSE, in the target's units, on the
-inner validation windows; the lowest wins. Nothing after `split` is read, so the
-held-out figures of the final model are an honest test of the choice.
+differencing ones (a network that forecasts levels cannot follow a trend past the
+values it was trained on, and on one validation fold a level model that happens to fit
+a bend in the series can win the fold and then lose badly after it). Nothing after
+`split` is read, so the held-out figures of the final model test the choice honestly.
 """
 
 from __future__ import annotations
@@ -37,13 +37,14 @@ class Choice:
     """The resolved spec and how it was chosen (JSON-able through to_dict)."""
 
     spec: ForecastSpec
-    season_from: str  # given | autocorrelation | none found
+    season_from: str  # given | none given (a fixed transform) | autocorrelation | none found
     scores: dict[str, float] = field(default_factory=dict)  # transform -> inner validation RMSE
     inner_rows: tuple[int, int] = (0, 0)  # (inner training rows, inner validation rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {"transform": self.spec.transform, "season": self.spec.season, "season_from": self.season_from,
-                "validation_rmse": self.scores, "inner_rows": list(self.inner_rows)}
+                "validation_rmse": {k: v if math.isfinite(v) else None for k, v in self.scores.items()},
+                "inner_rows": list(self.inner_rows)}
 
 
 def detect_season(values: list[float]) -> int | None:
