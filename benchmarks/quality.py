@@ -1,7 +1,7 @@
 """Quality benchmarks of the tutorial's applications; each prints one JSON object.
 
-    python benchmarks/quality.py --task classify   [--data-dir ../shared/data/sentiment_labelled_sentences]
-    python benchmarks/quality.py --task forecast   [--dataset airline|temps|both]
+    python benchmarks/quality.py --task classify   --data-dir ../shared/data/sentiment_labelled_sentences [--test-domain imdb]
+    python benchmarks/quality.py --task forecast   [--dataset airline co2 ... | all] [--seed N]
     python benchmarks/quality.py --task translate  [--data-dir ../shared/data/multi30k_en_fr --budget S]
     python benchmarks/quality.py --task lm         [--data ../shared/data/republic_clean.txt --tokenizer both]
 

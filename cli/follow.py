@@ -76,7 +76,8 @@ def result_dict(ctx: Context, job: Job) -> dict[str, Any]:
 
 
 # Held-out figures worth a line, in this order, when a job's result has them.
-_FIGURES = ("bpc", "perplexity", "accuracy", "macro_f1", "mae", "rmse", "baseline_mae", "baseline_rmse", "skill",
+_FIGURES = ("bpc", "perplexity", "accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1", "mae", "rmse",
+            "baseline_mae", "baseline_rmse", "holt_winters_mae", "holt_winters_rmse", "skill", "skill_vs_holt_winters",
             "bleu", "chrf")
 
 
@@ -125,5 +126,11 @@ def _predictions(data: dict[str, Any]) -> None:
         click.echo(f"next {len(data['forecast'])} values of {data.get('target', 'the target')}"
                    + (f" after {data['after']}" if data.get("after") is not None else "") + ":")
         click.echo(" ".join(f"{v:.4g}" for v in data["forecast"]))
+        for label, key in (("seasonal naive", "seasonal_naive_forecast"), ("Holt-Winters", "holt_winters_forecast")):
+            if isinstance(data.get(key), list):
+                click.echo(f"{label}: " + " ".join(f"{v:.4g}" for v in data[key]))
+        if isinstance(data.get("heldout"), dict):
+            click.echo("held out in training: ", nl=False)
+            _figures(data["heldout"])
     for line in data.get("translations", []):
         click.echo(line)

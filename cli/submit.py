@@ -87,7 +87,8 @@ def _report(job_id: str, as_json: bool) -> None:
               help="forecast: the column to predict. translate: the target-language file (with --source).")
 @click.option("--horizon", type=int, help="forecast: steps predicted at once.")
 @click.option("--lookback", type=int, help="forecast: past steps the model reads.")
-@click.option("--season", type=int, help="forecast: seasonal period of the seasonal-naive baseline.")
+@click.option("--season", type=int, help="forecast: seasonal period (12 for monthly data). [default: detected from the "
+              "training part's autocorrelation]")
 @click.option("--source", "source_file", type=click.Path(path_type=Path),
               help="translate: the source-language file (line-aligned with --target; plain or gzip).")
 @click.option("--attention/--no-attention", default=None, help="translate: decoder attention.")

@@ -2,9 +2,11 @@
 
 train   labelled CSV/TSV -> seeded stratified split -> tokenizer fitted on the training
         split -> TextClassifier trained by rnn_tasks.loop.fit -> held-out figures of the
-        best checkpoint (accuracy, macro F1, confusion matrix)
+        best checkpoint (accuracy, macro F1, confusion matrix), beside those of TF-IDF +
+        logistic regression fitted on the same training split (rnn_tasks.classify.baseline)
 predict best checkpoint + texts (one per line, or a CSV column) -> label and probabilities
-evaluate best checkpoint + a labelled file in the training format -> figures
+evaluate best checkpoint + a labelled file in the training format -> figures, and the
+        baseline's on the same rows
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch.nn.functional as F
 
 from rnn_tasks import device as devices
 from rnn_tasks import loop, task_checkpoint
-from rnn_tasks.classify import metrics, table
+from rnn_tasks.classify import baseline, metrics, table
 from rnn_tasks.classify.data import PAD_ID, UNK_ID, Batch, Encoded, TextEncoder, class_weights, encode
 from rnn_tasks.classify.model import ClassifierConfig, TextClassifier
 from rnn_tasks.classify.spec import ClassifySpec, labelled_splits, read_labelled
@@ -104,6 +106,7 @@ def train(spec: TrainBase, files: dict[str, bytes], callbacks: Callbacks | None 
                               hidden=spec.hidden, layers=spec.layers, dropout=spec.dropout,
                               bidirectional=spec.bidirectional, pooling=spec.pooling)
     model = TextClassifier(config).to(dev)
+    tfidf_lr = baseline.fit(train_texts, train_y)
     meta = {
         "labels": labels,
         "model": config.to_dict(),
@@ -111,20 +114,32 @@ def train(spec: TrainBase, files: dict[str, bytes], callbacks: Callbacks | None 
         "class_weights": weights,
         "rows": {"train": len(train_idx), "val": len(val_idx), "skipped_empty": rows.skipped},
         "format": {"delimiter": source.delimiter, "header": source.header is not None},
+        "baseline": tfidf_lr.to_meta() if tfidf_lr is not None else None,
     }
     w = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=dev)
     problem = ClassifyProblem(spec, model, train_rows, val_rows, w, meta)
     summary = loop.fit(spec, problem, callbacks, checkpoint_dir, resume)
     confusion = _best_confusion(problem, checkpoint_dir, dev)
+    val_texts, val_y = [rows.texts[i] for i in val_idx], [y[i] for i in val_idx]
     return {
         **summary,
         "accuracy": metrics.accuracy(confusion),
         "macro_f1": metrics.macro_f1(confusion),
+        **_baseline_figures(tfidf_lr, val_texts, val_y, len(labels)),
         "confusion": confusion,
         "labels": labels,
         "class_weights": weights,
         "rows": meta["rows"],
     }
+
+
+def _baseline_figures(fitted: baseline.Baseline | None, texts: list[str], y: list[int],
+                      n_classes: int) -> dict[str, float | None]:
+    """baseline_accuracy and baseline_macro_f1 of TF-IDF + LR on texts (None without a baseline)."""
+    if fitted is None:
+        return {"baseline_accuracy": None, "baseline_macro_f1": None}
+    conf = metrics.confusion(y, fitted.predict(texts), n_classes)
+    return {"baseline_accuracy": metrics.accuracy(conf), "baseline_macro_f1": metrics.macro_f1(conf)}
 
 
 def _best_confusion(problem: ClassifyProblem, checkpoint_dir: Path | None, dev: torch.device) -> list[list[int]]:
@@ -223,7 +238,10 @@ def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto") ->
     unseen = sorted(set(rows.labels) - set(loaded.labels))
     labels = loaded.labels + unseen
     ids = {label: i for i, label in enumerate(labels)}
+    truth = [ids[x] for x in rows.labels]
     predicted = loaded.probabilities(rows.texts).argmax(1).tolist()
-    conf = metrics.confusion([ids[x] for x in rows.labels], predicted, len(labels))
-    return {"accuracy": metrics.accuracy(conf), "macro_f1": metrics.macro_f1(conf), "confusion": conf,
+    conf = metrics.confusion(truth, predicted, len(labels))
+    fitted = loaded.meta.get("baseline")
+    base = _baseline_figures(baseline.Baseline.from_meta(fitted) if fitted else None, rows.texts, truth, len(labels))
+    return {"accuracy": metrics.accuracy(conf), "macro_f1": metrics.macro_f1(conf), **base, "confusion": conf,
             "labels": labels, "n": len(rows.texts), "skipped_empty": rows.skipped, "unseen_labels": unseen}

@@ -36,6 +36,12 @@ def figures(forecast: torch.Tensor, baseline: torch.Tensor, actual: torch.Tensor
     return {"mae": mae, "rmse": rmse, "baseline_mae": base_mae, "baseline_rmse": base_rmse}
 
 
+def holt_winters_figures(forecast: torch.Tensor, actual: torch.Tensor) -> dict[str, float]:
+    """holt_winters_mae, holt_winters_rmse of Holt-Winters' forecasts (see holt_winters.py)."""
+    mae, rmse = errors(forecast, actual)
+    return {"holt_winters_mae": mae, "holt_winters_rmse": rmse}
+
+
 def skill(rmse: float, baseline_rmse: float) -> float:
     """1 - rmse / baseline_rmse: 0 = as good as the baseline, 1 = perfect, < 0 = worse."""
     if not baseline_rmse > 0:

@@ -1,9 +1,14 @@
-"""Forecaster: stacked RNN/LSTM/GRU over the lookback window -> Linear -> all H steps at once.
+"""Forecaster: an average of small recurrent members, each reading the lookback window.
 
-    x (B, L, C) --rnn--> h_L (B, hidden) --dropout--> Linear --> (B, H)
+    x (B, L, C) --rnn_k--> h_L (B, hidden) --dropout--> Linear_k --> (B, H)    k = 1..members
+    forecast = mean over the members                                  (B, H)
 
 One head for every step of the horizon (direct multi-step) avoids feeding forecasts
-back as inputs, so errors do not compound through the recursion.
+back as inputs, so errors do not compound through the recursion. Members start from
+different random weights and are trained on the same batches, each by its own error
+(`member_outputs`), so they stay independent and their average has less variance than
+any one of them: on series of a few hundred rows, where one network's error depends a
+lot on its initial weights, that is most of the gain.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ class ForecasterConfig:
     hidden: int = 64
     layers: int = 1
     dropout: float = 0.0
+    members: int = 1
 
 
-class Forecaster(nn.Module):
+class _Member(nn.Module):
     def __init__(self, config: ForecasterConfig) -> None:
         super().__init__()
-        self.config = config
         self.rnn = recurrent(config.arch, config.inputs, config.hidden, config.layers, config.dropout)
         self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.head = nn.Linear(config.hidden, config.horizon)
@@ -43,6 +48,27 @@ class Forecaster(nn.Module):
                         param[config.hidden : 2 * config.hidden].fill_(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, L, C) -> normalised transformed forecasts (B, H)."""
         out, _ = self.rnn(x)
         return self.head(self.drop(out[:, -1])).float()
+
+
+class Forecaster(nn.Module):
+    def __init__(self, config: ForecasterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(_Member(config) for _ in range(config.members))
+
+    def member_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, L, C) -> each member's normalised transformed forecasts (members, B, H)."""
+        return torch.stack([member(x) for member in self.members])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, L, C) -> the members' mean forecast (B, H)."""
+        return self.member_outputs(x).mean(0)
+
+
+def upgrade_state_dict(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights saved before ensembles (rnn.*, head.*) as member 0's."""
+    if any(k.startswith("members.") for k in weights):
+        return weights
+    return {f"members.0.{k}": v for k, v in weights.items()}

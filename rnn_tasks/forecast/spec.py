@@ -27,7 +27,10 @@ from rnn_tasks.spec import SpecError, TrainBase, _between
 #   sdiff   y[t] - y[t-season], removes a trend and a seasonal pattern
 # log_diff and log_sdiff take the log first. Forecasts are turned back into the target's
 # units (cumulated, exponentiated) before any error is measured.
+#   auto    (the default) train() picks one of the above, and the season when none is
+#           given, by validation on the training part only (rnn_tasks.forecast.select)
 TRANSFORMS = ("none", "log", "diff", "log_diff", "sdiff", "log_sdiff")
+AUTO = "auto"
 _DELIMITERS = ",;\t|"
 _YEAR_MONTH = re.compile(r"^\d{4}-\d{2}$")
 
@@ -56,9 +59,11 @@ class ForecastSpec(TrainBase):
     features: tuple[str, ...] = ()  # extra numeric columns fed to the model as inputs (not forecast)
     horizon: int = 1  # steps forecast at once, by one linear head (direct multi-step)
     lookback: int = 24  # steps of history the model reads
-    season: int | None = None  # seasonal period (12 for monthly data); None = 1: persistence baseline
-    transform: str = "none"  # none | log | diff | log_diff | sdiff | log_sdiff (see TRANSFORMS)
+    season: int | None = None  # seasonal period (12 for monthly data); None = auto: detected from the training
+    # part's autocorrelation when transform is auto, else 1 (the persistence baseline)
+    transform: str = AUTO  # auto | none | log | diff | log_diff | sdiff | log_sdiff (see TRANSFORMS)
     delimiter: str | None = None  # CSV delimiter; None = detect among , ; tab |
+    ensemble: int = 3  # networks averaged (different initial weights); 3 cost 3x a tiny model's time
 
     def __post_init__(self) -> None:
         if isinstance(self.features, list):  # JSON gives a list
@@ -70,8 +75,9 @@ class ForecastSpec(TrainBase):
         _between("horizon", self.horizon, 1, 100_000)
         _between("lookback", self.lookback, 1, 100_000)
         _between("season", self.season, 1, 100_000)
-        if self.transform not in TRANSFORMS:
-            raise SpecError("transform", f"must be one of {', '.join(TRANSFORMS)}, got {self.transform!r}")
+        _between("ensemble", self.ensemble, 1, 100)
+        if self.transform not in (AUTO, *TRANSFORMS):
+            raise SpecError("transform", f"must be one of {AUTO}, {', '.join(TRANSFORMS)}, got {self.transform!r}")
         if self.transform.endswith("sdiff") and self.season is None:
             raise SpecError("transform", f"{self.transform} differences over the season: set --season too")
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in "\r\n\"'"):
@@ -93,7 +99,8 @@ class ForecastSpec(TrainBase):
 
     @property
     def lag(self) -> int:
-        """Rows the transform consumes before its first value (0, 1 or season)."""
+        """Rows the transform consumes before its first value (0, 1 or season; 0 for auto, which
+        only considers transforms the series has rows for)."""
         if self.transform.endswith("sdiff"):
             return self.season or 1
         return 1 if self.transform.endswith("diff") else 0

@@ -105,14 +105,16 @@ def test_forecast_train_predict_eval(env: Env, worker: Worker) -> None:
     args = ["--task", "forecast", "--horizon", "3", "--lookback", "12", "--season", "12"]
     trained = run(env, "train", str(data), *args, *SMALL, "--name", "sales")
     assert trained["state"] == "succeeded"
-    for key in ("mae", "rmse", "baseline_mae", "baseline_rmse"):
+    for key in ("mae", "rmse", "baseline_mae", "baseline_rmse", "holt_winters_rmse"):
         assert trained[key] >= 0.0
+    assert trained["transform"] in ("diff", "log_diff", "sdiff", "log_sdiff")  # auto, season 12 given
 
     predicted = run(env, "predict", "sales")  # no input: continue the training series
     assert len(predicted["forecast"]) == 3 and all(math.isfinite(v) for v in predicted["forecast"])
+    assert len(predicted["holt_winters_forecast"]) == 3 and predicted["heldout"]["rmse"] == trained["rmse"]
 
     figures = run(env, "eval", "sales", "--data", str(data))
-    assert figures["rmse"] >= 0.0 and "baseline_rmse" in figures
+    assert figures["rmse"] >= 0.0 and "baseline_rmse" in figures and "holt_winters_rmse" in figures
 
 
 def test_forecast_bad_input_is_refused_at_submit(env: Env) -> None:

@@ -213,6 +213,35 @@ def test_predict_and_evaluate_round_trip_through_the_checkpoint(tmp_path: Path) 
     assert err.value.field == "format"
 
 
+def test_tfidf_baseline_is_reported_beside_train_and_eval_figures(tmp_path: Path) -> None:
+    # Fitted on the training split only; scored on validation at train time and on any file at
+    # eval time from the checkpoint's JSON, with the same predictions as scikit-learn's own pipeline.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.pipeline import make_pipeline
+
+    rows = reviews(200, seed=2)
+    spec = _spec(max_steps=3)
+    summary = train(spec, {"data": to_csv(rows)}, None, tmp_path, None)
+    assert summary["baseline_accuracy"] > 0.9  # one cue word decides the label: TF-IDF + LR finds it
+
+    labelled, _, train_idx, val_idx = labelled_splits(spec, {"data": to_csv(rows)})
+    pipe = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000))
+    pipe.fit([labelled.texts[i] for i in train_idx], [labelled.labels[i] for i in train_idx])
+    val_texts = [labelled.texts[i] for i in val_idx]
+    expected = [a == b for a, b in zip(pipe.predict(val_texts), [labelled.labels[i] for i in val_idx], strict=True)]
+    assert summary["baseline_accuracy"] == pytest.approx(sum(expected) / len(expected))
+
+    unseen = reviews(120, seed=3)
+    unseen[0] = ("Nothing but filler here zzz qq.", "pos")  # no known word: scored all the same
+    figures = evaluate(tmp_path / BEST, {"data": to_csv(unseen)}, "cpu")
+    truth = [label for _, label in unseen]
+    predicted = list(pipe.predict([t for t, _ in unseen]))
+    assert figures["baseline_accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+    assert figures["baseline_macro_f1"] == pytest.approx(f1_score(truth, predicted, average="macro"))
+
+
 def test_labels_unseen_in_training_count_as_errors(tmp_path: Path) -> None:
     train(_spec(max_steps=5), {"data": to_csv(reviews(60))}, None, tmp_path, None)
     figures = evaluate(tmp_path / BEST, {"data": to_csv([("so so", "meh"), ("great", "pos")])}, "cpu")
