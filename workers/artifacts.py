@@ -40,10 +40,7 @@ class ArtifactStore(Protocol):
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
-    def put_file(self, key: str, path: Path) -> None: ...
-    def get_file(self, key: str, dest: Path) -> Path: ...
     def delete(self, key: str) -> None: ...
-    def local_path(self, key: str) -> Path: ...
     def copy_out(self, key: str, dest: Path) -> Path: ...
     def delete_prefix(self, prefix: str) -> None: ...
     # Whole files, for checkpoints written to (and read from) a local scratch directory.
@@ -79,30 +76,6 @@ class LocalArtifactStore:
         path = self.local_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(path, data, os.replace)
-
-    def put_file(self, key: str, path: Path) -> None:
-        """Store a local file under key (copied to a temporary name, then renamed)."""
-        dest = self.local_path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-    def get_file(self, key: str, dest: Path) -> Path:
-        """Copy the artifact to a local file (whole, or not at all)."""
-        src = self.local_path(key)
-        if not src.is_file():
-            raise ArtifactError(f"no artifact {key!r} under {self.root}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-        return dest
 
     def delete(self, key: str) -> None:
         self.local_path(key).unlink(missing_ok=True)

@@ -127,6 +127,11 @@ class S3ArtifactStore:
     def copy_out(self, key: str, dest: Path) -> Path:
         return self.get_file(key, Path(dest) / key.rsplit("/", 1)[-1])
 
+    def delete(self, key: str) -> None:
+        """Remove one object (nothing happens if it is not there)."""
+        if self.exists(key):
+            self.fs.rm(self._path(key))
+
     def delete_prefix(self, prefix: str) -> None:
         """Remove the object `prefix` and every object under `prefix/` (never `prefix*`)."""
         head = self.object_key(prefix)

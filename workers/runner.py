@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainBase, TrainSpec, train_spec_from_dict
-from workers import dispatch, metrics
+from workers import dispatch, inputcache, metrics
 from workers import settings as settings_mod
-from workers.artifacts import ArtifactStore, LocalArtifactStore, job_key
+from workers.artifacts import ArtifactStore, job_key, open_store
 from workers.jobstore import Attempt, Fenced, Job, JobStore
 
 log = logging.getLogger("rnnq.worker")
@@ -114,12 +114,17 @@ class Run:
     artifacts: ArtifactStore
     control: _Control
     scratch: Path  # this attempt's private local directory (checkpoints are written here first)
+    input_cache: Path  # this node's cache of content-addressed inputs
+
+    def input(self, key: str) -> bytes:
+        """A corpus or input file, verified against its hash; downloaded once per node."""
+        return inputcache.read_input(self.artifacts, key, self.input_cache)
 
 
 def run(kind: str, job_id: str, worker: str) -> None:
     s = settings_mod.resolve()
     store = JobStore(s.redis_url)
-    artifacts = LocalArtifactStore(s.artifacts)
+    artifacts = open_store(s.artifacts)
     token = f"{worker}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     attempt = store.start(job_id, worker, token, s.lease_seconds, s.max_worker_losses)
     if not isinstance(attempt, Attempt):
@@ -134,7 +139,7 @@ def run(kind: str, job_id: str, worker: str) -> None:
     try:
         with Lease(store, attempt) as lease:
             control = _Control(store, job_id, worker, lease)
-            ended = _attempt(Run(job, attempt, store, artifacts, control, scratch), kind)
+            ended = _attempt(Run(job, attempt, store, artifacts, control, scratch, s.input_cache), kind)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         metrics.job_ended(kind, job.queue, worker, ended, time.monotonic() - began)
@@ -336,7 +341,7 @@ def _train(r: Run) -> Outcome:
     if isinstance(spec, TrainSpec):
         summary = _train_lm(r, spec, callbacks, checkpoint_dir, resume)
     else:  # every other task: its module's train(), same callbacks and checkpoints
-        files = {name: r.artifacts.get_bytes(key) for name, key in spec.input_keys().items()}
+        files = {name: r.input(key) for name, key in spec.input_keys().items()}
         summary = _task_module(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
     summary["stopped_by"] = r.control.reason or summary.get("stopped_by")
     return summary, {}
@@ -362,7 +367,7 @@ def _train_lm(r: Run, spec: TrainSpec, callbacks: Any, checkpoint_dir: Path, res
     from rnn_tasks.checkpoint import read_meta
     from rnn_tasks.train import BEST, train
 
-    text = r.artifacts.get_bytes(spec.data).decode("utf-8")
+    text = r.input(spec.data).decode("utf-8")
     result = train(spec, text, callbacks, checkpoint_dir=checkpoint_dir, resume=resume)
     summary = {
         "steps": result.steps,
@@ -399,11 +404,11 @@ def _predict(r: Run) -> Outcome:
     source, path = _source_checkpoint(r, spec.source)
     task = source.spec.get("task", "lm")
     if spec.input is not None:
-        data = r.artifacts.get_bytes(spec.input)
+        data = r.input(spec.input)
     elif spec.texts:
         data = "\n".join(spec.texts).encode("utf-8")
     else:  # a forecast continues the series it was trained on
-        data = r.artifacts.get_bytes(source.spec["data"])
+        data = r.input(source.spec["data"])
     options: dict[str, Any] = {}  # what each task's predict() takes
     if task == "classify":
         options["format"] = "lines" if spec.texts else spec.format
@@ -419,9 +424,9 @@ def _eval(r: Run) -> Outcome:
     spec = _on_worker_device(EvalSpec.from_dict(r.job.spec))
     source, path = _source_checkpoint(r, spec.source)
     task = source.spec.get("task", "lm")
-    files = {"data": r.artifacts.get_bytes(spec.data)}
+    files = {"data": r.input(spec.data)}
     if spec.target is not None:
-        files["target"] = r.artifacts.get_bytes(spec.target)
+        files["target"] = r.input(spec.target)
     if task == "lm":
         from rnn_tasks import lm_task
 
