@@ -40,3 +40,21 @@ def corpus_file(cluster: Cluster) -> Path:
     if not path.exists():
         path.write_text(make_corpus(30_000))
     return path
+
+
+@pytest.fixture(scope="module")
+def s3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The same cluster with its artifacts on an S3 server (moto) on the Redis host."""
+    why = available()
+    if why is not None:
+        if os.environ.get("RNNQ_REQUIRE_CLUSTER") == "1":
+            pytest.fail(f"RNNQ_REQUIRE_CLUSTER=1 but the cluster harness {why}")
+        pytest.skip(f"the cluster harness {why}")
+    keep = os.environ.get("RNNQ_CLUSTER_DIR")
+    c = Cluster(Path(keep) / "s3" if keep else Path(tmp_path_factory.mktemp("s3cluster")), s3=True)
+    c.base.mkdir(parents=True, exist_ok=True)
+    try:
+        c.build()
+        yield c
+    finally:
+        c.destroy()

@@ -92,9 +92,14 @@ class Host:
     log: Path | None = None
 
 
+S3_PORT = 9000
+S3_BUCKET = "rnnq-cluster"
+
+
 @dataclass
 class Cluster:
     base: Path
+    s3: bool = False  # artifacts on an S3 server (moto) on the Redis host, no shared path
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:4])
     hosts: dict[str, Host] = field(default_factory=dict)
     bridge: str = ""
@@ -129,6 +134,8 @@ class Cluster:
             "PYTHONPATH": str(ROOT),
         }
         self.start_redis()
+        if self.s3:
+            self.start_s3()
         for name in WORKERS:
             self.start_worker(name)
         return self
@@ -155,6 +162,51 @@ class Cluster:
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--dir", str(host.home)]
         host.proc = self._spawn(host, argv, {}, host.log)
         wait_for(self.redis_up, 60, "redis-server in its namespace")
+
+    def start_s3(self) -> None:
+        """moto's S3 server on the Redis host; every host reaches artifacts only there."""
+        host = self.hosts["redis"]
+        argv = [sys.executable, "-m", "moto.server", "-H", REDIS_IP, "-p", str(S3_PORT)]
+        self._spawn(host, argv, {}, host.home / "s3.log")
+        self.env.update({
+            "RNNQ_ARTIFACTS": f"s3://{S3_BUCKET}/cluster",
+            "AWS_ENDPOINT_URL": f"http://{REDIS_IP}:{S3_PORT}",
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent",
+        })
+
+        def bucket() -> bool:
+            try:
+                self.s3_client().create_bucket(Bucket=S3_BUCKET)
+                return True
+            except Exception:  # noqa: BLE001 - not up yet
+                return False
+
+        wait_for(bucket, 60, "the S3 server")
+
+    def s3_client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=f"http://{REDIS_IP}:{S3_PORT}", region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def artifact_files(self, prefix: str) -> list[str]:
+        """Artifact keys under a prefix (a job's folder), wherever the store is."""
+        if not self.s3:
+            root = self.artifacts / prefix
+            return [str(p.relative_to(self.artifacts)) for p in root.rglob("*") if p.is_file()]
+        listing = self.s3_client().list_objects_v2(Bucket=S3_BUCKET, Prefix=f"cluster/{prefix}/")
+        return [o["Key"].removeprefix("cluster/") for o in listing.get("Contents", [])]
+
+    def fetch_artifact(self, key: str, dest: Path) -> Path | None:
+        """A local copy of an artifact, or None if it is not there."""
+        if not self.s3:
+            return self.artifacts / key if (self.artifacts / key).is_file() else None
+        try:
+            self.s3_client().download_file(S3_BUCKET, f"cluster/{key}", str(dest))
+        except Exception:  # noqa: BLE001 - missing
+            return None
+        return dest
 
     def redis_up(self) -> bool:
         try:
@@ -336,9 +388,9 @@ def check(cluster: Cluster, expect: dict[str, str], deleted: set[str] = frozense
         keys = [k for k in (f"rnnq:job:{job_id}", f"rnnq:events:{job_id}", f"rnnq:lease:{job_id}") if r.exists(k)]
         if r.zscore("rnnq:jobs", job_id) is not None or r.sismember("rnnq:running", job_id):
             keys.append("index")
-        files = [p for p in (cluster.artifacts / "jobs" / job_id).rglob("*") if p.is_file()]
+        files = cluster.artifact_files(f"jobs/{job_id}")
         if files:
-            keys.append(f"artifacts {[str(p.relative_to(cluster.artifacts)) for p in files]}")
+            keys.append(f"artifacts {files}")
         if keys:
             rep.resurrected.append(f"{job_id}: {keys}")
     for (job_id, name), steps in (monitor.history.items() if monitor else []):
@@ -390,8 +442,8 @@ def _check_checkpoints(cluster: Cluster, job_id: str, rec: dict[str, str], rep: 
         if not key:
             rep.checkpoint_mismatches.append(f"{job_id}: no published {name}")
             continue
-        path = cluster.artifacts / key
-        if not path.is_file():
+        path = cluster.fetch_artifact(key, cluster.base / f"check-{job_id}-{name}.safetensors")
+        if path is None:
             rep.checkpoint_mismatches.append(f"{job_id}: {name} points at missing {key}")
             continue
         with safe_open(str(path), framework="pt") as f:

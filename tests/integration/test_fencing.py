@@ -1,0 +1,190 @@
+"""The job store's fencing, hand-back, reconciler and outage rules, against a real Redis.
+
+These drive JobStore and the reaper directly (no worker processes), so each rule is
+checked in isolation; tests/cluster checks them together under real faults.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Env, start_redis, stop
+from workers.jobstore import Attempt, Fenced, JobStore
+from workers.reconcile import Reaper, messages_in_broker
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(env: Env) -> JobStore:
+    return JobStore(env.vars["RNNQ_REDIS_URL"])
+
+
+def take(store: JobStore, job_id: str, who: str, lease: float = 30.0) -> Attempt:
+    got = store.start(job_id, who, f"{who}-token", lease, max_losses=10)
+    assert isinstance(got, Attempt), got
+    return got
+
+
+def lose_lease(store: JobStore, job_id: str) -> None:
+    """What a lapsed TTL does: the lease key is gone."""
+    store.redis.delete(f"rnnq:lease:{job_id}")
+
+
+def test_a_copy_that_lost_its_job_writes_nothing(store: JobStore) -> None:
+    job = store.create("train", {"x": 1}, "train")
+    stale = take(store, job.id, "a")
+    store.publish_checkpoint(stale, "last", "jobs/x/ckpt/last-a1-s100", 100)
+    lose_lease(store, job.id)
+    assert [j.id for j in store.reap(max_losses=10)] == [job.id]
+    live = take(store, job.id, "b")
+    assert live.number == stale.number + 1
+    store.add_event(live, {"step": 120, "attempt": live.number})
+    before = store.redis.hgetall(f"rnnq:job:{job.id}")
+    events = store.redis.xlen(f"rnnq:events:{job.id}")
+    for write in (lambda: store.update_owned(stale, resumed_from=5),
+                  lambda: store.add_event(stale, {"step": 111, "attempt": stale.number}),
+                  lambda: store.publish_checkpoint(stale, "last", "jobs/x/ckpt/last-a1-s111", 111),
+                  lambda: store.finish(stale, "succeeded", result={"steps": 111}),
+                  lambda: store.hand_back(stale)):
+        with pytest.raises(Fenced):
+            write()
+    assert not store.renew_lease(stale)
+    assert store.redis.hgetall(f"rnnq:job:{job.id}") == before
+    assert store.redis.xlen(f"rnnq:events:{job.id}") == events
+    assert store.redis.get(f"rnnq:lease:{job.id}") == live.token
+    store.finish(live, "succeeded", result={"steps": 200})
+    assert store.get(job.id).state == "succeeded" and store.get(job.id).result == {"steps": 200}
+
+
+def test_published_checkpoints_never_go_back(store: JobStore) -> None:
+    job = store.create("train", {}, "train")
+    a = take(store, job.id, "a")
+    assert store.publish_checkpoint(a, "last", "jobs/k/ckpt/s100", 100) is None
+    assert store.publish_checkpoint(a, "last", "jobs/k/ckpt/s200", 200) == "jobs/k/ckpt/s100"
+    with pytest.raises(Fenced):
+        store.publish_checkpoint(a, "last", "jobs/k/ckpt/s150", 150)
+    store.publish_checkpoint(a, "best", "jobs/k/ckpt/b150", 150)  # each name on its own
+    assert store.get(job.id).artifacts == {"last": "jobs/k/ckpt/s200", "checkpoint": "jobs/k/ckpt/b150"}
+
+
+def test_no_write_recreates_a_deleted_job(store: JobStore) -> None:
+    job = store.create("train", {}, "train", name="gone")
+    a = take(store, job.id, "a")
+    store.redis.hset(f"rnnq:job:{job.id}", "state", "cancelled")  # finished, so delete is allowed
+    store.delete(job.id)
+    for write in (lambda: store.update_owned(a, pid=1), lambda: store.add_event(a, {"step": 1}),
+                  lambda: store.publish_checkpoint(a, "last", "jobs/k/ckpt/s1", 1),
+                  lambda: store.finish(a, "succeeded")):
+        with pytest.raises(Fenced):
+            write()
+    assert not store.redis.exists(f"rnnq:job:{job.id}", f"rnnq:events:{job.id}")
+
+
+def test_hand_back_releases_the_lease_in_the_same_step(store: JobStore) -> None:
+    """An idle worker that gets the message the instant it is sent can take the job."""
+    job = store.create("train", {}, "train")
+    a = take(store, job.id, "a")
+    store.hand_back(a)
+    assert not store.redis.exists(f"rnnq:lease:{job.id}")
+    assert store.redis.zscore("rnnq:queued", job.id) is not None
+    b = store.start(job.id, "b", "b-token", 30, 10)
+    assert isinstance(b, Attempt) and b.number == 2
+    assert store.get(job.id).worker_losses == 0
+
+
+def test_a_queued_job_is_not_refused_by_a_stale_lease(store: JobStore) -> None:
+    job = store.create("train", {}, "train")
+    store.redis.set(f"rnnq:lease:{job.id}", "someone-stale", px=30_000)
+    assert isinstance(store.start(job.id, "b", "b-token", 30, 10), Attempt)
+
+
+def test_renewal_retakes_a_lapsed_lease_only_if_nobody_took_the_job(store: JobStore) -> None:
+    """After a Redis restart longer than the lease, the lease key is gone but the worker
+    still owns the job; once another attempt started, it does not."""
+    job = store.create("train", {}, "train")
+    a = take(store, job.id, "a")
+    lose_lease(store, job.id)
+    assert store.renew_lease(a)
+    assert store.redis.get(f"rnnq:lease:{job.id}") == a.token
+    lose_lease(store, job.id)
+    store.reap(max_losses=10)
+    take(store, job.id, "b")
+    assert not store.renew_lease(a)
+
+
+def test_reconciler_resends_only_jobs_with_no_message(env: Env, store: JobStore) -> None:
+    lonely = store.create("train", {}, "q-rec")
+    waiting = store.create("train", {}, "q-rec")
+    delivered = store.create("train", {}, "q-rec")
+    started = store.create("train", {}, "q-rec")
+    take(store, started.id, "a")
+    message = {"headers": {"id": waiting.id, "task": "rnnq.train"}, "properties": {}, "body": ""}
+    env.redis.lpush("q-rec\x06\x166", json.dumps(message))  # a priority sub-list counts too
+    message["headers"]["id"] = delivered.id
+    env.redis.hset("unacked", "tag-1", json.dumps([message, "q-rec", "q-rec"]))
+    reaper = Reaper(store, lease_seconds=30, reap_seconds=1, resend_seconds=0, max_losses=3)
+    assert {waiting.id, delivered.id} <= messages_in_broker(store)
+    assert [j.id for j in reaper.unsent()] == [lonely.id]
+    later = Reaper(store, lease_seconds=30, reap_seconds=1, resend_seconds=3600, max_losses=3)
+    assert later.unsent() == []  # queued only just now: the send may be on its way
+    env.redis.delete("q-rec\x06\x166")
+    env.redis.hdel("unacked", "tag-1")
+
+
+def test_reaper_waits_one_lease_after_redis_comes_back(store: JobStore) -> None:
+    job = store.create("train", {}, "train")
+    take(store, job.id, "a")
+    lose_lease(store, job.id)
+    _, uptime = store.redis_uptime()
+    reaper = Reaper(store, lease_seconds=uptime + 3600, reap_seconds=1, resend_seconds=60, max_losses=3)
+    assert reaper.pass_once()[0] == []  # Redis has not been up for a lease: no loss counted
+    assert store.get(job.id).state == "running"
+    reaper = Reaper(store, lease_seconds=2, reap_seconds=0, resend_seconds=60, max_losses=3)
+    reaper._run_id = "another-server"  # as if Redis had restarted (or failed over) since the last pass
+    assert reaper.pass_once()[0] == []
+    assert store.get(job.id).state == "running"
+    time.sleep(2.5)  # the grace of one lease after the restart was seen
+    assert [j.id for j in reaper.pass_once()[0]] == [job.id]
+
+
+def test_deleting_the_newest_job_of_a_name_leaves_the_name_to_the_older(store: JobStore) -> None:
+    old = store.create("train", {}, "train", name="shared-name")
+    time.sleep(0.01)
+    new = store.create("train", {}, "train", name="shared-name")
+    assert store.resolve("shared-name").id == new.id
+    store.delete(new.id)
+    assert store.resolve("shared-name").id == old.id
+
+
+def test_the_cli_store_rides_out_a_redis_restart(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    proc, url = start_redis(tmp_path, "--appendonly", "yes")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    store = JobStore(url, retry_seconds=60)
+    job = store.create("train", {}, "train")
+    stop(proc)
+    import threading
+
+    restarted: list[object] = []
+    threading.Timer(2.0, lambda: restarted.append(start_redis(tmp_path, "--appendonly", "yes", port=port))).start()
+    try:
+        assert store.get(job.id).state == "queued"  # waits for the restart instead of failing
+        assert "retrying" in capfd.readouterr().err
+    finally:
+        for p in restarted:
+            stop(p[0])  # type: ignore[index]
+
+
+def test_a_redis_never_reached_fails_at_once(capfd: pytest.CaptureFixture[str]) -> None:
+    """A wrong URL is an error at once, not after the retry window."""
+    from tests.integration.conftest import free_port
+    from workers.errors import RedisUnavailable
+
+    store = JobStore(f"redis://127.0.0.1:{free_port()}/0", retry_seconds=3600)
+    with pytest.raises(RedisUnavailable, match="cannot reach Redis"):
+        store.get("0123456789ab")
+    assert "retrying" not in capfd.readouterr().err
