@@ -24,7 +24,7 @@ from tests.cluster.harness import LEASE, MODEL, REAP, WORKERS, CheckpointMonitor
 
 pytestmark = pytest.mark.cluster
 
-STEPS = "600"
+STEPS = "400"
 
 
 def train(cluster: Cluster, corpus: Path, steps: str = STEPS, *extra: str) -> str:
@@ -60,7 +60,7 @@ def ensure_workers(cluster: Cluster) -> None:
 def test_kill_9_of_a_worker_host_resumes_elsewhere(cluster: Cluster, corpus_file: Path) -> None:
     expect: dict[str, str] = {}
     with CheckpointMonitor(cluster) as monitor:
-        for _ in range(3):
+        for _ in range(2):
             job = train(cluster, corpus_file)
             expect[job] = "succeeded"
             host = cluster.wait_running(job, min_step=45)["host"]
@@ -110,7 +110,7 @@ def test_paused_copy_writes_nothing_after_another_took_over(cluster: Cluster, co
 def test_cut_off_worker_host_loses_its_job_and_writes_nothing_after_heal(cluster: Cluster, corpus_file: Path) -> None:
     expect: dict[str, str] = {}
     with CheckpointMonitor(cluster) as monitor:
-        for _ in range(2):
+        for _ in range(1):
             job = train(cluster, corpus_file)
             expect[job] = "succeeded"
             host = cluster.wait_running(job, min_step=45)["host"]
@@ -133,8 +133,8 @@ def test_redis_down_longer_than_a_lease_is_not_a_worker_loss(cluster: Cluster, c
     ensure_workers(cluster)
     expect: dict[str, str] = {}
     with CheckpointMonitor(cluster) as monitor:
-        for _ in range(2):
-            jobs = [train(cluster, corpus_file, "900") for _ in WORKERS]
+        for _ in range(1):
+            jobs = [train(cluster, corpus_file, "500") for _ in WORKERS]
             expect.update(dict.fromkeys(jobs, "succeeded"))
             for job in jobs:
                 cluster.wait_running(job, min_step=25)
@@ -163,7 +163,7 @@ def test_sigterm_drain_hands_back_while_others_sit_idle(cluster: Cluster, corpus
     ensure_workers(cluster)
     expect: dict[str, str] = {}
     with CheckpointMonitor(cluster) as monitor:
-        for _ in range(3):
+        for _ in range(2):
             job = train(cluster, corpus_file)
             expect[job] = "succeeded"
             host = cluster.wait_running(job, min_step=45)["host"]

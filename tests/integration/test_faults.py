@@ -70,7 +70,7 @@ def _steps_seen(env: Env, job_id: str) -> list[int]:
     return [int(e["step"]) for _, e in _store(env).events(job_id)]
 
 
-def _wait_state(env: Env, job_id: str, states: tuple[str, ...], timeout: float = 120) -> None:
+def _wait_state(env: Env, job_id: str, states: tuple[str, ...], timeout: float = 300) -> None:
     wait_for(lambda: _store(env).get(job_id).state in states, timeout, f"job {job_id} to reach {states}")
 
 
