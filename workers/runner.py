@@ -280,10 +280,21 @@ def _predict(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Cont
         options["format"] = "lines" if spec.texts else spec.format
     elif task == "translate":
         options.update({k: v for k, v in (("beam", spec.beam), ("max_len", spec.max_len)) if v is not None})
+    elif task == "transcribe":
+        options.update(_decoding(store, artifacts, spec))
     result = _task_module(task).predict(path, data, options, spec.device)
     key = job_key(job.id, "predictions.json")
     artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
     return {**result, "source": spec.source, "task": task}, {"predictions_file": key}
+
+
+def _decoding(store: JobStore, artifacts: ArtifactStore, spec: PredictSpec | EvalSpec) -> dict[str, Any]:
+    """Beam width and language-model fusion options (the LM as its checkpoint's path)."""
+    options = {k: v for k, v in (("beam", spec.beam), ("lm_weight", spec.lm_weight), ("lm_bonus", spec.lm_bonus))
+               if v is not None}
+    if spec.lm is not None:
+        options["lm"] = _source_checkpoint(store, artifacts, spec.lm)[1]
+    return options
 
 
 def _eval(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control) -> Outcome:
@@ -299,8 +310,8 @@ def _eval(job: Job, store: JobStore, artifacts: ArtifactStore, control: _Control
         figures = lm_task.evaluate(path, files, spec.device)
     else:
         module = _task_module(task)
-        figures = module.evaluate(path, files, spec.device) if spec.beam is None else \
-            module.evaluate(path, files, spec.device, beam=spec.beam)
+        figures = module.evaluate(path, files, spec.device) if spec.beam is None and spec.lm is None else \
+            module.evaluate(path, files, spec.device, **_decoding(store, artifacts, spec))
     return {**figures, "source": spec.source, "task": task}, {}
 
 
