@@ -99,10 +99,13 @@ def main() -> None:
     parser.add_argument("--voices", type=int, default=5, help="test voices (round-robin in test.tsv)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON")
     parser.add_argument("--out", type=Path, help="keep checkpoints here")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1: on a shared, loaded machine more threads only spin)")
     args = parser.parse_args()
     fields = {**DEFAULTS, **{k: _value(v) for k, _, v in (s.partition("=") for s in args.set)}}
     spec = TranscribeSpec.from_dict({"data": "inputs/speech", "time_budget": args.budget, "device": "cpu", **fields})
-    devices.configure(torch.device("cpu"))
+    devices.configure = lambda dev: torch.set_num_threads(args.threads)  # train() would take every core
+    torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="rnnq-asr-"))
     load = os.getloadavg()
     train_raw, test_raw = bundle(args.corpus / "train.tsv"), bundle(args.corpus / "test.tsv")

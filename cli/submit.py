@@ -271,8 +271,8 @@ def predict(ctx: Context, job: str, input_files: tuple[Path, ...], texts: tuple[
         fields["texts"] = list(texts)
     if fmt:
         fields["format"] = fmt
-    try:
-        PredictSpec.from_dict({"source": _ANY_JOB_ID, **fields})  # flag errors before any I/O
+    try:  # flag errors before any I/O (--lm may be a name until the job store resolves it)
+        PredictSpec.from_dict({"source": _ANY_JOB_ID, **fields, **({"lm": _ANY_JOB_ID} if "lm" in fields else {})})
     except SpecError as exc:
         raise _spec_error(exc) from None
     ctx.ensure_stack()

@@ -16,8 +16,8 @@ from tests.integration.test_kinds import refused, run
 
 pytestmark = pytest.mark.integration
 
-SMALL = ["--hidden", "32", "--embed", "32", "--layers", "1", "--batch-size", "8", "--eval-every", "20",
-         "--max-steps", "40", "--set", "beam=2"]
+SMALL = ["--arch", "gru", "--hidden", "32", "--embed", "32", "--layers", "1", "--batch-size", "8", "--eval-every", "20",
+         "--max-steps", "40", "--set", "beam=2", "--set", "n_mels=40", "--set", "subsample=4"]
 
 
 def test_transcribe_train_predict_eval_with_a_language_model(env: Env, worker: Worker) -> None:
@@ -26,7 +26,7 @@ def test_transcribe_train_predict_eval_with_a_language_model(env: Env, worker: W
     trained = run(env, "train", str(manifest), "--task", "transcribe", *SMALL, "--name", "asr")
     assert trained["state"] == "succeeded" and trained["steps"] == 40
     assert 0.0 <= trained["cer"] and 0.0 <= trained["wer"] and trained["beam"] == 2
-    assert set(trained["alphabet"]) == set("".join(speech.WORDS) + " ")
+    assert " " in trained["alphabet"] and set(trained["alphabet"]) <= set("".join(speech.WORDS) + " ")
 
     clips = sorted((folder / "clips").glob("*.wav"))[:2]
     predicted = run(env, "predict", "asr", "--input", str(clips[0]), "--input", str(clips[1]), "--beam", "2")

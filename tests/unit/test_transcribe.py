@@ -253,14 +253,17 @@ def test_char_lm_scorer_matches_reading_the_whole_prefix() -> None:
 # --- training end to end on spoken words ----------------------------------------------------
 
 
-TINY = {"data": "inputs/x", "hidden": 64, "embed": 64, "layers": 1, "batch_size": 8, "lr": 5e-3, "dropout": 0.0,
-        "warmup_steps": 10, "val_fraction": 0.2, "device": "cpu", "beam": 4, "eval_every": 100}
+# Small enough to train in seconds: 40 mel bands, 40 ms output frames, a 1-layer biGRU of 48.
+TINY = {"data": "inputs/x", "arch": "gru", "hidden": 48, "embed": 32, "layers": 1, "n_mels": 40, "subsample": 4,
+        "freq_mask": 8, "batch_size": 8, "lr": 1e-2, "dropout": 0.0, "warmup_steps": 10, "val_fraction": 0.25,
+        "device": "cpu", "beam": 2, "eval_every": 100}
+N_SPOKEN = 32
 
 
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     folder = tmp_path_factory.mktemp("speech")
-    entries = manifest.collect(speech.corpus(folder, 48), "DATA")
+    entries = manifest.collect(speech.corpus(folder, N_SPOKEN), "DATA")
     return folder, write_bundle([(e.name, e.path.read_bytes(), e.transcript or "") for e in entries])
 
 
@@ -268,11 +271,14 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
 def trained(spoken: tuple[Path, bytes], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], list[float]]:
     from rnn_tasks.transcribe.task import train
 
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ckpt")
     reports: list[StepMetrics] = []
-    spec = TranscribeSpec.from_dict({**TINY, "max_steps": 300})
-    summary = train(spec, {"data": spoken[1]}, Callbacks(on_step=reports.append), out, None)
+    spec = TranscribeSpec.from_dict({**TINY, "max_steps": 300})  # ~8 s of CPU
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:  # set up before the function-scoped one_thread
+        patch.setattr(devices, "configure", lambda dev: torch.set_num_threads(1))
+        summary = train(spec, {"data": spoken[1]}, Callbacks(on_step=reports.append), out, None)
+    torch.set_num_threads(threads)
     return out, summary, [r.loss for r in reports if not math.isnan(r.loss)]
 
 
@@ -280,24 +286,38 @@ def test_ctc_loss_falls_and_the_summary_reports_error_rates(trained: tuple[Path,
     out, summary, losses = trained
     assert losses[-1] < 0.3 * losses[0]
     assert summary["val_loss"] < math.log(len(summary["alphabet"]) + 1)  # better than uniform over the symbols
-    assert set(summary["alphabet"]) == set("".join(speech.WORDS) + " ")
-    for key in ("cer", "wer", "greedy_cer", "greedy_wer"):
-        assert 0.0 <= summary[key] <= 2.0
-    assert summary["utterances"]["train"] + summary["utterances"]["val"] == 48
+    assert " " in summary["alphabet"] and set(summary["alphabet"]) <= set("".join(speech.WORDS) + " ")
+    # Unseen recordings: an output of nothing (CTC's first habit) scores CER 1.0; this model
+    # reached 0.54 greedy when written.
+    assert summary["greedy_cer"] < 0.8 and summary["cer"] < 0.8
+    assert summary["utterances"]["train"] + summary["utterances"]["val"] == N_SPOKEN
     assert (out / "best.safetensors").is_file() and (out / "last.safetensors").is_file()
 
 
-def test_beam_one_agrees_with_greedy_on_a_trained_model(trained: tuple[Path, dict[str, Any], list[float]],
-                                                        spoken: tuple[Path, bytes]) -> None:
-    from rnn_tasks.transcribe.task import _Loaded, featurize
+def test_beam_one_agrees_with_greedy_where_frames_are_confident(trained: tuple[Path, dict[str, Any], list[float]],
+                                                                 spoken: tuple[Path, bytes]) -> None:
+    """Prefix beam search sums paths, so at width 1 it can leave greedy's answer where a frame
+    is a near tie (test_prefix_beam_sums_paths_that_greedy_misses); where every frame's best
+    symbol has probability >= 0.7 the two agree: on random posteriorgrams and on the
+    trained model's confident utterances."""
+    from rnn_tasks.transcribe.task import _Loaded, featurize, posteriors
 
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        steps, symbols = int(rng.integers(5, 40)), 5
+        best = np.where(rng.random(steps) < 0.4, 0, rng.integers(0, symbols, steps))
+        probs = rng.dirichlet(np.ones(symbols), steps) * rng.uniform(0.0, 0.3, (steps, 1))
+        probs[np.arange(steps), best] += 1.0 - probs.sum(1)
+        post = np.log(probs + 1e-12)
+        assert decode.prefix_beam(post, 1) == decode.greedy(post)
     loaded = _Loaded(trained[0] / "best.safetensors", "cpu")
     utterances, files = read_bundle(spoken[1])
-    from rnn_tasks.transcribe.task import posteriors
-
-    posts = posteriors(loaded.model, data.Utterances(featurize(utterances, files, 80), None))
-    assert any(decode.greedy(p) for p in posts)
-    assert all(decode.prefix_beam(p, 1) == decode.greedy(p) for p in posts)
+    posts = posteriors(loaded.model, data.Utterances(featurize(utterances, files, loaded.model.config.n_mels), None))
+    # A tiny model this young is unsure; sharpen (temperature 1/4: greedy's answer unchanged).
+    sharp = [torch.log_softmax(torch.from_numpy(p) * 4, 1).numpy() for p in posts]
+    confident = [p for p in sharp if np.exp(p.max(1)).min() >= 0.7]
+    assert len(confident) >= len(posts) // 2 and any(decode.greedy(p) for p in confident)
+    assert all(decode.prefix_beam(p, 1) == decode.greedy(p) for p in confident)
 
 
 def test_predict_and_evaluate_from_the_checkpoint(trained: tuple[Path, dict[str, Any], list[float]],
@@ -313,6 +333,6 @@ def test_predict_and_evaluate_from_the_checkpoint(trained: tuple[Path, dict[str,
     assert [t["audio"] for t in one["transcripts"]] == [u.name for u in utterances[:3]]
     assert one["transcripts"] == more["transcripts"][:3]  # the batch around an utterance changes nothing
     figures = evaluate(best, {"data": spoken[1]}, "cpu", beam=2)
-    assert figures["n"] == 48 and 0.0 <= figures["cer"] <= figures["wer"] + 1.0 and figures["beam"] == 2
+    assert figures["n"] == N_SPOKEN and 0.0 <= figures["cer"] <= figures["wer"] + 1.0 and figures["beam"] == 2
     with pytest.raises(SpecError, match="never saw"):
         evaluate(best, {"data": write_bundle([("q.wav", files[utterances[0].member], "quiz")])}, "cpu")
