@@ -74,4 +74,5 @@ def test_transcribe_bad_input_is_refused_at_submit(env: Env) -> None:
                   "--set", "max_seconds=2.5")
     assert "long.flac" in out and "3.0 s" in out
     assert "at least 2" in refused(env, "train", str(rows("ok.wav,go left")), "--task", "transcribe")
-    assert "ok.txt" in refused(env, "train", str(folder), "--task", "transcribe")  # a folder without transcripts
+    out = refused(env, "train", str(folder), "--task", "transcribe")  # a folder without transcripts
+    assert "broken.wav has no transcript broken.txt" in out
