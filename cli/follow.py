@@ -77,7 +77,7 @@ def result_dict(ctx: Context, job: Job) -> dict[str, Any]:
 
 # Held-out figures worth a line, in this order, when a job's result has them.
 _FIGURES = ("bpc", "perplexity", "accuracy", "macro_f1", "mae", "rmse", "baseline_mae", "baseline_rmse", "skill",
-            "bleu", "chrf")
+            "bleu", "chrf", "cer", "wer")
 
 
 def print_result(ctx: Context, job: Job, as_json: bool) -> None:
@@ -127,3 +127,5 @@ def _predictions(data: dict[str, Any]) -> None:
         click.echo(" ".join(f"{v:.4g}" for v in data["forecast"]))
     for line in data.get("translations", []):
         click.echo(line)
+    for t in data.get("transcripts", []):  # transcribe
+        click.echo(f"{t['audio']}\t{t['text']}")
