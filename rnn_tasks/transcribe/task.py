@@ -130,8 +130,8 @@ def featurize(utterances: Sequence[Utterance], audio_files: dict[str, bytes], n_
 
 def _labelled(alphabet: data.Alphabet, feats: list[torch.Tensor], texts: list[str]) -> data.Utterances:
     """Labels with characters outside the alphabet left out (validation only: CER still counts them)."""
-    return data.Utterances(feats, [alphabet.encode("".join(c for c in t if c not in alphabet.unknown(t)))
-                                   for t in texts])
+    known = set(alphabet.chars)
+    return data.Utterances(feats, [alphabet.encode("".join(c for c in t if c in known)) for t in texts])
 
 
 def train(spec: TranscribeSpec, files: dict[str, bytes], callbacks: Callbacks | None = None,
