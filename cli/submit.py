@@ -275,6 +275,7 @@ def predict(ctx: Context, job: str, input_files: tuple[Path, ...], texts: tuple[
         PredictSpec.from_dict({"source": _ANY_JOB_ID, **fields, **({"lm": _ANY_JOB_ID} if "lm" in fields else {})})
     except SpecError as exc:
         raise _spec_error(exc) from None
+    _must_exist(input_files, "--input")  # before the local stack is started for nothing
     ctx.ensure_stack()
     limit = ctx.settings.max_corpus_bytes
     data = None
@@ -311,6 +312,8 @@ def evaluate(ctx: Context, job: str, data_file: Path, target_file: Path | None, 
     stored with the evaluation job."""
     fields: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     limit = ctx.settings.max_corpus_bytes
+    _must_exist((data_file,), "--data")
+    _must_exist((target_file,) if target_file else (), "--target")
     ctx.ensure_stack()
     if submitter.trained_task(ctx.store, job) == "transcribe":
         files = {"data": submitter.speech_inputs(ctx.store, job, [data_file], "--data", limit, transcripts=True)}
@@ -323,6 +326,12 @@ def evaluate(ctx: Context, job: str, data_file: Path, target_file: Path | None, 
     except SpecError as exc:
         raise _spec_error(exc) from None
     _finish(ctx, record.id, wait, as_json)
+
+
+def _must_exist(paths: tuple[Path, ...], flag: str) -> None:
+    for path in paths:
+        if not path.exists():
+            raise click.BadParameter(f"{path} does not exist", param_hint=flag)
 
 
 def _finish(ctx: Context, job_id: str, wait: bool, as_json: bool) -> None:
