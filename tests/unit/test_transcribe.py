@@ -336,3 +336,14 @@ def test_predict_and_evaluate_from_the_checkpoint(trained: tuple[Path, dict[str,
     assert figures["n"] == N_SPOKEN and 0.0 <= figures["cer"] <= figures["wer"] + 1.0 and figures["beam"] == 2
     with pytest.raises(SpecError, match="never saw"):
         evaluate(best, {"data": write_bundle([("q.wav", files[utterances[0].member], "quiz")])}, "cpu")
+
+
+def test_resume_continues_from_the_last_checkpoint(spoken: tuple[Path, bytes], tmp_path: Path) -> None:
+    from rnn_tasks.transcribe.task import train
+
+    first = train(TranscribeSpec.from_dict({**TINY, "max_steps": 12, "eval_every": 6}), {"data": spoken[1]}, None,
+                  tmp_path, None)
+    assert first["steps"] == 12
+    resumed = train(TranscribeSpec.from_dict({**TINY, "max_steps": 20, "eval_every": 6}), {"data": spoken[1]}, None,
+                    tmp_path, tmp_path / "last.safetensors")
+    assert resumed["steps"] == 20 and resumed["alphabet"] == first["alphabet"]
