@@ -3,6 +3,7 @@
     python benchmarks/quality.py --task classify   --data-dir ../shared/data/sentiment_labelled_sentences [--test-domain imdb]
     python benchmarks/quality.py --task forecast   [--dataset airline co2 ... | all] [--seed N]
     python benchmarks/quality.py --task translate  [--data-dir ../shared/data/multi30k_en_fr --budget S]
+    python benchmarks/quality.py --task transcribe --corpus DIR [--budget S]   (DIR from benchmarks/speech_data.py)
     python benchmarks/quality.py --task lm         [--data ../shared/data/republic_clean.txt --tokenizer both]
 
 Each task's script (benchmarks/quality_<task>.py) documents its split, budget, seed,
@@ -15,7 +16,7 @@ import runpy
 import sys
 from pathlib import Path
 
-TASKS = ("lm", "classify", "forecast", "translate")
+TASKS = ("lm", "classify", "forecast", "translate", "transcribe")
 
 
 def main() -> None:

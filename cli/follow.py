@@ -78,7 +78,7 @@ def result_dict(ctx: Context, job: Job) -> dict[str, Any]:
 # Held-out figures worth a line, in this order, when a job's result has them.
 _FIGURES = ("bpc", "perplexity", "accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1", "mae", "rmse",
             "baseline_mae", "baseline_rmse", "holt_winters_mae", "holt_winters_rmse", "skill", "skill_vs_holt_winters",
-            "bleu", "chrf")
+            "bleu", "chrf", "cer", "wer")
 
 
 def print_result(ctx: Context, job: Job, as_json: bool) -> None:
@@ -134,3 +134,5 @@ def _predictions(data: dict[str, Any]) -> None:
             _figures(data["heldout"])
     for line in data.get("translations", []):
         click.echo(line)
+    for t in data.get("transcripts", []):  # transcribe
+        click.echo(f"{t['audio']}\t{t['text']}")

@@ -63,14 +63,25 @@ def _inference_options(what: str, output: str) -> Callable[[Callable[..., Any]],
     return apply
 
 
+def _lm_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--lm, --lm-weight and --lm-bonus: shallow fusion of a character LM into speech decoding."""
+    fn = click.option("--lm-bonus", type=float, help="transcribe: log-score added per character with --lm. "
+                                                     "[default: 1.0]")(fn)
+    fn = click.option("--lm-weight", type=float, help="transcribe: weight of the LM's log-probabilities. "
+                                                      "[default: 0.5]")(fn)
+    return click.option("--lm", metavar="JOB", help="transcribe: a finished character language model job "
+                                                    "fused into the beam search.")(fn)
+
+
 def _report(job_id: str, as_json: bool) -> None:
     click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
 
 
 @click.command()
 @click.argument("data", type=click.Path(path_type=Path), required=False)
-@click.option("--task", type=click.Choice(["lm", "classify", "forecast", "translate"]), default="lm",
-              show_default=True, help="What to train: a language model, a classifier, a forecaster, a translator.")
+@click.option("--task", type=click.Choice(["lm", "classify", "forecast", "translate", "transcribe"]), default="lm",
+              show_default=True, help="What to train: a language model, a classifier, a forecaster, a translator, "
+                                      "a speech recogniser.")
 @click.option("--tokenizer", type=click.Choice(["char", "word", "bpe"]), help="Text units. [default: char for lm]")
 @click.option("--min-freq", type=int, help="word: rarer words become <unk>.")
 @click.option("--max-vocab", type=int, help="word: keep only the most frequent words.")
@@ -128,8 +139,10 @@ def _report(job_id: str, as_json: bool) -> None:
 def train(ctx: Context, data: Path | None, task: str, source_file: Path | None, extra: tuple[str, ...], encoding: str,
           queue: str | None, name: str | None, wait: bool, as_json: bool, no_amp: bool, **options: Any) -> None:
     """Train a model on DATA: a language model on a text file (default), a classifier
-    on a CSV/TSV of texts and labels, a forecaster on a CSV time series, or a
-    translator on line-aligned --source/--target files (or a TSV of pairs as DATA).
+    on a CSV/TSV of texts and labels, a forecaster on a CSV time series, a
+    translator on line-aligned --source/--target files (or a TSV of pairs as DATA),
+    or a speech recogniser on a CSV/TSV manifest of audio paths and transcripts (or a
+    folder of name.wav + name.txt).
 
     Stops at whichever of --max-steps, --epochs and --time-budget comes first (one
     epoch when none is given). Prints the job id.
@@ -154,7 +167,10 @@ def train(ctx: Context, data: Path | None, task: str, source_file: Path | None, 
         job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, text, spec, queue=queue, name=name)  # type: ignore[arg-type]
     else:
         try:
-            files = submitter.check_task(spec, paths, ctx.settings.max_corpus_bytes)
+            if task == "transcribe":  # a manifest or folder: every recording checked, then one bundle
+                files = submitter.check_transcribe(spec, paths["data"], ctx.settings.max_corpus_bytes)
+            else:
+                files = submitter.check_task(spec, paths, ctx.settings.max_corpus_bytes)
         except SpecError as exc:
             raise _spec_error(exc) from None
         ctx.ensure_stack()
@@ -234,18 +250,20 @@ def _input_paths(task: str, data: Path | None, source_file: Path | None, fields:
 
 @click.command()
 @click.argument("job")
-@click.option("--input", "input_file", type=click.Path(path_type=Path),
+@click.option("--input", "input_files", type=click.Path(path_type=Path), multiple=True,
               help="File to predict on: texts one per line (or the training CSV layout with --format csv), a "
-                   "series CSV to forecast after, or source sentences to translate (plain or gzip).")
+                   "series CSV to forecast after, source sentences to translate (plain or gzip), or for a speech "
+                   "recogniser recordings (WAV, FLAC, OGG; repeatable), a manifest or a folder.")
 @click.option("--text", "texts", multiple=True, help="An input given inline; repeatable.")
 @click.option("--format", "fmt", type=click.Choice(["lines", "csv"]), help="Layout of --input. [default: lines]")
-@click.option("--beam", type=int, help="translate: beam width (1 = greedy). [default: the model's]")
+@click.option("--beam", type=int, help="translate, transcribe: beam width (1 = greedy). [default: the model's]")
 @click.option("--max-len", type=int, help="translate: longest translation in tokens.")
+@_lm_options
 @_inference_options("prediction", "the predictions")
 @pass_ctx
-def predict(ctx: Context, job: str, input_file: Path | None, texts: tuple[str, ...], fmt: str | None,
+def predict(ctx: Context, job: str, input_files: tuple[Path, ...], texts: tuple[str, ...], fmt: str | None,
             queue: str | None, name: str | None, wait: bool, as_json: bool, **options: Any) -> None:
-    """Run the classifier, forecaster or translator trained by JOB on new inputs.
+    """Run the classifier, forecaster, translator or speech recogniser trained by JOB on new inputs.
 
     A forecaster given no --input forecasts the next --horizon steps after its
     training series.
@@ -255,12 +273,21 @@ def predict(ctx: Context, job: str, input_file: Path | None, texts: tuple[str, .
         fields["texts"] = list(texts)
     if fmt:
         fields["format"] = fmt
-    try:
-        PredictSpec.from_dict({"source": _ANY_JOB_ID, **fields})  # flag errors before any I/O
+    try:  # flag errors before any I/O (--lm may be a name until the job store resolves it)
+        PredictSpec.from_dict({"source": _ANY_JOB_ID, **fields, **({"lm": _ANY_JOB_ID} if "lm" in fields else {})})
     except SpecError as exc:
         raise _spec_error(exc) from None
-    data = submitter.read_input(input_file, ctx.settings.max_corpus_bytes, "--input") if input_file else None
+    _must_exist(input_files, "--input")  # before the local stack is started for nothing
     ctx.ensure_stack()
+    limit = ctx.settings.max_corpus_bytes
+    data = None
+    if input_files and submitter.trained_task(ctx.store, job) == "transcribe":
+        data = submitter.speech_inputs(ctx.store, job, list(input_files), "--input", limit, transcripts=False)
+    elif len(input_files) > 1:
+        raise click.BadParameter("give one --input file (several only for speech recognition)",
+                                 param_hint="--input")
+    elif input_files:
+        data = submitter.read_input(input_files[0], limit, "--input")
     try:
         record = submitter.submit_predict(ctx.store, ctx.artifacts, ctx.app, job, fields, data, queue=queue,
                                           name=name)
@@ -275,25 +302,38 @@ def predict(ctx: Context, job: str, input_file: Path | None, texts: tuple[str, .
               help="New data laid out like JOB's training input (text, CSV, series, source sentences or TSV).")
 @click.option("--target", "target_file", type=click.Path(path_type=Path),
               help="translate: the reference translations, line-aligned with --data.")
-@click.option("--beam", type=int, help="translate: beam width. [default: the model's]")
+@click.option("--beam", type=int, help="translate, transcribe: beam width. [default: the model's]")
+@_lm_options
 @_inference_options("evaluation", "the figures")
 @pass_ctx
 def evaluate(ctx: Context, job: str, data_file: Path, target_file: Path | None, queue: str | None,
              name: str | None, wait: bool, as_json: bool, **options: Any) -> None:
     """Evaluate the model trained by JOB on new data: perplexity and bits per character,
-    accuracy and macro F1, MAE and RMSE against the seasonal-naive baseline, or BLEU
-    and chrF. The figures are stored with the evaluation job."""
+    accuracy and macro F1, MAE and RMSE against the seasonal-naive baseline, BLEU
+    and chrF, or CER and WER (a speech manifest or folder as --data). The figures are
+    stored with the evaluation job."""
     fields: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     limit = ctx.settings.max_corpus_bytes
-    files = {"data": submitter.read_input(data_file, limit, "--data")}
+    _must_exist((data_file,), "--data")
+    _must_exist((target_file,) if target_file else (), "--target")
+    ctx.ensure_stack()
+    if submitter.trained_task(ctx.store, job) == "transcribe":
+        files = {"data": submitter.speech_inputs(ctx.store, job, [data_file], "--data", limit, transcripts=True)}
+    else:
+        files = {"data": submitter.read_input(data_file, limit, "--data")}
     if target_file is not None:
         files["target"] = submitter.read_input(target_file, limit, "--target")
-    ctx.ensure_stack()
     try:
         record = submitter.submit_eval(ctx.store, ctx.artifacts, ctx.app, job, files, fields, queue=queue, name=name)
     except SpecError as exc:
         raise _spec_error(exc) from None
     _finish(ctx, record.id, wait, as_json)
+
+
+def _must_exist(paths: tuple[Path, ...], flag: str) -> None:
+    for path in paths:
+        if not path.exists():
+            raise click.BadParameter(f"{path} does not exist", param_hint=flag)
 
 
 def _finish(ctx: Context, job_id: str, wait: bool, as_json: bool) -> None:

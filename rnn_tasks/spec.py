@@ -23,6 +23,7 @@ TASKS = {
     "classify": "rnn_tasks.classify.spec:ClassifySpec",
     "forecast": "rnn_tasks.forecast.spec:ForecastSpec",
     "translate": "rnn_tasks.translate.spec:TranslateSpec",
+    "transcribe": "rnn_tasks.transcribe.spec:TranscribeSpec",
 }
 TOKENIZERS = ("char", "word", "bpe")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,3})$")
@@ -322,8 +323,11 @@ class PredictSpec(_Spec):
     input: str | None = None  # artifact key of the uploaded input file
     texts: tuple[str, ...] = ()  # inline inputs (one per --text), instead of a file
     format: str = "lines"  # lines: one input per line | csv: the training file's layout
-    beam: int | None = None  # translate: beam width (1 = greedy); default the model's
+    beam: int | None = None  # translate, transcribe: beam width (1 = greedy); default the model's
     max_len: int | None = None  # translate: longest output in tokens
+    lm: str | None = None  # transcribe: job id of a character LM fused into the beam search
+    lm_weight: float | None = None  # transcribe: weight of the LM's log-probabilities
+    lm_bonus: float | None = None  # transcribe: log-score added per character (offsets the LM's short bias)
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -347,6 +351,7 @@ class PredictSpec(_Spec):
             raise SpecError("format", f"must be lines or csv, got {self.format!r}")
         _between("beam", self.beam, 1, 64)
         _between("max_len", self.max_len, 1, 10_000)
+        _check_lm(self.lm, self.lm_weight, self.lm_bonus)
         if not _DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -365,7 +370,10 @@ class EvalSpec(_Spec):
     source: str  # job id of the training job whose best checkpoint is evaluated
     data: str  # artifact key of the data, laid out like the training input
     target: str | None = None  # translate: artifact key of the reference translations
-    beam: int | None = None  # translate: beam width for the BLEU/chrF decode
+    beam: int | None = None  # translate: beam width for the BLEU/chrF decode; transcribe: for CER/WER
+    lm: str | None = None  # transcribe: job id of a character LM fused into the beam search
+    lm_weight: float | None = None  # transcribe: weight of the LM's log-probabilities
+    lm_bonus: float | None = None  # transcribe: log-score added per character
     device: str = "auto"
 
     def validate(self) -> None:
@@ -375,8 +383,18 @@ class EvalSpec(_Spec):
         if self.target is not None:
             check_artifact_key("target", self.target)
         _between("beam", self.beam, 1, 64)
+        _check_lm(self.lm, self.lm_weight, self.lm_bonus)
         if not _DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+def _check_lm(lm: str | None, weight: float | None, bonus: float | None) -> None:
+    if lm is not None and not JOB_ID_RE.match(lm):
+        raise SpecError("lm", f"not a job id: {lm!r}")
+    if lm is None and (weight is not None or bonus is not None):
+        raise SpecError("lm_weight" if weight is not None else "lm_bonus", "needs a language model (--lm JOB)")
+    _between("lm_weight", weight, 0.0, 10.0)
+    _between("lm_bonus", bonus, -20.0, 20.0)
 
 
 def spec_from_dict(kind: str, data: Any) -> _Spec:

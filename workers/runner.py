@@ -391,12 +391,12 @@ def _train_lm(r: Run, spec: TrainSpec, callbacks: Any, checkpoint_dir: Path, res
     return summary
 
 
-def _source_checkpoint(r: Run, source_id: str) -> tuple[Job, Path]:
-    """The source training job and a local copy of its best checkpoint."""
+def _source_checkpoint(r: Run, source_id: str, name: str = "source") -> tuple[Job, Path]:
+    """A training job and a local copy (scratch/<name>.safetensors) of its best checkpoint."""
     source = r.store.get(source_id)
     if "checkpoint" not in source.artifacts:
         raise ValueError(f"training job {source_id} has no checkpoint (state {source.state})")
-    return source, r.artifacts.get_file(source.artifacts["checkpoint"], r.scratch / "source.safetensors")
+    return source, r.artifacts.get_file(source.artifacts["checkpoint"], r.scratch / f"{name}.safetensors")
 
 
 def _predict(r: Run) -> Outcome:
@@ -414,10 +414,21 @@ def _predict(r: Run) -> Outcome:
         options["format"] = "lines" if spec.texts else spec.format
     elif task == "translate":
         options.update({k: v for k, v in (("beam", spec.beam), ("max_len", spec.max_len)) if v is not None})
+    elif task == "transcribe":
+        options.update(_decoding(r, spec))
     result = _Interruptible(r.control)(lambda: _task_module(task).predict(path, data, options, spec.device))
     key = job_key(r.job.id, "predictions.json")
     r.artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
     return {**result, "source": spec.source, "task": task}, {"predictions_file": key}
+
+
+def _decoding(r: Run, spec: PredictSpec | EvalSpec) -> dict[str, Any]:
+    """Beam width and language-model fusion options (the LM as its checkpoint's path)."""
+    options = {k: v for k, v in (("beam", spec.beam), ("lm_weight", spec.lm_weight), ("lm_bonus", spec.lm_bonus))
+               if v is not None}
+    if spec.lm is not None:
+        options["lm"] = _source_checkpoint(r, spec.lm, "lm")[1]
+    return options
 
 
 def _eval(r: Run) -> Outcome:
@@ -433,7 +444,7 @@ def _eval(r: Run) -> Outcome:
         module: Any = lm_task
     else:
         module = _task_module(task)
-    extra = {} if spec.beam is None else {"beam": spec.beam}
+    extra = _decoding(r, spec)
     figures = _Interruptible(r.control)(lambda: module.evaluate(path, files, spec.device, **extra))
     return {**figures, "source": spec.source, "task": task}, {}
 

@@ -93,6 +93,98 @@ def submit_task(store: JobStore, artifacts: ArtifactStore, app: Celery, spec: Tr
     return _enqueue(store, app, "train", spec.to_dict(), queue, name)
 
 
+def audio_bundle(paths: list[Path], field: str, *, transcripts: bool, max_seconds: float, max_bytes: int,
+                 lowercase: bool = True, punctuation: bool = False) -> bytes:
+    """Check every recording a speech corpus or a predict input lists, and pack them into one
+    content-addressed bundle (rnn_tasks.transcribe.spec). Refusals name the file: missing,
+    unreadable, longer than max_seconds, or (with transcripts) an empty transcript."""
+    from rnn_tasks.transcribe import audio, manifest  # soundfile and numpy, no torch
+    from rnn_tasks.transcribe.spec import normalize, write_bundle
+
+    utterances, total = [], 0
+    for path in paths:
+        try:
+            entries = manifest.collect(path, field, transcripts)
+        except SpecError as exc:
+            raise InvalidJob(field, exc.message) from None
+        for entry in entries:
+            where = f"{entry.name} ({entry.where})" if entry.where != entry.name else entry.name
+            if not entry.path.is_file():
+                raise InvalidJob(field, f"{where}: audio file {entry.path} does not exist")
+            if transcripts and not normalize(entry.transcript or "", lowercase, punctuation):
+                raise InvalidJob(field, f"{where}: empty transcript")
+            data = entry.path.read_bytes()
+            total += len(data)
+            if total > max_bytes:
+                raise InvalidJob(field, f"the audio passes {max_bytes} bytes at {where} (RNNQ_MAX_CORPUS_BYTES)")
+            try:
+                seconds = audio.seconds(data)
+            except audio.AudioError as exc:
+                raise InvalidJob(field, f"{where}: {exc}") from None
+            if seconds > max_seconds:
+                raise InvalidJob(field, f"{where}: {seconds:.1f} s long, over the bound of {max_seconds:g} s "
+                                        "(--set max_seconds=...)")
+            utterances.append((entry.name, data, entry.transcript or ""))
+    try:
+        return write_bundle(utterances)
+    except SpecError as exc:
+        raise InvalidJob(field, exc.message) from None
+
+
+def check_transcribe(spec: TrainBase, path: Path, max_bytes: int) -> dict[str, bytes]:
+    """The bundle of a speech corpus (a manifest or a folder), checked before any upload."""
+    bundle = audio_bundle([path], "DATA", transcripts=True, max_seconds=spec.max_seconds,  # type: ignore[attr-defined]
+                          max_bytes=max_bytes, lowercase=spec.lowercase,  # type: ignore[attr-defined]
+                          punctuation=spec.punctuation)  # type: ignore[attr-defined]
+    files = {"data": bundle}
+    importlib.import_module("rnn_tasks.transcribe.spec").check_inputs(spec, files)
+    return files
+
+
+def trained_task(store: JobStore, source: str) -> str:
+    """The task of a finished training job ("lm", "classify", ...), given by id or name."""
+    return str(_trained(store, source).spec.get("task", "lm"))
+
+
+def speech_inputs(store: JobStore, source: str, paths: list[Path], field: str, max_bytes: int,
+                  transcripts: bool) -> bytes:
+    """Recordings for a speech recogniser's predict (transcripts=False) or eval job, checked
+    against its training spec (length bound) and, for eval, its alphabet."""
+    from rnn_tasks.transcribe.manifest import collect
+    from rnn_tasks.transcribe.spec import TranscribeSpec, normalize
+
+    job = _trained(store, source)
+    spec = TranscribeSpec.from_dict(job.spec)
+    bundle = audio_bundle(paths, field, transcripts=transcripts, max_seconds=spec.max_seconds, max_bytes=max_bytes,
+                          lowercase=spec.lowercase, punctuation=spec.punctuation)
+    alphabet = set((job.result or {}).get("alphabet", ""))
+    if transcripts and alphabet:
+        for path in paths:
+            for entry in collect(path, field, True):
+                unseen = "".join(dict.fromkeys(c for c in normalize(entry.transcript or "", spec.lowercase,
+                                                                    spec.punctuation) if c not in alphabet))
+                if unseen:
+                    raise InvalidJob(field, f"{entry.name} ({entry.where}): characters the model never saw in "
+                                            f"training: {unseen!r}")
+    return bundle
+
+
+def _check_lm(store: JobStore, fields: dict[str, Any], recogniser: Job) -> dict[str, Any]:
+    """--lm JOB names a finished character LM whose characters cover the recogniser's; its id goes in the spec."""
+    if fields.get("lm") is None:
+        return fields
+    if recogniser.spec.get("task") != "transcribe":
+        raise InvalidJob("--lm", f"job {recogniser.id} trained a {recogniser.spec.get('task')} model; only speech "
+                                 "recognition fuses a language model")
+    lm = _trained(store, fields["lm"], "--lm")
+    if lm.spec.get("task", "lm") != "lm" or lm.spec.get("tokenizer", "char") != "char":
+        raise InvalidJob("--lm", f"job {lm.id} is not a character language model")
+    missing = "".join(c for c in (recogniser.result or {}).get("alphabet", "") if c not in (lm.vocab or ""))
+    if missing:
+        raise InvalidJob("--lm", f"language model {lm.id} never saw {missing!r}, which the recogniser writes")
+    return {**fields, "lm": lm.id}
+
+
 def _trained(store: JobStore, source: str, flag: str = "JOB") -> Job:
     job = store.resolve(source)
     if job.kind != "train":
@@ -111,6 +203,9 @@ def submit_predict(store: JobStore, artifacts: ArtifactStore, app: Celery, sourc
         raise InvalidJob("JOB", f"job {job.id} is a language model: use `rnnq generate`")
     if data is None and not fields.get("texts") and task != "forecast":
         raise InvalidJob("--input", "give --input FILE or --text")
+    if task == "transcribe" and fields.get("texts"):
+        raise InvalidJob("--text", f"job {job.id} recognises speech: give recordings with --input")
+    fields = _check_lm(store, fields, job)
     spec = PredictSpec.from_dict({"source": job.id, **fields})
     if data is not None:
         with _uploading("--input"):
@@ -123,8 +218,10 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
     """Evaluate a trained model of any task on new data (laid out like its training input)."""
     job = _trained(store, source)
     task = job.spec.get("task", "lm")
-    if fields.get("beam") is not None and task != "translate":
-        raise InvalidJob("--beam", f"job {job.id} trained a {task} model; only translation decodes with a beam")
+    if fields.get("beam") is not None and task not in ("translate", "transcribe"):
+        raise InvalidJob("--beam", f"job {job.id} trained a {task} model; only translation and speech recognition "
+                                   "decode with a beam")
+    fields = _check_lm(store, fields, job)
     if task == "translate" and "target" not in files and not _is_tsv(files["data"]):
         raise InvalidJob("--target", "translation needs the reference translations (--target FILE) or a TSV of pairs")
     with _uploading("--data"):
@@ -215,5 +312,6 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
     return job
 
 
-__all__ = ["SpecError", "build_task_spec", "build_train_spec", "check_task", "check_train", "corpus_memory", "read_corpus",
-           "read_input", "submit_eval", "submit_generate", "submit_predict", "submit_task", "submit_train"]
+__all__ = ["SpecError", "audio_bundle", "build_task_spec", "build_train_spec", "check_task", "check_train",
+           "check_transcribe", "corpus_memory", "read_corpus", "read_input", "speech_inputs", "submit_eval",
+           "submit_generate", "submit_predict", "submit_task", "submit_train", "trained_task"]
