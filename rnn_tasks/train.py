@@ -51,6 +51,7 @@ class StepMetrics:
     tokens: int = 0  # trained since this call of train() began (a resume starts again at 0)
     memory_allocated: int | None = None  # CUDA only: bytes held by tensors, and reserved by
     memory_reserved: int | None = None  # torch's caching allocator, on the run's device
+    figures: dict[str, float] | None = None  # a task's other held-out figures at this evaluation (accuracy, bleu, rmse...)
 
 
 @dataclass

@@ -1,0 +1,568 @@
+"""Hyperparameter sweeps: an Optuna study whose trials are ordinary rnnq training jobs.
+
+The study lives in the same Redis, in Optuna's journal storage (keys `rnnq:optuna:*`).
+Beside it rnnq keeps (prefix "rnnq:"):
+
+    rnnq:sweeps                zset   sweep names by creation time
+    rnnq:sweep:<name>          hash   config (the checked sweep file, inputs uploaded),
+                                      base (the base spec), state (running | finished |
+                                      cancelled), created_at
+    rnnq:sweep:<name>:trials   hash   Optuna trial number -> job id ('' when the sampled
+                                      spec was invalid and no job was made)
+    rnnq:sweep:<name>:told     set    trial numbers whose end the study has been told
+    rnnq:sweep:<name>:lock     string held by whoever advances the sweep (a token, with a TTL)
+
+Who does what:
+
+    submit (CLI)    checks the file, uploads the inputs, creates the study, then advance()
+    advance()       under the sweep's lock: tells the study how every finished trial job
+                    ended, then asks for new trials and submits a job for each until
+                    `parallel` are queued or running or `trials` have been asked
+    a worker        reports each evaluation's figure to the trial and stops the job when
+                    the pruner says so (state succeeded, stopped_by pruned); after a trial
+                    job ends it calls advance()
+    the reaper      calls advance() on every sweep with work to do, each pass: what repairs
+                    an advance lost with its process, and trials failed by the reaper itself
+
+The job record is the truth and the study follows it: a trial is told only once its job
+has ended (Optuna's journal storage has no heartbeat; rnnq's lease and reaper keep the
+job honest, and so the study). A job resumed after a worker loss keeps its record, so
+its trial number: it continues the same trial, never a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from rnn_tasks import windows
+from rnn_tasks.spec import SpecError, TrainBase, TrainSpec, train_spec_class
+from workers import submit as submitter
+from workers.artifacts import ArtifactStore, put_corpus, put_input
+from workers.errors import InvalidJob, JobNotFound, RnnqError
+from workers.jobstore import FINAL_STATES, Job, JobStore
+from workers.sweepfile import INPUT_FIELDS, Param, Sweep, SweepError
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger("rnnq.sweep")
+
+_P = "rnnq:sweep:"
+SWEEPS = "rnnq:sweeps"
+OPTUNA_PREFIX = "rnnq:optuna"  # Optuna's journal keys: rnnq:optuna:log_number, rnnq:optuna:log:<n>
+LOCK_SECONDS = 60.0  # an advance that dies holding the lock blocks others this long at most
+TPE_STARTUP = 10  # Optuna's default random trials before TPE models; a short sweep uses half its trials
+
+Send = Callable[[str, str, str], None]  # job id, kind, queue
+
+
+class SweepNotFound(RnnqError):
+    """No sweep with that name."""
+
+
+@dataclass
+class TrialRow:
+    """One line of the leaderboard."""
+
+    trial: int
+    job_id: str | None
+    state: str  # the job's state, or pruned (stopped by the pruner) / invalid (no job)
+    params: dict[str, Any]
+    value: float | None  # the trial's figure: final when complete, else the best reported so far
+    steps: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# -- the study ----------------------------------------------------------------------------
+
+
+def storage(redis_url: str) -> optuna.storages.BaseStorage:
+    import optuna
+
+    backend = optuna.storages.journal.JournalRedisBackend(redis_url, prefix=OPTUNA_PREFIX)
+    return optuna.storages.JournalStorage(backend)
+
+
+def _quiet() -> None:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _sampler(config: dict[str, Any], asked: int) -> optuna.samplers.BaseSampler:
+    """The sampler, re-created by each process that asks: its seed moves on with every
+    trial asked, so two processes never draw the same "random" point twice."""
+    import optuna
+
+    seed = None if config["seed"] is None else config["seed"] + asked
+    if config["sampler"] == "grid":
+        grid = {p["name"]: _param(p).grid() for p in _space(config)}
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    if config["sampler"] == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    startup = min(TPE_STARTUP, max(1, config["trials"] // 2))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
+
+
+def _pruner(config: dict[str, Any]) -> optuna.pruners.BasePruner:
+    import optuna
+
+    options = dict(config["pruner_options"])
+    if config["pruner"] == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(**options)
+    if config["pruner"] == "hyperband":
+        if "max_resource" not in options and config["budget"].get("max_steps"):
+            options["max_resource"] = config["budget"]["max_steps"]
+        return optuna.pruners.HyperbandPruner(**options)
+    return optuna.pruners.NopPruner()
+
+
+def _space(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": name, **p} for name, p in config["space"].items()]
+
+
+def _param(p: dict[str, Any]) -> Param:
+    if "choices" in p:
+        return Param(p["name"], choices=tuple(p["choices"]))
+    return Param(p["name"], low=p["low"], high=p["high"], step=p.get("step"), log=p.get("log", False),
+                 is_int=p.get("int", False))
+
+
+def _distributions(config: dict[str, Any]) -> dict[str, optuna.distributions.BaseDistribution]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, Any] = {}
+    for p in map(_param, _space(config)):
+        if p.choices is not None:
+            out[p.name] = CategoricalDistribution(list(p.choices))
+        elif p.is_int:
+            out[p.name] = IntDistribution(int(p.low or 0), int(p.high or 0), log=p.log, step=int(p.step or 1))
+        else:
+            out[p.name] = FloatDistribution(float(p.low or 0), float(p.high or 0), log=p.log, step=p.step)
+    return out
+
+
+def load_study(store: JobStore, name: str, config: dict[str, Any] | None = None, asked: int = 0) -> optuna.Study:
+    import optuna
+
+    _quiet()
+    config = config or record(store, name)["config"]
+    return optuna.load_study(study_name=name, storage=storage(store.url), sampler=_sampler(config, asked),
+                             pruner=_pruner(config))
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+def record(store: JobStore, name: str) -> dict[str, Any]:
+    h = cast(dict[str, str], store.call(lambda: store.redis.hgetall(_P + name)))
+    if not h:
+        raise SweepNotFound(f"no sweep {name!r}")
+    return {"name": name, "state": h["state"], "created_at": float(h["created_at"]),
+            "config": json.loads(h["config"]), "base": json.loads(h["base"])}
+
+
+def trials(store: JobStore, name: str) -> dict[int, str]:
+    raw = cast(dict[str, str], store.call(lambda: store.redis.hgetall(_P + name + ":trials")))
+    return {int(k): v for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
+
+
+def told(store: JobStore, name: str) -> set[int]:
+    """Trials whose end the study has been told."""
+    return {int(n) for n in store.call(lambda: cast(set[str], store.redis.smembers(_P + name + ":told")))}
+
+
+def in_flight(store: JobStore, name: str) -> int:
+    """Trial jobs not yet told (queued, running, or ended a moment ago)."""
+    done = told(store, name)
+    return sum(1 for n, job_id in trials(store, name).items() if job_id and n not in done)
+
+
+def names(store: JobStore) -> list[str]:
+    return store.call(lambda: cast(list[str], store.redis.zrange(SWEEPS, 0, -1)))
+
+
+def _set_state(store: JobStore, name: str, state: str) -> None:
+    store.call(lambda: store.redis.hset(_P + name, "state", state))
+
+
+@contextmanager
+def _locked(store: JobStore, name: str) -> Iterator[bool]:
+    """True when this caller holds the sweep's lock (nobody else is advancing it)."""
+    key, token = _P + name + ":lock", uuid.uuid4().hex
+    held = bool(store.call(lambda: store.redis.set(key, token, nx=True, px=int(LOCK_SECONDS * 1000))))
+    try:
+        yield held
+    finally:
+        if held:  # release only our own lock
+            store.call(lambda: store.redis.eval(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                1, key, token))
+
+
+# -- submit -------------------------------------------------------------------------------
+
+
+def prepare(sweep: Sweep, artifacts: ArtifactStore, max_bytes: int, worker_memory: int) -> dict[str, Any]:
+    """Check the inputs against the base spec and against every extreme of the space,
+    then upload them; returns the base spec (with input keys) as a dict."""
+    cls = train_spec_class(sweep.task)
+    paths = sweep.inputs()
+    placeholders = {field: "pending/input" for field in INPUT_FIELDS if field in sweep.base}
+    base = cls.from_dict({**sweep.spec_fields(), **placeholders, "task": sweep.task})
+    variants = [(f"space.{p.name} = {v!r}", cls.from_dict({**base.to_dict(), p.name: v}))
+                for p in sweep.space for v in p.extremes()]
+    if isinstance(base, TrainSpec):
+        text = _checked(lambda: submitter.check_train(paths["data"], base, "utf-8", max_bytes, worker_memory), "base")
+        for where, spec in variants:
+            _checked(lambda s=spec: windows.check(str(paths["data"]), text, cast(TrainSpec, s)), where)
+        with submitter._uploading("the corpus"):
+            keys = {"data": put_corpus(artifacts, text)}
+    else:
+        files = _checked(lambda: submitter.check_task(base, paths, max_bytes), "base")
+        for where, spec in variants:
+            _checked(lambda s=spec: submitter.check_task(s, paths, max_bytes), where)
+        with submitter._uploading("the input files"):
+            keys = {name: put_input(artifacts, data) for name, data in files.items()}
+    fields = {field: keys[name] for field, name in INPUT_FIELDS.items() if name in keys}
+    return cls.from_dict({**base.to_dict(), **fields}).to_dict()
+
+
+def _checked(check: Callable[[], Any], where: str) -> Any:
+    try:
+        return check()
+    except (SpecError, InvalidJob) as exc:
+        field = exc.field
+        message = exc.message if isinstance(exc, SpecError) else str(exc).split(": ", 1)[1]
+        raise SweepError("SWEEP_FILE", f"{where}: {field}: {message}") from None
+
+
+def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, parallel: int | None,
+           queue: str | None) -> dict[str, Any]:
+    """Record the sweep and create its study; nothing is queued yet (advance() does that)."""
+    import optuna
+
+    _quiet()
+    config = {**sweep.to_dict(), "name": name, "parallel": parallel or sweep.parallel,
+              "queue": queue or sweep.queue or "train"}
+    created = store.call(lambda: store.redis.zadd(SWEEPS, {name: time.time()}, nx=True))
+    if not created:
+        raise InvalidJob("--name", f"a sweep named {name!r} exists; choose another --name")
+    optuna.create_study(study_name=name, storage=storage(store.url), direction=sweep.direction,
+                        sampler=_sampler(config, 0), pruner=_pruner(config))
+    store.call(lambda: store.redis.hset(_P + name, mapping={
+        "config": json.dumps(config), "base": json.dumps(base), "state": "running", "created_at": repr(time.time()),
+    }))
+    return config
+
+
+def default_name(sweep: Sweep, path: Path) -> str:
+    return sweep.name or f"{path.stem[:50]}-{secrets.token_hex(2)}"
+
+
+# -- advance ------------------------------------------------------------------------------
+
+
+def advance(store: JobStore, name: str, send: Send) -> bool:
+    """Tell the study how finished trials ended and top up the running trials; returns
+    False when another process is advancing the sweep right now (it will do the work)."""
+    with _locked(store, name) as held:
+        if not held:
+            return False
+        rec = record(store, name)
+        config, known = rec["config"], trials(store, name)
+        study = load_study(store, name, config, asked=len(known))
+        running = _tell_finished(store, name, study, config, known, told(store, name))
+        _fail_orphans(study, known)
+        if rec["state"] == "running":
+            while running < config["parallel"] and len(known) < config["trials"]:
+                number, job_id = _submit_trial(store, name, study, config, rec["base"], send)
+                known[number] = job_id
+                running += bool(job_id)
+            if running == 0 and len(known) >= config["trials"]:
+                _set_state(store, name, "finished")
+        return True
+
+
+def _tell_finished(store: JobStore, name: str, study: optuna.Study, config: dict[str, Any], known: dict[int, str],
+                   done: set[int]) -> int:
+    """Tell the study about every trial whose job has ended; returns how many are still in flight."""
+    import optuna
+
+    in_flight = 0
+    for number, job_id in known.items():
+        if number in done or not job_id:
+            continue
+        try:
+            job: Job | None = store.get(job_id)
+        except JobNotFound:  # deleted by hand: the trial failed
+            job = None
+        if job is not None and job.state not in FINAL_STATES:
+            in_flight += 1
+            continue
+        state, value = outcome(job, config["objective"])
+        if study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, number)).state == optuna.trial.TrialState.RUNNING:
+            study.tell(number, value, state=state, skip_if_finished=True)
+        store.call(lambda n=number: store.redis.sadd(_P + name + ":told", n))
+        log.info("sweep %s: trial %d (job %s) ended %s %s", name, number, job_id, state.name, value)
+    return in_flight
+
+
+def outcome(job: Job | None, objective: str) -> tuple[optuna.trial.TrialState, float | None]:
+    """How a trial job's end reads to the study: completed with its figure, pruned
+    (stopped by the pruner or cancelled: Optuna keeps its last reported figure) or failed."""
+    from optuna.trial import TrialState
+
+    if job is None or job.state == "failed":
+        return TrialState.FAIL, None
+    if job.state == "cancelled" or (job.result or {}).get("stopped_by") == "pruned":
+        return TrialState.PRUNED, None
+    value = figure(job.result or {}, objective)
+    if value is None:
+        return TrialState.FAIL, None
+    return TrialState.COMPLETE, value
+
+
+def figure(result: dict[str, Any], objective: str) -> float | None:
+    """The objective at the trial's best checkpoint (the one generate and predict use)."""
+    if objective == "val_loss":
+        value = result.get("best_val_loss", result.get("val_loss"))
+    else:
+        value = result.get(objective, (result.get("metrics") or {}).get(objective))
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _fail_orphans(study: optuna.Study, known: dict[int, str]) -> None:
+    """A trial asked by a process that died before recording its job never runs: failed."""
+    import optuna
+
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.number not in known:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def _submit_trial(store: JobStore, name: str, study: optuna.Study, config: dict[str, Any], base: dict[str, Any],
+                  send: Send) -> tuple[int, str]:
+    """Ask for a trial and queue its job; ('' as the job id when its spec was invalid)."""
+    import optuna
+
+    trial = study.ask(_distributions(config))
+    try:
+        spec = train_spec_class(config["task"]).from_dict({**base, **trial.params})
+    except SpecError as exc:
+        log.warning("sweep %s: trial %d has an invalid spec (%s); failed", name, trial.number, exc)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        store.call(lambda: store.redis.hset(_P + name + ":trials", str(trial.number), ""))
+        store.call(lambda: store.redis.sadd(_P + name + ":told", trial.number))
+        return trial.number, ""
+    job = store.create("train", spec.to_dict(), config["queue"], name=f"{name}-t{trial.number}",
+                       sweep=(name, trial.number))
+    store.call(lambda: store.redis.hset(_P + name + ":trials", str(trial.number), job.id))
+    try:
+        send(job.id, "train", config["queue"])
+    except Exception as exc:  # the next advance tells the study this trial failed
+        store.fail_unsent(job.id, f"could not enqueue: {exc}")
+    return trial.number, job.id
+
+
+def needs_advance(store: JobStore, name: str) -> bool:
+    """Cheap check (no Optuna): a trial job ended untold, or the sweep has room for more."""
+    try:
+        rec = record(store, name)
+    except SweepNotFound:
+        return False
+    known = trials(store, name)
+    done = told(store, name)
+    pending = [job_id for n, job_id in known.items() if n not in done and job_id]
+    states = [row["state"] for row in store.fields(pending, "state")] if pending else []
+    if any(s is None or s in FINAL_STATES for s in states):
+        return True
+    config = rec["config"]
+    return rec["state"] == "running" and len(states) < config["parallel"] and (
+        len(known) < config["trials"] or not states)
+
+
+def advance_all(store: JobStore, send: Send) -> None:
+    """The reaper's pass over the sweeps; never raises for one sweep's trouble."""
+    for name in names(store):
+        try:
+            if needs_advance(store, name):
+                advance(store, name, send)
+        except Exception:  # noqa: BLE001 - one sweep's trouble never stops the reaper
+            log.warning("could not advance sweep %s", name, exc_info=True)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def leaderboard(store: JobStore, name: str) -> tuple[dict[str, Any], list[TrialRow]]:
+    """The sweep's record and its trials, best figure first (trials without one last)."""
+    rec = record(store, name)
+    study = load_study(store, name, rec["config"])
+    known = trials(store, name)
+    jobs = {job_id: job for job_id in known.values() if job_id for job in _get(store, job_id)}
+    maximize = rec["config"]["direction"] == "maximize"
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        job_id = known.get(t.number) or None
+        job = jobs.get(job_id) if job_id else None
+        value = t.value if t.value is not None else _best(list(t.intermediate_values.values()), maximize)
+        rows.append(TrialRow(t.number, job_id, _state(job, job_id), dict(t.params), value, _steps(job)))
+
+    def order(row: TrialRow) -> tuple[int, float, int]:
+        if row.value is None:
+            return (1, 0.0, row.trial)
+        return (0, -row.value if maximize else row.value, row.trial)
+
+    return rec, sorted(rows, key=order)
+
+
+def _get(store: JobStore, job_id: str) -> list[Job]:
+    try:
+        return [store.get(job_id)]
+    except JobNotFound:
+        return []
+
+
+def _best(values: list[float], maximize: bool) -> float | None:
+    return (max(values) if maximize else min(values)) if values else None
+
+
+def _state(job: Job | None, job_id: str | None) -> str:
+    if not job_id:
+        return "invalid"
+    if job is None:
+        return "deleted"
+    if job.state == "succeeded" and (job.result or {}).get("stopped_by") == "pruned":
+        return "pruned"
+    return job.state
+
+
+def _steps(job: Job | None) -> int | None:
+    if job is None:
+        return None
+    if job.result and "steps" in job.result:
+        return int(job.result["steps"])
+    return int(job.progress["step"]) if job.progress and "step" in job.progress else None
+
+
+def best(store: JobStore, name: str) -> str:
+    """The job id of the completed trial with the best figure."""
+    import optuna
+
+    rec = record(store, name)
+    study = load_study(store, name, rec["config"])
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        raise RnnqError(f"sweep {name!r} has no completed trial yet")
+    job_id = trials(store, name).get(study.best_trial.number)
+    if not job_id:
+        raise RnnqError(f"sweep {name!r}: the best trial has no job")
+    return job_id
+
+
+def cancel(store: JobStore, name: str, send: Send) -> list[str]:
+    """Stop asking for trials and cancel every trial job still queued or running."""
+    record(store, name)
+    _set_state(store, name, "cancelled")
+    cancelled = []
+    for job_id in trials(store, name).values():
+        if job_id and store.cancel(job_id) in ("cancelled", "requested"):
+            cancelled.append(job_id)
+    advance(store, name, send)  # tells the study about the queued ones at once
+    return cancelled
+
+
+def plot(store: JobStore, name: str, out: Path) -> list[Path]:
+    """Optuna's matplotlib figures as PNGs: optimisation history, intermediate values
+    (pruned trials included) and parameter importances (with two completed trials or more)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as views
+
+    study = load_study(store, name)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    figures: list[tuple[str, Callable[[optuna.Study], Any]]] = [
+        ("history", views.plot_optimization_history), ("intermediate", views.plot_intermediate_values)]
+    if len(complete) >= 2:
+        figures.append(("importances", views.plot_param_importances))
+    for label, draw in figures:
+        ax = draw(study)
+        path = out / f"{name}-{label}.png"
+        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(ax.figure)
+        written.append(path)
+    return written
+
+
+# -- the worker's side: report each evaluation, prune --------------------------------------
+
+
+class Pruning:
+    """Wraps a trial job's on_step: each evaluation's figure goes to the trial; when the
+    pruner says so, `stop(reason)` is called and the job ends at its next step check.
+    Never breaks the job: an Optuna or Redis error is logged and training goes on."""
+
+    def __init__(self, store: JobStore, job: Job, owned: Callable[[], bool], stop: Callable[[], None]) -> None:
+        self.store, self.job, self.owned, self.stop = store, job, owned, stop
+        self._trial: optuna.Trial | None = None
+        self._objective = ""
+
+    def _open(self) -> optuna.Trial:
+        if self._trial is None:
+            import optuna
+
+            assert self.job.sweep is not None and self.job.trial is not None
+            config = record(self.store, self.job.sweep)["config"]
+            study = load_study(self.store, self.job.sweep, config)
+            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.job.trial)
+            self._trial, self._objective = optuna.Trial(study, trial_id), config["objective"]
+        return self._trial
+
+    def wrap(self, on_step: Callable[[Any], None]) -> Callable[[Any], None]:
+        def report(metrics: Any) -> None:
+            on_step(metrics)
+            if metrics.val_loss is None or not self.owned():  # not an evaluation, or no longer our job
+                return
+            try:
+                trial = self._open()
+                value = metrics.val_loss if self._objective == "val_loss" else (metrics.figures or {}).get(
+                    self._objective)
+                if value is None or not math.isfinite(value):
+                    return
+                trial.report(float(value), metrics.step)  # a resumed attempt's repeat of a step is ignored
+                if trial.should_prune():
+                    log.info("job %s: trial %d pruned at step %d (%s %.4g)", self.job.id, trial.number,
+                             metrics.step, self._objective, value)
+                    self.stop()
+            except Exception:  # noqa: BLE001 - a sweep's bookkeeping never fails a job
+                log.warning("job %s: could not report to its trial", self.job.id, exc_info=True)
+
+        return report
+
+
+__all__ = ["Pruning", "RnnqError", "SweepNotFound", "TrialRow", "advance", "advance_all", "best", "cancel", "create",
+           "default_name", "figure", "in_flight", "leaderboard", "outcome", "plot", "prepare", "record", "told",
+           "trials"]
+
