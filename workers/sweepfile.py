@@ -224,8 +224,9 @@ def _param(name: str, value: Any, lines: _Lines) -> Param:
     if not isinstance(value, dict):
         raise lines.error(where, "expected a list of choices or {low, high[, step][, log]}")
     if "choices" in value:
-        return _param(name, value["choices"], lines) if len(value) == 1 else _unknown(value, ("choices",), where, lines)
-    _unknown(value, ("low", "high", "step", "log", "type"), where, lines)
+        _known(value, ("choices",), where, lines)
+        return _param(name, value["choices"], lines)
+    _known(value, ("low", "high", "step", "log", "type"), where, lines)
     if "low" not in value or "high" not in value:
         raise lines.error(where, "a range needs both low and high")
     low, high, step, log = value["low"], value["high"], value.get("step"), value.get("log", False)
@@ -246,11 +247,10 @@ def _param(name: str, value: Any, lines: _Lines) -> Param:
     return Param(name, low=low, high=high, step=step, log=log, is_int=kind == "int")
 
 
-def _unknown(value: dict[str, Any], known: tuple[str, ...], where: str, lines: _Lines) -> Param:
+def _known(value: dict[str, Any], known: tuple[str, ...], where: str, lines: _Lines) -> None:
     for key in value:
         if key not in known:
             raise lines.error(f"{where}.{key}", f"unknown key (expected {', '.join(known)})")
-    raise lines.error(where, "choices: a list of values")
 
 
 def _space(value: Any, lines: _Lines) -> tuple[Param, ...]:
