@@ -366,7 +366,7 @@ class _Reporter:
         self.mark = (self.tokens, run.elapsed)
 
 
-def _memory(dev: torch.device) -> dict[str, int]:
+def _memory(dev: torch.device) -> dict[str, Any]:  # StepMetrics' memory_* fields
     if dev.type != "cuda":
         return {}
     return {"memory_allocated": torch.cuda.memory_allocated(dev), "memory_reserved": torch.cuda.memory_reserved(dev)}

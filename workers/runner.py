@@ -155,7 +155,7 @@ def _next_trials(store: JobStore, sweep: str) -> None:
 
     try:
         sweeps.advance(store, sweep, dispatch.send_job)
-    except Exception:  # noqa: BLE001 - the job is recorded; the sweep catches up later
+    except Exception:  # the job is recorded; the sweep catches up later
         log.warning("could not advance sweep %s", sweep, exc_info=True)
 
 

@@ -41,11 +41,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from rnn_tasks import windows
-from rnn_tasks.spec import SpecError, TrainBase, TrainSpec, train_spec_class
+from rnn_tasks.spec import SpecError, TrainSpec, train_spec_class
 from workers import submit as submitter
 from workers.artifacts import ArtifactStore, put_corpus, put_input
 from workers.errors import InvalidJob, JobNotFound, RnnqError
@@ -89,10 +90,10 @@ class TrialRow:
 
 
 def storage(redis_url: str) -> optuna.storages.BaseStorage:
-    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalRedisBackend
 
-    backend = optuna.storages.journal.JournalRedisBackend(redis_url, prefix=OPTUNA_PREFIX)
-    return optuna.storages.JournalStorage(backend)
+    return JournalStorage(JournalRedisBackend(redis_url, prefix=OPTUNA_PREFIX))
 
 
 def _quiet() -> None:
@@ -111,7 +112,7 @@ def _sampler(config: dict[str, Any], asked: int) -> optuna.samplers.BaseSampler:
 
     seed = None if config["seed"] is None else config["seed"] + asked
     if config["sampler"] == "grid":
-        grid = {p["name"]: _param(p).grid() for p in _space(config)}
+        grid = {p["name"]: _param(p).grid() or [] for p in _space(config)}
         return optuna.samplers.GridSampler(grid, seed=seed)
     if config["sampler"] == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -230,13 +231,13 @@ def prepare(sweep: Sweep, artifacts: ArtifactStore, max_bytes: int, worker_memor
     if isinstance(base, TrainSpec):
         text = _checked(lambda: submitter.check_train(paths["data"], base, "utf-8", max_bytes, worker_memory), "base")
         for where, spec in variants:
-            _checked(lambda s=spec: windows.check(str(paths["data"]), text, cast(TrainSpec, s)), where)
+            _checked(partial(windows.check, str(paths["data"]), text, cast(TrainSpec, spec)), where)
         with submitter._uploading("the corpus"):
             keys = {"data": put_corpus(artifacts, text)}
     else:
         files = _checked(lambda: submitter.check_task(base, paths, max_bytes), "base")
         for where, spec in variants:
-            _checked(lambda s=spec: submitter.check_task(s, paths, max_bytes), where)
+            _checked(partial(submitter.check_task, spec, paths, max_bytes), where)
         with submitter._uploading("the input files"):
             keys = {name: put_input(artifacts, data) for name, data in files.items()}
     fields = {field: keys[name] for field, name in INPUT_FIELDS.items() if name in keys}
@@ -263,7 +264,7 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
     created = store.call(lambda: store.redis.zadd(SWEEPS, {name: time.time()}, nx=True))
     if not created:
         raise InvalidJob("--name", f"a sweep named {name!r} exists; choose another --name")
-    optuna.create_study(study_name=name, storage=storage(store.url), direction=sweep.direction,
+    optuna.create_study(study_name=name, storage=storage(store.url), direction=cast(Any, sweep.direction),
                         sampler=_sampler(config, 0), pruner=_pruner(config))
     store.call(lambda: store.redis.hset(_P + name, mapping={
         "config": json.dumps(config), "base": json.dumps(base), "state": "running", "created_at": repr(time.time()),
@@ -319,7 +320,7 @@ def _tell_finished(store: JobStore, name: str, study: optuna.Study, config: dict
         if study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
                 study._study_id, number)).state == optuna.trial.TrialState.RUNNING:
             study.tell(number, value, state=state, skip_if_finished=True)
-        store.call(lambda n=number: store.redis.sadd(_P + name + ":told", n))
+        store.call(partial(store.redis.sadd, _P + name + ":told", number))
         log.info("sweep %s: trial %d (job %s) ended %s %s", name, number, job_id, state.name, value)
     return in_flight
 
@@ -376,7 +377,7 @@ def _submit_trial(store: JobStore, name: str, study: optuna.Study, config: dict[
     store.call(lambda: store.redis.hset(_P + name + ":trials", str(trial.number), job.id))
     try:
         send(job.id, "train", config["queue"])
-    except Exception as exc:  # the next advance tells the study this trial failed
+    except Exception as exc:  # noqa: BLE001 - the next advance tells the study this trial failed
         store.fail_unsent(job.id, f"could not enqueue: {exc}")
     return trial.number, job.id
 
@@ -404,7 +405,7 @@ def advance_all(store: JobStore, send: Send) -> None:
         try:
             if needs_advance(store, name):
                 advance(store, name, send)
-        except Exception:  # noqa: BLE001 - one sweep's trouble never stops the reaper
+        except Exception:  # one sweep's trouble never stops the reaper
             log.warning("could not advance sweep %s", name, exc_info=True)
 
 
@@ -556,7 +557,7 @@ class Pruning:
                     log.info("job %s: trial %d pruned at step %d (%s %.4g)", self.job.id, trial.number,
                              metrics.step, self._objective, value)
                     self.stop()
-            except Exception:  # noqa: BLE001 - a sweep's bookkeeping never fails a job
+            except Exception:  # a sweep's bookkeeping never fails a job
                 log.warning("job %s: could not report to its trial", self.job.id, exc_info=True)
 
         return report

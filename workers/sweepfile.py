@@ -272,11 +272,12 @@ def _objective(doc: dict[str, Any], task: str, lines: _Lines) -> tuple[str, str]
 
 def _named(value: Any, key: str, names: tuple[str, ...], lines: _Lines) -> tuple[str, dict[str, Any]]:
     options: dict[str, Any] = {}
+    where = key
     if isinstance(value, dict):
-        options = dict(value)
+        options, where = dict(value), f"{key}.name"
         value = options.pop("name", None)
     if value not in names:
-        raise lines.error(key if not options else f"{key}.name", f"must be one of {', '.join(names)}, got {value!r}")
+        raise lines.error(where, f"must be one of {', '.join(names)}, got {value!r}")
     return str(value), options
 
 
