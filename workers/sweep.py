@@ -4,6 +4,7 @@ The study lives in the same Redis, in Optuna's journal storage (keys `rnnq:optun
 Beside it rnnq keeps (prefix "rnnq:"):
 
     rnnq:sweeps                zset   sweep names by creation time
+    rnnq:sweeps:active         set    sweeps not yet over: what the reaper looks at
     rnnq:sweep:<name>          hash   config (the checked sweep file, inputs uploaded),
                                       base (the base spec), state (running | finished |
                                       cancelled), created_at
@@ -60,6 +61,7 @@ log = logging.getLogger("rnnq.sweep")
 
 _P = "rnnq:sweep:"
 SWEEPS = "rnnq:sweeps"
+ACTIVE = "rnnq:sweeps:active"
 OPTUNA_PREFIX = "rnnq:optuna"  # Optuna's journal keys: rnnq:optuna:log_number, rnnq:optuna:log:<n>
 LOCK_SECONDS = 60.0  # an advance that dies holding the lock blocks others this long at most
 TPE_STARTUP = 10  # Optuna's default random trials before TPE models; a short sweep uses half its trials
@@ -269,6 +271,7 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
     store.call(lambda: store.redis.hset(_P + name, mapping={
         "config": json.dumps(config), "base": json.dumps(base), "state": "running", "created_at": repr(time.time()),
     }))
+    store.call(lambda: store.redis.sadd(ACTIVE, name))
     return config
 
 
@@ -297,6 +300,9 @@ def advance(store: JobStore, name: str, send: Send) -> bool:
                 running += bool(job_id)
             if running == 0 and len(known) >= config["trials"]:
                 _set_state(store, name, "finished")
+                rec["state"] = "finished"
+        if rec["state"] != "running" and running == 0:
+            store.call(lambda: store.redis.srem(ACTIVE, name))
         return True
 
 
@@ -400,8 +406,8 @@ def needs_advance(store: JobStore, name: str) -> bool:
 
 
 def advance_all(store: JobStore, send: Send) -> None:
-    """The reaper's pass over the sweeps; never raises for one sweep's trouble."""
-    for name in names(store):
+    """The reaper's pass over the sweeps not yet over; never raises for one sweep's trouble."""
+    for name in sorted(store.call(lambda: cast(set[str], store.redis.smembers(ACTIVE)))):
         try:
             if needs_advance(store, name):
                 advance(store, name, send)

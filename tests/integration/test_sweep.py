@@ -15,7 +15,7 @@ import pytest
 from click.testing import Result
 
 from tests.conftest import make_corpus
-from tests.integration.conftest import Env, Worker, start_worker, stop, wait_for
+from tests.integration.conftest import Env, Worker, scrape, start_exporter, start_worker, stop, total, wait_for
 from workers import sweep as sweeps
 from workers.jobstore import JobStore
 
@@ -173,3 +173,11 @@ def test_cancel_stops_the_rest(fast: Env, queue: str, pool: list[Worker]) -> Non
     status: dict[str, Any] = json.loads(fast.cli("sweep", "status", "long", "--json").stdout)
     assert [r["state"] for r in status["trials"]] == ["cancelled", "cancelled"]
     assert fast.cli("sweep", "best", "long").exit_code == 1  # no completed trial
+
+    exporter, port = start_exporter(fast.vars)
+    try:
+        samples = scrape(port)
+    finally:
+        stop(exporter)
+    assert total(samples, "rnnq_sweep_trials", sweep="long", state="cancelled") == 2
+    assert total(samples, "rnnq_sweep_trials", sweep="long") == 2
