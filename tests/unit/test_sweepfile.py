@@ -98,3 +98,20 @@ def test_errors_name_the_line_and_key(text: str, expected: str) -> None:
 def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(SweepError, match="cannot read"):
         load(tmp_path / "missing.yaml")
+
+
+def test_prepare_checks_the_corpus_at_every_extreme_then_uploads(tmp_path: Path) -> None:
+    from tests.conftest import make_corpus
+    from workers import sweep as sweeps
+    from workers.artifacts import open_store
+
+    (tmp_path / "c.txt").write_text(make_corpus(3_000))
+    store = open_store(str(tmp_path / "artifacts"))
+    too_long = parse("base: {data: c.txt, hidden: 16}\nspace:\n  seq_len: [16, 100000]\n", tmp_path)
+    with pytest.raises(SweepError, match=r"space.seq_len = 100000: DATA: .* characters"):
+        sweeps.prepare(too_long, store, 10**8, 2**32)
+    assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]  # nothing uploaded
+    base = sweeps.prepare(parse("base: {data: c.txt, hidden: 16}\nspace: {seq_len: [16, 32]}\nbudget: {max_steps: 5}\n",
+                                tmp_path), store, 10**8, 2**32)
+    assert base["data"] != "c.txt" and base["hidden"] == 16 and base["max_steps"] == 5 and base["task"] == "lm"
+    assert store.get_bytes(base["data"]).decode() == (tmp_path / "c.txt").read_text()
