@@ -205,10 +205,16 @@ def _set_state(store: JobStore, name: str, state: str) -> None:
 
 
 @contextmanager
-def _locked(store: JobStore, name: str) -> Iterator[bool]:
-    """True when this caller holds the sweep's lock (nobody else is advancing it)."""
+def _locked(store: JobStore, name: str, wait: float = 0.0) -> Iterator[bool]:
+    """True when this caller holds the sweep's lock (nobody else is advancing it); tries
+    for up to `wait` seconds."""
     key, token = _P + name + ":lock", uuid.uuid4().hex
-    held = bool(store.call(lambda: store.redis.set(key, token, nx=True, px=int(LOCK_SECONDS * 1000))))
+    deadline = time.monotonic() + wait
+    while True:
+        held = bool(store.call(lambda: store.redis.set(key, token, nx=True, px=int(LOCK_SECONDS * 1000))))
+        if held or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
     try:
         yield held
     finally:
@@ -485,13 +491,18 @@ def best(store: JobStore, name: str) -> str:
 
 
 def cancel(store: JobStore, name: str, send: Send) -> list[str]:
-    """Stop asking for trials and cancel every trial job still queued or running."""
-    record(store, name)
-    _set_state(store, name, "cancelled")
+    """Stop asking for trials and cancel every trial job still queued or running. Under
+    the sweep's lock, so that no advance is between asking for a trial and recording it."""
+    record(store, name)  # SweepNotFound before anything else
     cancelled = []
-    for job_id in trials(store, name).values():
-        if job_id and store.cancel(job_id) in ("cancelled", "requested"):
-            cancelled.append(job_id)
+    with _locked(store, name, wait=LOCK_SECONDS) as held:
+        if not held:
+            raise RnnqError(f"sweep {name!r} is locked by a process that does not let go; try again")
+        if record(store, name)["state"] == "running":  # a finished sweep stays finished
+            _set_state(store, name, "cancelled")
+        for job_id in trials(store, name).values():
+            if job_id and store.cancel(job_id) in ("cancelled", "requested"):
+                cancelled.append(job_id)
     advance(store, name, send)  # tells the study about the queued ones at once
     return cancelled
 
