@@ -41,9 +41,8 @@ def test_figure_prefers_the_best_checkpoint() -> None:
 
 def test_task_evaluations_carry_their_other_figures(tmp_path: Path) -> None:
     # The worker prunes on accuracy, BLEU or RMSE from these reports: the loop must pass them on.
-    from tests.unit.test_loop import Toy, spec
-
     from rnn_tasks import loop
+    from tests.unit.test_loop import Toy, spec
 
     reports: list[StepMetrics] = []
     loop.fit(spec(max_steps=20), Toy(), Callbacks(on_step=reports.append), checkpoint_dir=tmp_path)
