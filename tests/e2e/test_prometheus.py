@@ -139,6 +139,8 @@ def run(stack: Stack) -> str:
     job_id = sweeps.trials(stack.store, "e2e-long")[0]
     selector = f'rnnq_job_train_loss{{job_id="{job_id}"}}'
     wait_for(lambda: len(_range(stack, selector)) >= 10, 120, "ten scrapes of the running job's loss")
+    wait_for(lambda: bool(stack.query(f'rnnq_job_validation_loss{{job_id="{job_id}"}}')), 60,
+             "a scrape after the running job's first evaluation")
     for expr in dashboard_expressions():
         stack.answers[expr] = stack.query(substitute(expr, job_id))
     stack.answers["in flight"] = stack.query('rnnq_queue_unacked_messages{queue="train"}')
