@@ -1,6 +1,7 @@
 """Hyperparameter sweeps: an Optuna study whose trials are ordinary rnnq training jobs.
 
-The study lives in the same Redis, in Optuna's journal storage (keys `rnnq:optuna:*`).
+The study lives in the same Redis, in Optuna's journal storage (keys `rnnq:optuna:*`), or
+in Optuna's RDB storage where RNNQ_SWEEP_STORAGE names a database.
 Beside it rnnq keeps (prefix "rnnq:"):
 
     rnnq:sweeps                zset   sweep names by creation time
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from rnn_tasks import windows
 from rnn_tasks.spec import SpecError, TrainSpec, train_spec_class
+from workers import settings as settings_mod
 from workers import submit as submitter
 from workers.artifacts import ArtifactStore, put_corpus, put_input
 from workers.errors import InvalidJob, JobNotFound, RnnqError
@@ -92,9 +94,13 @@ class TrialRow:
 
 
 def storage(redis_url: str) -> optuna.storages.BaseStorage:
-    from optuna.storages import JournalStorage
+    """Optuna's journal in the job store's Redis, or the RDB that RNNQ_SWEEP_STORAGE names."""
+    from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalRedisBackend
 
+    rdb = settings_mod.resolve().sweep_storage
+    if rdb:
+        return RDBStorage(rdb)
     return JournalStorage(JournalRedisBackend(redis_url, prefix=OPTUNA_PREFIX))
 
 
@@ -160,12 +166,13 @@ def _distributions(config: dict[str, Any]) -> dict[str, optuna.distributions.Bas
     return out
 
 
-def load_study(store: JobStore, name: str, config: dict[str, Any] | None = None, asked: int = 0) -> optuna.Study:
+def load_study(store: JobStore, name: str, config: dict[str, Any] | None = None, asked: int = 0,
+               journal: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     import optuna
 
     _quiet()
     config = config or record(store, name)["config"]
-    return optuna.load_study(study_name=name, storage=storage(store.url), sampler=_sampler(config, asked),
+    return optuna.load_study(study_name=name, storage=journal or storage(store.url), sampler=_sampler(config, asked),
                              pruner=_pruner(config))
 
 
@@ -315,8 +322,6 @@ def advance(store: JobStore, name: str, send: Send) -> bool:
 def _tell_finished(store: JobStore, name: str, study: optuna.Study, config: dict[str, Any], known: dict[int, str],
                    done: set[int]) -> int:
     """Tell the study about every trial whose job has ended; returns how many are still in flight."""
-    import optuna
-
     in_flight = 0
     for number, job_id in known.items():
         if number in done or not job_id:
@@ -329,9 +334,7 @@ def _tell_finished(store: JobStore, name: str, study: optuna.Study, config: dict
             in_flight += 1
             continue
         state, value = outcome(job, config["objective"])
-        if study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
-                study._study_id, number)).state == optuna.trial.TrialState.RUNNING:
-            study.tell(number, value, state=state, skip_if_finished=True)
+        study.tell(number, value, state=state, skip_if_finished=True)  # told already: a crash before the sadd
         store.call(partial(store.redis.sadd, _P + name + ":told", number))
         log.info("sweep %s: trial %d (job %s) ended %s %s", name, number, job_id, state.name, value)
     return in_flight
@@ -552,9 +555,10 @@ class Pruning:
             import optuna
 
             assert self.job.sweep is not None and self.job.trial is not None
-            config = record(self.store, self.job.sweep)["config"]
-            study = load_study(self.store, self.job.sweep, config)
-            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, self.job.trial)
+            config, journal = record(self.store, self.job.sweep)["config"], storage(self.store.url)
+            study = load_study(self.store, self.job.sweep, config, journal=journal)
+            study_id = journal.get_study_id_from_name(self.job.sweep)
+            trial_id = journal.get_trial_id_from_study_id_trial_number(study_id, self.job.trial)
             self._trial, self._objective = optuna.Trial(study, trial_id), config["objective"]
         return self._trial
 

@@ -50,3 +50,16 @@ def test_task_evaluations_carry_their_other_figures(tmp_path: Path) -> None:
     assert [r.step for r in evaluations] == [10, 20]
     assert all(r.figures is not None and set(r.figures) == set(Toy().evaluate()) - {"val_loss"} for r in evaluations)
     assert all(r.figures is None for r in reports if r.val_loss is None)
+
+
+def test_studies_go_to_an_rdb_where_the_operator_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from workers.sweep import storage
+
+    monkeypatch.setenv("RNNQ_SWEEP_STORAGE", f"sqlite:///{tmp_path / 'studies.db'}")
+    rdb = storage("redis://127.0.0.1:1/0")
+    assert isinstance(rdb, optuna.storages.RDBStorage)
+    study = optuna.create_study(study_name="s", storage=rdb)
+    study.tell(study.ask(), 1.0)
+    assert optuna.load_study(study_name="s", storage=storage("redis://unused")).best_value == 1.0
