@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.integration.conftest import ROOT, start_redis, start_worker, stop
-from workers import sweep as sweeps
+from workers import sweepboard
 from workers.jobstore import JobStore
 
 SPACE = {
@@ -59,7 +59,7 @@ def _arm(env: dict[str, str], store: JobStore, data: Path, name: str, pruner: An
     board = json.loads(_cli(env, "sweep", str(path), "--wait", "--json"))
     jobs = [store.get(row["job_id"]) for row in board["trials"] if row["job_id"]]
     seconds = sum((j.finished_at or 0) - (j.started_at or 0) for j in jobs)
-    best = sweeps.best(store, name)
+    best = sweepboard.best(store, name)
     return {"best_val_loss": min(r["value"] for r in board["trials"] if r["state"] == "succeeded"),
             "best_job": best, "best_params": next(r["params"] for r in board["trials"] if r["job_id"] == best),
             "trial_seconds": round(seconds, 1), "wall_s": round(time.perf_counter() - began, 1),

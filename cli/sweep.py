@@ -16,8 +16,9 @@ import click
 
 from cli.context import Context, pass_ctx
 from cli.types import JOB_NAME, QUEUE
-from workers import dispatch, sweepfile
+from workers import dispatch, sweepboard, sweepfile
 from workers import sweep as sweeps
+from workers.errors import RnnqError
 
 POLL_SECONDS = 1.0  # how often `--wait` advances the sweep and looks for ended trials
 
@@ -69,14 +70,14 @@ def run(ctx: Context, file: Path, parallel: int | None, name: str | None, queue:
         click.echo(f"sweep {name}: {config['trials']} trials, {config['parallel']} at a time, "
                    f"{config['objective']} ({config['direction']})", err=True)
     _follow(ctx, name, quiet=as_json)
-    rec, rows = sweeps.leaderboard(ctx.store, name)
+    rec, rows = sweepboard.leaderboard(ctx.store, name)
     if as_json:
         click.echo(json.dumps(_status_json(rec, rows), indent=1))
     else:
         _print_board(rec, rows)
     try:
-        best = sweeps.best(ctx.store, name)
-    except sweeps.RnnqError as exc:
+        best = sweepboard.best(ctx.store, name)
+    except RnnqError as exc:
         raise click.ClickException(str(exc)) from None
     if not as_json:
         click.echo(f"best: {best}")
@@ -109,14 +110,14 @@ def _trial_line(ctx: Context, name: str, number: int) -> str:
     return f"trial {number} ({job_id}): {state} at step {steps}" + ("" if value is None else f", {value:.4f}")
 
 
-def _status_json(rec: dict[str, Any], rows: list[sweeps.TrialRow]) -> dict[str, Any]:
+def _status_json(rec: dict[str, Any], rows: list[sweepboard.TrialRow]) -> dict[str, Any]:
     config = rec["config"]
     return {"sweep": rec["name"], "state": rec["state"], "objective": config["objective"],
             "direction": config["direction"], "trials_planned": config["trials"],
             "trials": [row.to_dict() for row in rows]}
 
 
-def _print_board(rec: dict[str, Any], rows: list[sweeps.TrialRow]) -> None:
+def _print_board(rec: dict[str, Any], rows: list[sweepboard.TrialRow]) -> None:
     config = rec["config"]
     click.echo(f"sweep {rec['name']}  {rec['state']}  {len(rows)}/{config['trials']} trials  "
                f"{config['objective']} ({config['direction']})")
@@ -140,7 +141,7 @@ def _params(params: dict[str, Any]) -> str:
 def status(ctx: Context, name: str, as_json: bool) -> None:
     """The leaderboard of sweep NAME: trial, job, state, figure, steps, parameters (best first)."""
     ctx.ensure_redis()
-    rec, rows = sweeps.leaderboard(ctx.store, name)
+    rec, rows = sweepboard.leaderboard(ctx.store, name)
     if as_json:
         click.echo(json.dumps(_status_json(rec, rows), indent=1))
     else:
@@ -153,7 +154,7 @@ def status(ctx: Context, name: str, as_json: bool) -> None:
 def best(ctx: Context, name: str) -> None:
     """Print the job id of the best completed trial: `rnnq generate $(rnnq sweep best NAME) ...`."""
     ctx.ensure_redis()
-    click.echo(sweeps.best(ctx.store, name))
+    click.echo(sweepboard.best(ctx.store, name))
 
 
 @sweep.command()
@@ -174,7 +175,7 @@ def plot(ctx: Context, name: str, out: Path) -> None:
     """Optimisation history, intermediate values (pruned trials included) and parameter
     importances of sweep NAME, as PNGs in DIR."""
     ctx.ensure_redis()
-    for path in sweeps.plot(ctx.store, name, out):
+    for path in sweepboard.plot(ctx.store, name, out):
         click.echo(str(path))
 
 

@@ -355,7 +355,7 @@ def _train(r: Run) -> Outcome:
         log.info("job %s resumes from its checkpoint at step %d", job.id, step)
     on_step = _reporter(r)
     if job.sweep is not None:  # a sweep's trial: evaluations go to its Optuna trial, which may prune it
-        from workers.sweep import Pruning
+        from workers.pruning import Pruning
 
         on_step = Pruning(r.store, job, owned=lambda: not r.control.lease.lost, stop=lambda: _stop(r, "pruned")).wrap(
             on_step)

@@ -21,10 +21,12 @@ Who does what:
                     ended, then asks for new trials and submits a job for each until
                     `parallel` are queued or running or `trials` have been asked
     a worker        reports each evaluation's figure to the trial and stops the job when
-                    the pruner says so (state succeeded, stopped_by pruned); after a trial
-                    job ends it calls advance()
+                    the pruner says so (state succeeded, stopped_by pruned; workers.pruning);
+                    after a trial job ends it calls advance()
     the reaper      calls advance() on every sweep with work to do, each pass: what repairs
                     an advance lost with its process, and trials failed by the reaper itself
+
+Reading a sweep (leaderboard, best trial, plots) is workers.sweepboard.
 
 The job record is the truth and the study follows it: a trial is told only once its job
 has ended (Optuna's journal storage has no heartbeat; rnnq's lease and reaper keep the
@@ -42,7 +44,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -73,21 +74,6 @@ Send = Callable[[str, str, str], None]  # job id, kind, queue
 
 class SweepNotFound(RnnqError):
     """No sweep with that name."""
-
-
-@dataclass
-class TrialRow:
-    """One line of the leaderboard."""
-
-    trial: int
-    job_id: str | None
-    state: str  # the job's state, or pruned (stopped by the pruner) / invalid (no job)
-    params: dict[str, Any]
-    value: float | None  # the trial's figure: final when complete, else the best reported so far
-    steps: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 # -- the study ----------------------------------------------------------------------------
@@ -424,75 +410,6 @@ def advance_all(store: JobStore, send: Send) -> None:
             log.warning("could not advance sweep %s", name, exc_info=True)
 
 
-# -- reading ------------------------------------------------------------------------------
-
-
-def leaderboard(store: JobStore, name: str) -> tuple[dict[str, Any], list[TrialRow]]:
-    """The sweep's record and its trials, best figure first (trials without one last)."""
-    rec = record(store, name)
-    study = load_study(store, name, rec["config"])
-    known = trials(store, name)
-    jobs = {job_id: job for job_id in known.values() if job_id for job in _get(store, job_id)}
-    maximize = rec["config"]["direction"] == "maximize"
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        job_id = known.get(t.number) or None
-        job = jobs.get(job_id) if job_id else None
-        value = t.value if t.value is not None else _best(list(t.intermediate_values.values()), maximize)
-        rows.append(TrialRow(t.number, job_id, _state(job, job_id), dict(t.params), value, _steps(job)))
-
-    def order(row: TrialRow) -> tuple[int, float, int]:
-        if row.value is None:
-            return (1, 0.0, row.trial)
-        return (0, -row.value if maximize else row.value, row.trial)
-
-    return rec, sorted(rows, key=order)
-
-
-def _get(store: JobStore, job_id: str) -> list[Job]:
-    try:
-        return [store.get(job_id)]
-    except JobNotFound:
-        return []
-
-
-def _best(values: list[float], maximize: bool) -> float | None:
-    return (max(values) if maximize else min(values)) if values else None
-
-
-def _state(job: Job | None, job_id: str | None) -> str:
-    if not job_id:
-        return "invalid"
-    if job is None:
-        return "deleted"
-    if job.state == "succeeded" and (job.result or {}).get("stopped_by") == "pruned":
-        return "pruned"
-    return job.state
-
-
-def _steps(job: Job | None) -> int | None:
-    if job is None:
-        return None
-    if job.result and "steps" in job.result:
-        return int(job.result["steps"])
-    return int(job.progress["step"]) if job.progress and "step" in job.progress else None
-
-
-def best(store: JobStore, name: str) -> str:
-    """The job id of the completed trial with the best figure."""
-    import optuna
-
-    rec = record(store, name)
-    study = load_study(store, name, rec["config"])
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not done:
-        raise RnnqError(f"sweep {name!r} has no completed trial yet")
-    job_id = trials(store, name).get(study.best_trial.number)
-    if not job_id:
-        raise RnnqError(f"sweep {name!r}: the best trial has no job")
-    return job_id
-
-
 def cancel(store: JobStore, name: str, send: Send) -> list[str]:
     """Stop asking for trials and cancel every trial job still queued or running. Under
     the sweep's lock, so that no advance is between asking for a trial and recording it."""
@@ -510,81 +427,5 @@ def cancel(store: JobStore, name: str, send: Send) -> list[str]:
     return cancelled
 
 
-def plot(store: JobStore, name: str, out: Path) -> list[Path]:
-    """Optuna's matplotlib figures as PNGs: optimisation history, intermediate values
-    (pruned trials included) and parameter importances (with two completed trials or more)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna
-    from optuna.visualization import matplotlib as views
-
-    study = load_study(store, name)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    figures: list[tuple[str, Callable[[optuna.Study], Any]]] = [
-        ("history", views.plot_optimization_history), ("intermediate", views.plot_intermediate_values)]
-    if len(complete) >= 2:
-        figures.append(("importances", views.plot_param_importances))
-    for label, draw in figures:
-        ax = draw(study)
-        path = out / f"{name}-{label}.png"
-        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(ax.figure)
-        written.append(path)
-    return written
-
-
-# -- the worker's side: report each evaluation, prune --------------------------------------
-
-
-class Pruning:
-    """Wraps a trial job's on_step: each evaluation's figure goes to the trial; when the
-    pruner says so, `stop(reason)` is called and the job ends at its next step check.
-    Never breaks the job: an Optuna or Redis error is logged and training goes on."""
-
-    def __init__(self, store: JobStore, job: Job, owned: Callable[[], bool], stop: Callable[[], None]) -> None:
-        self.store, self.job, self.owned, self.stop = store, job, owned, stop
-        self._trial: optuna.Trial | None = None
-        self._objective = ""
-
-    def _open(self) -> optuna.Trial:
-        if self._trial is None:
-            import optuna
-
-            assert self.job.sweep is not None and self.job.trial is not None
-            config, journal = record(self.store, self.job.sweep)["config"], storage(self.store.url)
-            study = load_study(self.store, self.job.sweep, config, journal=journal)
-            study_id = journal.get_study_id_from_name(self.job.sweep)
-            trial_id = journal.get_trial_id_from_study_id_trial_number(study_id, self.job.trial)
-            self._trial, self._objective = optuna.Trial(study, trial_id), config["objective"]
-        return self._trial
-
-    def wrap(self, on_step: Callable[[Any], None]) -> Callable[[Any], None]:
-        def report(metrics: Any) -> None:
-            on_step(metrics)
-            if metrics.val_loss is None or not self.owned():  # not an evaluation, or no longer our job
-                return
-            try:
-                trial = self._open()
-                value = metrics.val_loss if self._objective == "val_loss" else (metrics.figures or {}).get(
-                    self._objective)
-                if value is None or not math.isfinite(value):
-                    return
-                trial.report(float(value), metrics.step)  # a resumed attempt's repeat of a step is ignored
-                if trial.should_prune():
-                    log.info("job %s: trial %d pruned at step %d (%s %.4g)", self.job.id, trial.number,
-                             metrics.step, self._objective, value)
-                    self.stop()
-            except Exception:  # a sweep's bookkeeping never fails a job
-                log.warning("job %s: could not report to its trial", self.job.id, exc_info=True)
-
-        return report
-
-
-__all__ = ["Pruning", "RnnqError", "SweepNotFound", "TrialRow", "advance", "advance_all", "best", "cancel", "create",
-           "default_name", "figure", "in_flight", "leaderboard", "outcome", "plot", "prepare", "record", "told",
-           "trials"]
-
+__all__ = ["SweepNotFound", "advance", "advance_all", "cancel", "create", "default_name", "figure", "in_flight",
+           "load_study", "outcome", "prepare", "record", "storage", "told", "trials"]
