@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from cli import jobs, observe, stack, submit
+from cli import jobs, observe, stack, submit, sweep
 from cli.context import Context
 from workers.artifacts import ArtifactError
 from workers.errors import InvalidJob, RnnqError
@@ -38,7 +38,7 @@ def rnnq(ctx: click.Context, redis_url: str | None, artifacts: str | None) -> No
     ctx.obj = Context(redis_url, artifacts)
 
 
-for module in (submit, jobs, observe, stack):
+for module in (submit, jobs, observe, stack, sweep):
     for command in module.COMMANDS:
         rnnq.add_command(command)
 

@@ -184,7 +184,7 @@ class _Reporter:
     def due(self) -> bool:
         return time.perf_counter() - self.last_time >= REPORT_SECONDS
 
-    def emit(self, val_loss: float | None = None) -> None:
+    def emit(self, val_loss: float | None = None, figures: dict[str, float] | None = None) -> None:
         fit, s = self.fit, self.fit.s
         if self.count:
             s.last_loss = float(self.loss_sum) / self.count
@@ -197,7 +197,7 @@ class _Reporter:
             step=s.step, epoch=s.epoch + s.batch / max(1, fit.problem.batches_per_epoch()), loss=s.last_loss,
             lr=fit.optimizer.param_groups[0]["lr"], grad_norm=float(self.grad_norm),
             tokens_per_s=(s.tokens - tokens) / dt if dt > 0 else 0.0, progress=fit.progress(), elapsed=s.elapsed,
-            total_steps=fit.total_steps(), val_loss=val_loss, device=str(fit.dev), tokens=s.tokens,
+            total_steps=fit.total_steps(), val_loss=val_loss, device=str(fit.dev), tokens=s.tokens, figures=figures,
         ))
         self.loss_sum = torch.zeros((), device=fit.dev)
         self.count = 0
@@ -209,7 +209,8 @@ def _validate_and_save(fit: _Fit, reporter: _Reporter) -> float:
     s = fit.s
     figures = fit.evaluate()
     val_loss = float(figures["val_loss"])
-    reporter.emit(val_loss)
+    others = {k: float(v) for k, v in figures.items() if k != "val_loss" and isinstance(v, (int, float))}
+    reporter.emit(val_loss, others or None)
     if val_loss < s.best_val or math.isinf(s.best_val):
         s.best_val, s.stale_evals, s.metrics = val_loss, 0, figures
         fit.save(BEST, val_loss, with_state=False)

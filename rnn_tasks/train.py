@@ -51,6 +51,7 @@ class StepMetrics:
     tokens: int = 0  # trained since this call of train() began (a resume starts again at 0)
     memory_allocated: int | None = None  # CUDA only: bytes held by tensors, and reserved by
     memory_reserved: int | None = None  # torch's caching allocator, on the run's device
+    figures: dict[str, float] | None = None  # a task's other held-out figures at this evaluation (accuracy, bleu, rmse...)
 
 
 @dataclass
@@ -365,7 +366,7 @@ class _Reporter:
         self.mark = (self.tokens, run.elapsed)
 
 
-def _memory(dev: torch.device) -> dict[str, int]:
+def _memory(dev: torch.device) -> dict[str, Any]:  # StepMetrics' memory_* fields
     if dev.type != "cuda":
         return {}
     return {"memory_allocated": torch.cuda.memory_allocated(dev), "memory_reserved": torch.cuda.memory_reserved(dev)}

@@ -139,6 +139,7 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
     This, not the broker's visibility timeout, is what brings back the job of a worker
     that died (kill -9, OOM killer, lost node): within lease + reap seconds.
     """
+    from workers import sweep as sweeps
     from workers.dispatch import send_job
     from workers.jobstore import JobStore
     from workers.reconcile import Reaper
@@ -164,6 +165,9 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
                 for job in unsent:
                     _log.warning("job %s has been queued with no message; sending it again", job.id)
                     send_job(job.id, job.kind, job.queue, app)
+                # Sweeps whose trials ended untold or that have room for more (an advance
+                # lost with its worker, a trial failed by the reaper): workers.sweep.
+                sweeps.advance_all(store, lambda job_id, kind, queue: send_job(job_id, kind, queue, app))
             except Exception:  # noqa: BLE001 - the reaper must outlive a Redis restart
                 _log.warning("reaper pass failed", exc_info=True)
 

@@ -8,6 +8,8 @@ One process per cluster. Each scrape reads the broker's queues and the job store
     rnnq_jobs{queue,state}                  job records by state
     rnnq_workers_online / rnnq_workers_busy worker nodes with a live heartbeat / running a job
     rnnq_job_*{job_id,job_name,...}         each running job's latest progress report
+    rnnq_sweep_trials{sweep,state}          the trials of the newest SWEEPS_SHOWN sweeps, by state
+                                            (a job state, or pruned: stopped by the sweep's pruner)
 
 The per-job gauges live here, not in the workers: a worker's pool processes share one
 endpoint through prometheus_client's multiprocess files, which keep every label set
@@ -24,7 +26,7 @@ import math
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
@@ -32,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from workers.jobstore import STATES, JobStore
+from workers.sweep import SWEEPS
 
 log = logging.getLogger("rnnq.exporter")
 
@@ -41,6 +44,8 @@ KOMBU_PRIORITY_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 KOMBU_UNACKED = "unacked"  # hash: delivery tag -> JSON [message, exchange, routing key]
 DEFAULT_QUEUES = ("train", "generate")
+SWEEPS_SHOWN = 50  # sweeps whose trials are counted: the newest, so the label set stays bounded
+TRIAL_STATES = (*STATES, "pruned")
 
 JOB_LABELS = ["job_id", "job_name", "kind", "queue", "worker"]
 # progress report field -> (metric, help)
@@ -82,7 +87,7 @@ class ClusterCollector(Collector):
         store, r = self.store, self.store.redis
         queues = sorted(set(DEFAULT_QUEUES) | set(store.queues()))
         ids = store.all_ids()
-        records = store.fields(ids, "state", "queue", "created_at")
+        records = store.fields(ids, "state", "queue", "created_at", "sweep")
         running = store.fields(store.running_ids(), "id", "state", "kind", "queue", "name", "worker", "progress",
                                "val_loss")
         return [
@@ -90,7 +95,22 @@ class ClusterCollector(Collector):
             *self._jobs(queues, records),
             *self._workers(running),
             *self._running(running),
+            self._sweeps(ids, records),
         ]
+
+    def _sweeps(self, ids: list[str], records: list[dict[str, str | None]]) -> Metric:
+        family = GaugeMetricFamily("rnnq_sweep_trials", "Trials of a sweep by state (pruned: stopped by its pruner).",
+                                   labels=["sweep", "state"])
+        shown = self.store.call(lambda: cast(list[str], self.store.redis.zrevrange(SWEEPS, 0, SWEEPS_SHOWN - 1)))
+        trials = [(job_id, rec) for job_id, rec in zip(ids, records, strict=True) if rec["sweep"] in shown]
+        done = [job_id for job_id, rec in trials if rec["state"] == "succeeded"]
+        pruned = {job_id for job_id, row in zip(done, self.store.fields(done, "result"), strict=True)
+                  if json.loads(row["result"] or "{}").get("stopped_by") == "pruned"}
+        counts = Tally((rec["sweep"], "pruned" if job_id in pruned else rec["state"]) for job_id, rec in trials)
+        for sweep in sorted(shown):
+            for state in TRIAL_STATES:
+                family.add_metric([sweep, state], counts.get((sweep, state), 0))
+        return family
 
     def _queues(self, r: redis.Redis, queues: list[str], records: list[dict[str, str | None]]) -> list[Metric]:
         ready = GaugeMetricFamily("rnnq_queue_messages", "Messages waiting in a queue (all priority levels).",

@@ -241,6 +241,8 @@ class Job:
     worker_losses: int = 0  # deliveries whose worker died mid-job
     resumed_from: int | None = None  # step the latest attempt resumed from
     pid: int | None = None  # process running the latest attempt
+    sweep: str | None = None  # the sweep this job is a trial of (workers.sweep)
+    trial: int | None = None  # its Optuna trial number; a resumed attempt continues the same trial
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Job:
@@ -268,6 +270,8 @@ class Job:
             worker_losses=int(h.get("worker_losses") or 0),
             resumed_from=int(h["resumed_from"]) if h.get("resumed_from") else None,
             pid=int(h["pid"]) if h.get("pid") else None,
+            sweep=h.get("sweep") or None,
+            trial=int(h["trial"]) if h.get("trial") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -372,8 +376,12 @@ class JobStore:
     def ping(self) -> None:
         self.call(self.redis.ping)
 
-    def create(self, kind: str, spec: dict[str, Any], queue: str, name: str | None = None, job_id: str | None = None) -> Job:
+    def create(self, kind: str, spec: dict[str, Any], queue: str, name: str | None = None, job_id: str | None = None,
+               sweep: tuple[str, int] | None = None) -> Job:
+        """Record a queued job; `sweep` (name, trial number) makes it a sweep's trial, in the same step."""
         job = Job(id=job_id or new_job_id(), kind=kind, state="queued", spec=spec, queue=queue, created_at=time.time(), name=name)
+        if sweep is not None:
+            job.sweep, job.trial = sweep
         record = {
             "id": job.id,
             "kind": kind,
@@ -383,6 +391,7 @@ class JobStore:
             "created_at": repr(job.created_at),
             "name": name or "",
             "attempts": 0,
+            **({"sweep": job.sweep, "trial": job.trial} if sweep is not None else {}),
         }
         pipe = self.redis.pipeline()
         pipe.hset(_P + f"job:{job.id}", mapping=cast(Any, record))

@@ -8,7 +8,8 @@ worker or its other jobs. torch is imported only inside the job functions.
 A training job stops early, at its next step, for three reasons, each checked at most
 once a second: the user cancelled it (ends `cancelled`), its worker is shutting down
 (checkpoint, back to the queue, resumed elsewhere), or it lost its lease (another
-process owns it now: leave the record alone).
+process owns it now: leave the record alone). A sweep's trial also stops when the
+pruner says so at an evaluation (ends `succeeded`, `stopped_by: pruned`; workers.sweep).
 """
 
 from __future__ import annotations
@@ -143,6 +144,19 @@ def run(kind: str, job_id: str, worker: str) -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         metrics.job_ended(kind, job.queue, worker, ended, time.monotonic() - began)
+    if job.sweep and ended is not None:
+        _next_trials(store, job.sweep)
+
+
+def _next_trials(store: JobStore, sweep: str) -> None:
+    """A trial ended: tell its study and queue the sweep's next trials. Best effort: the
+    reaper advances every sweep with work to do, so a failure here only delays it."""
+    from workers import sweep as sweeps
+
+    try:
+        sweeps.advance(store, sweep, dispatch.send_job)
+    except Exception:  # the job is recorded; the sweep catches up later
+        log.warning("could not advance sweep %s", sweep, exc_info=True)
 
 
 def _attempt(r: Run, kind: str) -> str | None:
@@ -186,6 +200,8 @@ def _settle(r: Run, result: dict[str, Any], keys: dict[str, str]) -> str | None:
     if reason == "cancelled":
         _retry(lambda: r.store.finish(r.attempt, "cancelled", result=result, artifacts=keys), "record cancel")
         return "cancelled"
+    if reason == "pruned":  # a sweep's pruner stopped a weak trial: it succeeded, with its best checkpoint
+        log.info("job %s: pruned by its sweep", job.id)
     _retry(lambda: r.store.finish(r.attempt, "succeeded", result=result, artifacts=keys), "record result")
     log.info("job %s succeeded", job.id)
     return "succeeded"
@@ -337,14 +353,27 @@ def _train(r: Run) -> Outcome:
         step = _checkpoint_step(spec, resume)
         r.store.update_owned(r.attempt, resumed_from=step)
         log.info("job %s resumes from its checkpoint at step %d", job.id, step)
-    callbacks = Callbacks(on_step=_reporter(r), should_stop=r.control.should_stop, on_checkpoint=_publisher(r))
+    on_step = _reporter(r)
+    if job.sweep is not None:  # a sweep's trial: evaluations go to its Optuna trial, which may prune it
+        from workers.pruning import Pruning
+
+        on_step = Pruning(r.store, job, owned=lambda: not r.control.lease.lost, stop=lambda: _stop(r, "pruned")).wrap(
+            on_step)
+    callbacks = Callbacks(on_step=on_step, should_stop=r.control.should_stop, on_checkpoint=_publisher(r))
     if isinstance(spec, TrainSpec):
         summary = _train_lm(r, spec, callbacks, checkpoint_dir, resume)
     else:  # every other task: its module's train(), same callbacks and checkpoints
         files = {name: r.input(key) for name, key in spec.input_keys().items()}
         summary = _task_module(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
+    if r.control.reason == "pruned" and summary.get("stopped_by") != "requested":
+        r.control.reason = None  # pruned at the final evaluation: the trial had already run its course
     summary["stopped_by"] = r.control.reason or summary.get("stopped_by")
     return summary, {}
+
+
+def _stop(r: Run, reason: str) -> None:
+    if r.control.reason is None:  # cancel, drain and lease loss take precedence
+        r.control.reason = reason
 
 
 def _checkpoint_step(spec: TrainBase, path: Any) -> int:
@@ -424,8 +453,8 @@ def _predict(r: Run) -> Outcome:
 
 def _decoding(r: Run, spec: PredictSpec | EvalSpec) -> dict[str, Any]:
     """Beam width and language-model fusion options (the LM as its checkpoint's path)."""
-    options = {k: v for k, v in (("beam", spec.beam), ("lm_weight", spec.lm_weight), ("lm_bonus", spec.lm_bonus))
-               if v is not None}
+    options: dict[str, Any] = {k: v for k, v in (("beam", spec.beam), ("lm_weight", spec.lm_weight),
+                                                  ("lm_bonus", spec.lm_bonus)) if v is not None}
     if spec.lm is not None:
         options["lm"] = _source_checkpoint(r, spec.lm, "lm")[1]
     return options

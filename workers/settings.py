@@ -63,6 +63,11 @@ ARTIFACT_SCHEMES = ("s3",)
 # A worker node's cache of content-addressed inputs (corpora, CSVs) read from an object
 # store, by SHA-256, so a node downloads a dataset once: <home>/cache/inputs.
 INPUT_CACHE_DIR = "cache/inputs"
+# Where sweeps keep their Optuna studies (RNNQ_SWEEP_STORAGE). Unset: Optuna's journal
+# in the job store's own Redis (keys rnnq:optuna:*), nothing more to run. An SQLAlchemy
+# URL (postgresql://..., mysql://..., sqlite:///path) puts them in Optuna's RDB storage
+# instead, where an operator prefers a database (every worker and CLI must reach it).
+DEFAULT_SWEEP_STORAGE = None
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
@@ -90,6 +95,7 @@ class Settings:
     exporter_port: int
     metrics_dir: str | None  # PROMETHEUS_MULTIPROC_DIR: where pool processes write their values
     input_cache: Path = DEFAULT_HOME / INPUT_CACHE_DIR  # RNNQ_INPUT_CACHE; resolve() puts it under home
+    sweep_storage: str | None = DEFAULT_SWEEP_STORAGE  # RNNQ_SWEEP_STORAGE: an RDB URL for Optuna studies
 
 
 def _env(name: str) -> str | None:
@@ -124,6 +130,7 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
         exporter_port=int(_env("RNNQ_EXPORTER_PORT") or DEFAULT_EXPORTER_PORT),
         metrics_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
         input_cache=Path(_env("RNNQ_INPUT_CACHE") or home / INPUT_CACHE_DIR).expanduser(),
+        sweep_storage=_env("RNNQ_SWEEP_STORAGE") or DEFAULT_SWEEP_STORAGE,
     )
 
 
@@ -170,6 +177,8 @@ def export(settings: Settings) -> dict[str, str]:
         env["RNNQ_METRICS_ADDR"] = settings.metrics_addr
     if settings.metrics_dir:
         env["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_dir
+    if settings.sweep_storage:
+        env["RNNQ_SWEEP_STORAGE"] = settings.sweep_storage
     return env
 
 

@@ -5,7 +5,7 @@
 
 The JSON is generated so that a panel is one line here, not sixty there; commit both.
 Grafana provisions the files read-only, so edits made in the UI must be copied back
-here. Expressions use only $queue, $job_id and $__rate_interval.
+here. Expressions use only $queue, $job_id, $sweep and $__rate_interval.
 Stdlib only: it runs anywhere Python does, no grafanalib to install.
 """
 
@@ -22,6 +22,7 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 GRID_WIDTH = 24  # Grafana's grid is 24 columns wide
 Q = 'queue=~"$queue"'
 JOB = '{job_id="$job_id"}'
+SWEEP_TRIALS = '{job_name=~"$sweep-t[0-9]+"}'  # a sweep's trial jobs are named <sweep>-t<number>
 GPU = "{{worker}} gpu {{gpu}}"
 
 
@@ -113,6 +114,11 @@ def job_panels() -> list[Panel]:
         Panel("Gradient norm", (("rnnq_job_grad_norm" + JOB, "grad norm"),), width=8,
               description="Before clipping; spikes come before a diverging loss."),
         Panel("Tokens/s", (("rnnq_job_tokens_per_second" + JOB, "tokens/s"),), width=8),
+        Panel("Sweep: validation loss of its running trials", (("rnnq_job_validation_loss" + SWEEP_TRIALS,
+                                                                "{{job_name}}"),), width=16,
+              description="Pick a sweep: each running trial's validation loss at its latest evaluation."),
+        Panel("Sweep: trials by state", (('rnnq_sweep_trials{sweep="$sweep"}', "{{state}}"),), width=8,
+              description="pruned: stopped early by the sweep's pruner (state succeeded, stopped_by pruned)."),
     ]
 
 
@@ -195,7 +201,8 @@ def dashboards() -> dict[str, dict[str, Any]]:
         "rnnq-cluster.json": dashboard("rnnq-cluster", "rnnq cluster", cluster_panels(),
                                        [variable("queue", "label_values(rnnq_queue_messages, queue)", multi=True)]),
         "rnnq-job.json": dashboard("rnnq-job", "rnnq job", job_panels(),
-                                   [variable("job_id", "label_values(rnnq_job_step, job_id)", multi=False)]),
+                                   [variable("job_id", "label_values(rnnq_job_step, job_id)", multi=False),
+                                    variable("sweep", "label_values(rnnq_sweep_trials, sweep)", multi=False)]),
     }
 
 

@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from cli.main import rnnq
 from tests.conftest import make_corpus, prometheus_tool
 from tests.integration.conftest import ROOT, free_port, start_exporter, start_redis, start_worker, stop, wait_for
+from workers import sweep as sweeps
 from workers.jobstore import FINAL_STATES, JobStore
 
 pytestmark = pytest.mark.e2e
@@ -128,10 +129,18 @@ def run(stack: Stack) -> str:
     model = ["--hidden", "64", "--embed", "16", "--seq-len", "32", "--batch-size", "8", "--eval-every", "40"]
     stack.cli("train", str(corpus), *model, "--max-steps", "60", "--name", "warmup", "--wait")
     stack.cli("generate", "warmup", "--prompt", "The ", "--max-tokens", "50", "--wait")
-    job_id = json.loads(stack.cli("train", str(corpus), *model, "--time-budget", "30", "--patience", "1000", "--name", "e2e-long",
-                                  "--json").stdout)["job_id"]
+    # The long job is a one-trial sweep's trial, so the sweep panels have a sweep to show.
+    sweep = stack.tmp / "sweep.yaml"
+    sweep.write_text(json.dumps({
+        "base": {"data": str(corpus), "hidden": 64, "embed": 16, "seq_len": 32, "batch_size": 8, "eval_every": 40,
+                 "patience": 1000},
+        "space": {"seed": [0]}, "trials": 1, "budget": {"time_budget": 30}, "parallel": 1}))
+    assert stack.cli("sweep", str(sweep), "--name", "e2e-long").stdout.strip() == "e2e-long"
+    job_id = sweeps.trials(stack.store, "e2e-long")[0]
     selector = f'rnnq_job_train_loss{{job_id="{job_id}"}}'
     wait_for(lambda: len(_range(stack, selector)) >= 10, 120, "ten scrapes of the running job's loss")
+    wait_for(lambda: bool(stack.query(f'rnnq_job_validation_loss{{job_id="{job_id}"}}')), 60,
+             "a scrape after the running job's first evaluation")
     for expr in dashboard_expressions():
         stack.answers[expr] = stack.query(substitute(expr, job_id))
     stack.answers["in flight"] = stack.query('rnnq_queue_unacked_messages{queue="train"}')
@@ -165,7 +174,7 @@ def dashboard_expressions() -> list[str]:
 
 
 def substitute(expr: str, job_id: str) -> str:
-    values = {"job_id": job_id, "queue": ".*", "__rate_interval": RATE_WINDOW}
+    values = {"job_id": job_id, "queue": ".*", "sweep": "e2e-long", "__rate_interval": RATE_WINDOW}
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values[m.group(1)], expr)
 
 
@@ -191,7 +200,7 @@ def test_job_loss_went_down_and_its_series_ended_with_it(stack: Stack, run: str)
     assert last < first * 0.9, f"loss went from {first} to {last}"
     record = stack.store.get(run)
     labels = stack.query(f'last_over_time(rnnq_job_train_loss{{job_id="{run}"}}[10m])')[0]["metric"]
-    assert labels["job_name"] == "e2e-long" and labels["queue"] == "train" and labels["worker"] == record.worker
+    assert labels["job_name"] == "e2e-long-t0" and labels["queue"] == "train" and labels["worker"] == record.worker
     # Its series stops with the job: nothing for this job at the current instant.
     wait_for(lambda: not stack.query(f'rnnq_job_train_loss{{job_id="{run}"}}'), 30, "the job's series to go stale")
 

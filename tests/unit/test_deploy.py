@@ -33,7 +33,7 @@ GAUGES = [
     "rnnq_jobs", "rnnq_workers_online", "rnnq_workers_busy",
     "rnnq_job_train_loss", "rnnq_job_validation_loss", "rnnq_job_learning_rate", "rnnq_job_grad_norm",
     "rnnq_job_tokens_per_second", "rnnq_job_progress_ratio", "rnnq_job_step", "rnnq_job_eta_seconds",
-    "rnnq_job_elapsed_seconds",
+    "rnnq_job_elapsed_seconds", "rnnq_sweep_trials",
 ]
 EXPOSED = {
     *GAUGES,
@@ -132,7 +132,7 @@ def _dashboard_exprs() -> list[str]:
 def test_dashboards_use_only_the_known_variables() -> None:
     # The e2e test substitutes exactly these before sending the queries to Prometheus.
     for expr in _dashboard_exprs():
-        assert set(re.findall(r"\$\w+", expr)) <= {"$queue", "$job_id", "$__rate_interval"}, expr
+        assert set(re.findall(r"\$\w+", expr)) <= {"$queue", "$job_id", "$sweep", "$__rate_interval"}, expr
 
 
 def _alert_exprs() -> list[str]:
@@ -149,7 +149,7 @@ def test_only_contract_metrics_are_queried() -> None:
 
 def test_panel_queries_parse(tmp_path: Path) -> None:
     # promtool parses recording rules: one per panel query, with the variables filled in.
-    values = {"$queue": ".*", "$job_id": "j1", "$__rate_interval": "1m"}
+    values = {"$queue": ".*", "$job_id": "j1", "$sweep": "s1", "$__rate_interval": "1m"}
     rules = []
     for i, expr in enumerate(_panel_exprs()):
         for variable, value in values.items():

@@ -32,7 +32,7 @@ def test_rnn_tasks_imports_no_queue_code() -> None:
     code = "\n".join(f"import rnn_tasks.{p.stem}" for p in sorted((ROOT / "rnn_tasks").glob("*.py")))
     loaded = _modules_after(code)
     assert "torch" in loaded
-    assert not {"celery", "redis", "kombu", "prometheus_client", "workers", "cli"} & {m.split(".")[0] for m in loaded}
+    assert not {"celery", "redis", "kombu", "prometheus_client", "optuna", "workers", "cli"} & {m.split(".")[0] for m in loaded}
 
 
 def test_spec_module_is_stdlib_only() -> None:

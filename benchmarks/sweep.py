@@ -1,0 +1,106 @@
+"""Does pruning pay? Two sweeps through the real queue, then the best trial retrained.
+
+    python benchmarks/sweep.py --data ../shared/data/tinyshakespeare.txt             # the issue's run
+    python benchmarks/sweep.py --data corpus.txt --trials 2 --trial-budget 3 --retrain 0   # a smoke run
+
+Starts a redis-server and one worker (2 threads: this machine's cores), then runs two
+arms with the same sampler seed and the same per-trial budget over learning rate,
+hidden size, cell type, dropout and sequence length: TPE + ASHA, and TPE without
+pruning, --trials each, one trial at a time (so CPU-seconds are the worker's seconds).
+For each arm it reports the best validation loss and the trial seconds spent (the sum
+of every trial job's running time). Then the best trial of the pruned arm is retrained
+for --retrain seconds with the default config's budget, to compare with the hand-tuned
+default (1.532 after 180 s, README Benchmarks). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.integration.conftest import ROOT, start_redis, start_worker, stop
+from workers import sweepboard
+from workers.jobstore import JobStore
+
+SPACE = {
+    "lr": {"low": 1e-3, "high": 3e-2, "log": True},
+    "hidden": {"low": 128, "high": 768, "step": 128},
+    "arch": ["lstm", "gru"],
+    "dropout": {"low": 0.0, "high": 0.3},
+    "seq_len": [64, 128, 256],
+}
+HAND_TUNED = 1.532  # the default config's best validation loss after 180 s (README, Benchmarks)
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"rnnq {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def _arm(env: dict[str, str], store: JobStore, data: Path, name: str, pruner: Any, args: argparse.Namespace) -> dict[str, Any]:
+    doc = {"name": name, "base": {"data": str(data.resolve()), "eval_every": args.eval_every, "patience": 1000},
+           "space": SPACE, "trials": args.trials, "budget": {"time_budget": args.trial_budget},
+           "sampler": {"name": "tpe", "seed": args.seed}, "pruner": pruner, "parallel": 1}
+    path = Path(env["RNNQ_HOME"]) / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    began = time.perf_counter()
+    board = json.loads(_cli(env, "sweep", str(path), "--wait", "--json"))
+    jobs = [store.get(row["job_id"]) for row in board["trials"] if row["job_id"]]
+    seconds = sum((j.finished_at or 0) - (j.started_at or 0) for j in jobs)
+    best = sweepboard.best(store, name)
+    return {"best_val_loss": min(r["value"] for r in board["trials"] if r["state"] == "succeeded"),
+            "best_job": best, "best_params": next(r["params"] for r in board["trials"] if r["job_id"] == best),
+            "trial_seconds": round(seconds, 1), "wall_s": round(time.perf_counter() - began, 1),
+            "states": {s: sum(r["state"] == s for r in board["trials"]) for s in {r["state"] for r in board["trials"]}}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--trial-budget", type=float, default=75.0, help="training seconds per trial [default: 75, so "
+                    "16 unpruned trials take 20 minutes]")
+    ap.add_argument("--eval-every", type=int, default=50, help="steps between evaluations: the pruner's rungs")
+    ap.add_argument("--retrain", type=float, default=180.0, help="seconds to retrain the best trial (0: skip)")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="rnnq-sweep-bench-"))
+    redis_proc, url = start_redis(home)
+    env = {**os.environ, "RNNQ_REDIS_URL": url, "RNNQ_ARTIFACTS": str(home / "artifacts"), "RNNQ_HOME": str(home)}
+    worker = start_worker(env, home / "worker.log", queues="train")
+    try:
+        store = JobStore(url)
+        asha = {"name": "asha", "min_resource": args.eval_every, "reduction_factor": 3}
+        pruned = _arm(env, store, args.data, "pruned", asha, args)
+        unpruned = _arm(env, store, args.data, "unpruned", "none", args)
+        report: dict[str, Any] = {"benchmark": "sweep", "trials": args.trials, "trial_budget_s": args.trial_budget,
+                                  "tpe_asha": pruned, "tpe": unpruned,
+                                  "gap": round(pruned["best_val_loss"] - unpruned["best_val_loss"], 4),
+                                  "compute_ratio": round(pruned["trial_seconds"] / max(unpruned["trial_seconds"], 1e-9), 3)}
+        if args.retrain > 0:
+            sets = [x for k, v in pruned["best_params"].items() for x in ("--set", f"{k}={json.dumps(v)}")]
+            job_id = _cli(env, "train", str(args.data), *sets, "--time-budget", str(args.retrain), "--json",
+                          "--wait").strip().splitlines()[0]
+            result = store.get(json.loads(job_id)["job_id"]).result or {}
+            report["retrained"] = {"budget_s": args.retrain, "best_val_loss": result.get("best_val_loss"),
+                                   "hand_tuned": HAND_TUNED}
+        print(json.dumps(report))
+    finally:
+        stop(worker.proc)
+        stop(redis_proc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""Hyperparameter sweeps: an Optuna study whose trials are ordinary rnnq training jobs.
+
+The study lives in the same Redis, in Optuna's journal storage (keys `rnnq:optuna:*`), or
+in Optuna's RDB storage where RNNQ_SWEEP_STORAGE names a database.
+Beside it rnnq keeps (prefix "rnnq:"):
+
+    rnnq:sweeps                zset   sweep names by creation time
+    rnnq:sweeps:active         set    sweeps not yet over: what the reaper looks at
+    rnnq:sweep:<name>          hash   config (the checked sweep file, inputs uploaded),
+                                      base (the base spec), state (running | finished |
+                                      cancelled), created_at
+    rnnq:sweep:<name>:trials   hash   Optuna trial number -> job id ('' when the sampled
+                                      spec was invalid and no job was made)
+    rnnq:sweep:<name>:told     set    trial numbers whose end the study has been told
+    rnnq:sweep:<name>:lock     string held by whoever advances the sweep (a token, with a TTL)
+
+Who does what:
+
+    submit (CLI)    checks the file, uploads the inputs, creates the study, then advance()
+    advance()       under the sweep's lock: tells the study how every finished trial job
+                    ended, then asks for new trials and submits a job for each until
+                    `parallel` are queued or running or `trials` have been asked
+    a worker        reports each evaluation's figure to the trial and stops the job when
+                    the pruner says so (state succeeded, stopped_by pruned; workers.pruning);
+                    after a trial job ends it calls advance()
+    the reaper      calls advance() on every sweep with work to do, each pass: what repairs
+                    an advance lost with its process, and trials failed by the reaper itself
+
+Reading a sweep (leaderboard, best trial, plots) is workers.sweepboard.
+
+The job record is the truth and the study follows it: a trial is told only once its job
+has ended (Optuna's journal storage has no heartbeat; rnnq's lease and reaper keep the
+job honest, and so the study). A job resumed after a worker loss keeps its record, so
+its trial number: it continues the same trial, never a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from rnn_tasks import windows
+from rnn_tasks.spec import SpecError, TrainSpec, train_spec_class
+from workers import settings as settings_mod
+from workers import submit as submitter
+from workers.artifacts import ArtifactStore, put_corpus, put_input
+from workers.errors import InvalidJob, JobNotFound, RnnqError
+from workers.jobstore import FINAL_STATES, Job, JobStore
+from workers.sweepfile import INPUT_FIELDS, Param, Sweep, SweepError
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger("rnnq.sweep")
+
+_P = "rnnq:sweep:"
+SWEEPS = "rnnq:sweeps"
+ACTIVE = "rnnq:sweeps:active"
+OPTUNA_PREFIX = "rnnq:optuna"  # Optuna's journal keys: rnnq:optuna:log_number, rnnq:optuna:log:<n>
+LOCK_SECONDS = 60.0  # an advance that dies holding the lock blocks others this long at most
+TPE_STARTUP = 10  # Optuna's default random trials before TPE models; a short sweep uses half its trials
+
+Send = Callable[[str, str, str], None]  # job id, kind, queue
+
+
+class SweepNotFound(RnnqError):
+    """No sweep with that name."""
+
+
+# -- the study ----------------------------------------------------------------------------
+
+
+def storage(redis_url: str) -> optuna.storages.BaseStorage:
+    """Optuna's journal in the job store's Redis, or the RDB that RNNQ_SWEEP_STORAGE names."""
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalRedisBackend
+
+    rdb = settings_mod.resolve().sweep_storage
+    if rdb:
+        return RDBStorage(rdb)
+    return JournalStorage(JournalRedisBackend(redis_url, prefix=OPTUNA_PREFIX))
+
+
+def _quiet() -> None:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _sampler(config: dict[str, Any], asked: int) -> optuna.samplers.BaseSampler:
+    """The sampler, re-created by each process that asks: its seed moves on with every
+    trial asked, so two processes never draw the same "random" point twice."""
+    import optuna
+
+    seed = None if config["seed"] is None else config["seed"] + asked
+    if config["sampler"] == "grid":
+        grid = {p["name"]: _param(p).grid() or [] for p in _space(config)}
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    if config["sampler"] == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    startup = min(TPE_STARTUP, max(1, config["trials"] // 2))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
+
+
+def _pruner(config: dict[str, Any]) -> optuna.pruners.BasePruner:
+    import optuna
+
+    options = dict(config["pruner_options"])
+    if config["pruner"] == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(**options)
+    if config["pruner"] == "hyperband":
+        if "max_resource" not in options and config["budget"].get("max_steps"):
+            options["max_resource"] = config["budget"]["max_steps"]
+        return optuna.pruners.HyperbandPruner(**options)
+    return optuna.pruners.NopPruner()
+
+
+def _space(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": name, **p} for name, p in config["space"].items()]
+
+
+def _param(p: dict[str, Any]) -> Param:
+    if "choices" in p:
+        return Param(p["name"], choices=tuple(p["choices"]))
+    return Param(p["name"], low=p["low"], high=p["high"], step=p.get("step"), log=p.get("log", False),
+                 is_int=p.get("int", False))
+
+
+def _distributions(config: dict[str, Any]) -> dict[str, optuna.distributions.BaseDistribution]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, Any] = {}
+    for p in map(_param, _space(config)):
+        if p.choices is not None:
+            out[p.name] = CategoricalDistribution(list(p.choices))
+        elif p.is_int:
+            out[p.name] = IntDistribution(int(p.low or 0), int(p.high or 0), log=p.log, step=int(p.step or 1))
+        else:
+            out[p.name] = FloatDistribution(float(p.low or 0), float(p.high or 0), log=p.log, step=p.step)
+    return out
+
+
+def load_study(store: JobStore, name: str, config: dict[str, Any] | None = None, asked: int = 0,
+               journal: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    import optuna
+
+    _quiet()
+    config = config or record(store, name)["config"]
+    return optuna.load_study(study_name=name, storage=journal or storage(store.url), sampler=_sampler(config, asked),
+                             pruner=_pruner(config))
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+def record(store: JobStore, name: str) -> dict[str, Any]:
+    h = cast(dict[str, str], store.call(lambda: store.redis.hgetall(_P + name)))
+    if not h:
+        raise SweepNotFound(f"no sweep {name!r}")
+    return {"name": name, "state": h["state"], "created_at": float(h["created_at"]),
+            "config": json.loads(h["config"]), "base": json.loads(h["base"])}
+
+
+def trials(store: JobStore, name: str) -> dict[int, str]:
+    raw = cast(dict[str, str], store.call(lambda: store.redis.hgetall(_P + name + ":trials")))
+    return {int(k): v for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
+
+
+def told(store: JobStore, name: str) -> set[int]:
+    """Trials whose end the study has been told."""
+    return {int(n) for n in store.call(lambda: cast(set[str], store.redis.smembers(_P + name + ":told")))}
+
+
+def in_flight(store: JobStore, name: str) -> int:
+    """Trial jobs not yet told (queued, running, or ended a moment ago)."""
+    done = told(store, name)
+    return sum(1 for n, job_id in trials(store, name).items() if job_id and n not in done)
+
+
+def names(store: JobStore) -> list[str]:
+    return store.call(lambda: cast(list[str], store.redis.zrange(SWEEPS, 0, -1)))
+
+
+def _set_state(store: JobStore, name: str, state: str) -> None:
+    store.call(lambda: store.redis.hset(_P + name, "state", state))
+
+
+@contextmanager
+def _locked(store: JobStore, name: str, wait: float = 0.0) -> Iterator[bool]:
+    """True when this caller holds the sweep's lock (nobody else is advancing it); tries
+    for up to `wait` seconds."""
+    key, token = _P + name + ":lock", uuid.uuid4().hex
+    deadline = time.monotonic() + wait
+    while True:
+        held = bool(store.call(lambda: store.redis.set(key, token, nx=True, px=int(LOCK_SECONDS * 1000))))
+        if held or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    try:
+        yield held
+    finally:
+        if held:  # release only our own lock
+            store.call(lambda: store.redis.eval(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                1, key, token))
+
+
+# -- submit -------------------------------------------------------------------------------
+
+
+def prepare(sweep: Sweep, artifacts: ArtifactStore, max_bytes: int, worker_memory: int) -> dict[str, Any]:
+    """Check the inputs against the base spec and against every extreme of the space,
+    then upload them; returns the base spec (with input keys) as a dict."""
+    cls = train_spec_class(sweep.task)
+    paths = sweep.inputs()
+    placeholders = {field: "pending/input" for field in INPUT_FIELDS if field in sweep.base}
+    base = cls.from_dict({**sweep.spec_fields(), **placeholders, "task": sweep.task})
+    variants = [(f"space.{p.name} = {v!r}", cls.from_dict({**base.to_dict(), p.name: v}))
+                for p in sweep.space for v in p.extremes()]
+    if isinstance(base, TrainSpec):
+        text = _checked(lambda: submitter.check_train(paths["data"], base, "utf-8", max_bytes, worker_memory), "base")
+        for where, spec in variants:
+            _checked(partial(windows.check, str(paths["data"]), text, cast(TrainSpec, spec)), where)
+        with submitter._uploading("the corpus"):
+            keys = {"data": put_corpus(artifacts, text)}
+    else:
+        files = _checked(lambda: submitter.check_task(base, paths, max_bytes), "base")
+        for where, spec in variants:
+            _checked(partial(submitter.check_task, spec, paths, max_bytes), where)
+        with submitter._uploading("the input files"):
+            keys = {name: put_input(artifacts, data) for name, data in files.items()}
+    fields = {field: keys[name] for field, name in INPUT_FIELDS.items() if name in keys}
+    return cls.from_dict({**base.to_dict(), **fields}).to_dict()
+
+
+def _checked(check: Callable[[], Any], where: str) -> Any:
+    try:
+        return check()
+    except (SpecError, InvalidJob) as exc:
+        field = exc.field
+        message = exc.message if isinstance(exc, SpecError) else str(exc).split(": ", 1)[1]
+        raise SweepError("SWEEP_FILE", f"{where}: {field}: {message}") from None
+
+
+def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, parallel: int | None,
+           queue: str | None) -> dict[str, Any]:
+    """Record the sweep and create its study; nothing is queued yet (advance() does that)."""
+    import optuna
+
+    _quiet()
+    config = {**sweep.to_dict(), "name": name, "parallel": parallel or sweep.parallel,
+              "queue": queue or sweep.queue or "train"}
+    created = store.call(lambda: store.redis.zadd(SWEEPS, {name: time.time()}, nx=True))
+    if not created:
+        raise InvalidJob("--name", f"a sweep named {name!r} exists; choose another --name")
+    optuna.create_study(study_name=name, storage=storage(store.url), direction=cast(Any, sweep.direction),
+                        sampler=_sampler(config, 0), pruner=_pruner(config))
+    store.call(lambda: store.redis.hset(_P + name, mapping={
+        "config": json.dumps(config), "base": json.dumps(base), "state": "running", "created_at": repr(time.time()),
+    }))
+    store.call(lambda: store.redis.sadd(ACTIVE, name))
+    return config
+
+
+def default_name(sweep: Sweep, path: Path) -> str:
+    return sweep.name or f"{path.stem[:50]}-{secrets.token_hex(2)}"
+
+
+# -- advance ------------------------------------------------------------------------------
+
+
+def advance(store: JobStore, name: str, send: Send) -> bool:
+    """Tell the study how finished trials ended and top up the running trials; returns
+    False when another process is advancing the sweep right now (it will do the work)."""
+    with _locked(store, name) as held:
+        if not held:
+            return False
+        rec = record(store, name)
+        config, known = rec["config"], trials(store, name)
+        study = load_study(store, name, config, asked=len(known))
+        running = _tell_finished(store, name, study, config, known, told(store, name))
+        _fail_orphans(study, known)
+        if rec["state"] == "running":
+            while running < config["parallel"] and len(known) < config["trials"]:
+                number, job_id = _submit_trial(store, name, study, config, rec["base"], send)
+                known[number] = job_id
+                running += bool(job_id)
+            if running == 0 and len(known) >= config["trials"]:
+                _set_state(store, name, "finished")
+                rec["state"] = "finished"
+        if rec["state"] != "running" and running == 0:
+            store.call(lambda: store.redis.srem(ACTIVE, name))
+        return True
+
+
+def _tell_finished(store: JobStore, name: str, study: optuna.Study, config: dict[str, Any], known: dict[int, str],
+                   done: set[int]) -> int:
+    """Tell the study about every trial whose job has ended; returns how many are still in flight."""
+    in_flight = 0
+    for number, job_id in known.items():
+        if number in done or not job_id:
+            continue
+        try:
+            job: Job | None = store.get(job_id)
+        except JobNotFound:  # deleted by hand: the trial failed
+            job = None
+        if job is not None and job.state not in FINAL_STATES:
+            in_flight += 1
+            continue
+        state, value = outcome(job, config["objective"])
+        study.tell(number, value, state=state, skip_if_finished=True)  # told already: a crash before the sadd
+        store.call(partial(store.redis.sadd, _P + name + ":told", number))
+        log.info("sweep %s: trial %d (job %s) ended %s %s", name, number, job_id, state.name, value)
+    return in_flight
+
+
+def outcome(job: Job | None, objective: str) -> tuple[optuna.trial.TrialState, float | None]:
+    """How a trial job's end reads to the study: completed with its figure, pruned
+    (stopped by the pruner or cancelled: Optuna keeps its last reported figure) or failed."""
+    from optuna.trial import TrialState
+
+    if job is None or job.state == "failed":
+        return TrialState.FAIL, None
+    if job.state == "cancelled" or (job.result or {}).get("stopped_by") == "pruned":
+        return TrialState.PRUNED, None
+    value = figure(job.result or {}, objective)
+    if value is None:
+        return TrialState.FAIL, None
+    return TrialState.COMPLETE, value
+
+
+def figure(result: dict[str, Any], objective: str) -> float | None:
+    """The objective at the trial's best checkpoint (the one generate and predict use)."""
+    if objective == "val_loss":
+        value = result.get("best_val_loss", result.get("val_loss"))
+    else:
+        value = result.get(objective, (result.get("metrics") or {}).get(objective))
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _fail_orphans(study: optuna.Study, known: dict[int, str]) -> None:
+    """A trial asked by a process that died before recording its job never runs: failed."""
+    import optuna
+
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.number not in known:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def _submit_trial(store: JobStore, name: str, study: optuna.Study, config: dict[str, Any], base: dict[str, Any],
+                  send: Send) -> tuple[int, str]:
+    """Ask for a trial and queue its job; ('' as the job id when its spec was invalid)."""
+    import optuna
+
+    trial = study.ask(_distributions(config))
+    try:
+        spec = train_spec_class(config["task"]).from_dict({**base, **trial.params})
+    except SpecError as exc:
+        log.warning("sweep %s: trial %d has an invalid spec (%s); failed", name, trial.number, exc)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        store.call(lambda: store.redis.hset(_P + name + ":trials", str(trial.number), ""))
+        store.call(lambda: store.redis.sadd(_P + name + ":told", trial.number))
+        return trial.number, ""
+    job = store.create("train", spec.to_dict(), config["queue"], name=f"{name}-t{trial.number}",
+                       sweep=(name, trial.number))
+    store.call(lambda: store.redis.hset(_P + name + ":trials", str(trial.number), job.id))
+    try:
+        send(job.id, "train", config["queue"])
+    except Exception as exc:  # noqa: BLE001 - the next advance tells the study this trial failed
+        store.fail_unsent(job.id, f"could not enqueue: {exc}")
+    return trial.number, job.id
+
+
+def needs_advance(store: JobStore, name: str) -> bool:
+    """Cheap check (no Optuna): a trial job ended untold, or the sweep has room for more."""
+    try:
+        rec = record(store, name)
+    except SweepNotFound:
+        return False
+    known = trials(store, name)
+    done = told(store, name)
+    pending = [job_id for n, job_id in known.items() if n not in done and job_id]
+    states = [row["state"] for row in store.fields(pending, "state")] if pending else []
+    if any(s is None or s in FINAL_STATES for s in states):
+        return True
+    config = rec["config"]
+    return rec["state"] == "running" and len(states) < config["parallel"] and (
+        len(known) < config["trials"] or not states)
+
+
+def advance_all(store: JobStore, send: Send) -> None:
+    """The reaper's pass over the sweeps not yet over; never raises for one sweep's trouble."""
+    for name in sorted(store.call(lambda: cast(set[str], store.redis.smembers(ACTIVE)))):
+        try:
+            if needs_advance(store, name):
+                advance(store, name, send)
+        except Exception:  # one sweep's trouble never stops the reaper
+            log.warning("could not advance sweep %s", name, exc_info=True)
+
+
+def cancel(store: JobStore, name: str, send: Send) -> list[str]:
+    """Stop asking for trials and cancel every trial job still queued or running. Under
+    the sweep's lock, so that no advance is between asking for a trial and recording it."""
+    record(store, name)  # SweepNotFound before anything else
+    cancelled = []
+    with _locked(store, name, wait=LOCK_SECONDS) as held:
+        if not held:
+            raise RnnqError(f"sweep {name!r} is locked by a process that does not let go; try again")
+        if record(store, name)["state"] == "running":  # a finished sweep stays finished
+            _set_state(store, name, "cancelled")
+        for job_id in trials(store, name).values():
+            if job_id and store.cancel(job_id) in ("cancelled", "requested"):
+                cancelled.append(job_id)
+    advance(store, name, send)  # tells the study about the queued ones at once
+    return cancelled
+
+
+__all__ = ["SweepNotFound", "advance", "advance_all", "cancel", "create", "default_name", "figure", "in_flight",
+           "load_study", "outcome", "prepare", "record", "storage", "told", "trials"]

@@ -1,0 +1,123 @@
+"""Reading a sweep: its leaderboard, its best trial, and Optuna's plots of it (workers.sweep)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workers.errors import JobNotFound, RnnqError
+from workers.jobstore import Job, JobStore
+from workers.sweep import load_study, record, trials
+
+if TYPE_CHECKING:
+    import optuna
+
+
+@dataclass
+class TrialRow:
+    """One line of the leaderboard."""
+
+    trial: int
+    job_id: str | None
+    state: str  # the job's state, or pruned (stopped by the pruner) / invalid (no job)
+    params: dict[str, Any]
+    value: float | None  # the trial's figure: final when complete, else the best reported so far
+    steps: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def leaderboard(store: JobStore, name: str) -> tuple[dict[str, Any], list[TrialRow]]:
+    """The sweep's record and its trials, best figure first (trials without one last)."""
+    rec = record(store, name)
+    study = load_study(store, name, rec["config"])
+    known = trials(store, name)
+    jobs = {job_id: job for job_id in known.values() if job_id for job in _get(store, job_id)}
+    maximize = rec["config"]["direction"] == "maximize"
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        job_id = known.get(t.number) or None
+        job = jobs.get(job_id) if job_id else None
+        value = t.value if t.value is not None else _best(list(t.intermediate_values.values()), maximize)
+        rows.append(TrialRow(t.number, job_id, _state(job, job_id), dict(t.params), value, _steps(job)))
+
+    def order(row: TrialRow) -> tuple[int, float, int]:
+        if row.value is None:
+            return (1, 0.0, row.trial)
+        return (0, -row.value if maximize else row.value, row.trial)
+
+    return rec, sorted(rows, key=order)
+
+
+def _get(store: JobStore, job_id: str) -> list[Job]:
+    try:
+        return [store.get(job_id)]
+    except JobNotFound:
+        return []
+
+
+def _best(values: list[float], maximize: bool) -> float | None:
+    return (max(values) if maximize else min(values)) if values else None
+
+
+def _state(job: Job | None, job_id: str | None) -> str:
+    if not job_id:
+        return "invalid"
+    if job is None:
+        return "deleted"
+    if job.state == "succeeded" and (job.result or {}).get("stopped_by") == "pruned":
+        return "pruned"
+    return job.state
+
+
+def _steps(job: Job | None) -> int | None:
+    if job is None:
+        return None
+    if job.result and "steps" in job.result:
+        return int(job.result["steps"])
+    return int(job.progress["step"]) if job.progress and "step" in job.progress else None
+
+
+def best(store: JobStore, name: str) -> str:
+    """The job id of the completed trial with the best figure."""
+    import optuna
+
+    rec = record(store, name)
+    study = load_study(store, name, rec["config"])
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        raise RnnqError(f"sweep {name!r} has no completed trial yet")
+    job_id = trials(store, name).get(study.best_trial.number)
+    if not job_id:
+        raise RnnqError(f"sweep {name!r}: the best trial has no job")
+    return job_id
+
+
+def plot(store: JobStore, name: str, out: Path) -> list[Path]:
+    """Optuna's matplotlib figures as PNGs: optimisation history, intermediate values
+    (pruned trials included) and parameter importances (with two completed trials or more)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as views
+
+    study = load_study(store, name)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    figures: list[tuple[str, Callable[[optuna.Study], Any]]] = [
+        ("history", views.plot_optimization_history), ("intermediate", views.plot_intermediate_values)]
+    if len(complete) >= 2:
+        figures.append(("importances", views.plot_param_importances))
+    for label, draw in figures:
+        ax = draw(study)
+        path = out / f"{name}-{label}.png"
+        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(ax.figure)
+        written.append(path)
+    return written
