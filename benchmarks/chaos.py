@@ -49,6 +49,7 @@ def main() -> None:
     corpus = base / "corpus.txt"
     corpus.write_text(make_corpus(30_000))
     expect: dict[str, str] = {}
+    deleted: set[str] = set()
     faults: Counter[str] = Counter()
     began = time.monotonic()
     deadline = began + args.minutes * 60
@@ -62,6 +63,12 @@ def main() -> None:
                     job = cluster.submit("train", str(corpus), *MODEL, "--max-steps", str(args.steps))
                     expect[job] = "succeeded"
                     submitted += 1
+                    if submitted % 10 == 0:  # delete a finished job that a fault touched: it must stay gone
+                        touched = [j for j in expect if int(cluster.record(j).get("attempts") or 0) > 1
+                                   and cluster.record(j).get("state") in FINAL]
+                        if touched and cluster.cli("delete", touched[0]).returncode == 0:
+                            deleted.add(touched[0])
+                            del expect[touched[0]]
                     if submitted % 5 == 0:
                         done = [j for j, s in expect.items() if s == "succeeded"
                                 and cluster.record(j).get("state") == "succeeded"
@@ -80,10 +87,12 @@ def main() -> None:
                 time.sleep(0.5)
             for job in expect:  # let everything finish
                 cluster.wait_state(job, FINAL, timeout=900)
-        report = check(cluster, expect, monitor=monitor)
+        time.sleep(3 * (LEASE + REAP))  # stale copies woken last have had time to try their writes
+        report = check(cluster, expect, deleted, monitor)
         states = Counter(cluster.record(j).get("state", "deleted") for j in expect)
         print(json.dumps({
-            "submitted": len(expect),
+            "submitted": len(expect) + len(deleted),
+            "deleted": len(deleted),
             "succeeded": states["succeeded"],
             "cancelled": states["cancelled"],
             "failed": states["failed"],
