@@ -14,6 +14,7 @@ deleted. Layout (prefix "rnnq:"):
     rnnq:drain:<node>   string set while a worker node shuts down warm: its jobs hand back
     rnnq:worker:<node>  string a worker node's heartbeat (TTL): what the exporter counts online
     rnnq:queues         set    every queue a job was sent to, for the exporter
+    rnnq:turn:reaper    string held for one reap period by the node making that period's pass
 
 A job is owned by whoever holds its lease. Every delivery of its message goes through
 _START, which refuses a job that is finished or leased, so a redelivered message
@@ -513,6 +514,10 @@ class JobStore:
                 if self._reap(keys=keys, args=[repr(time.time()), max_losses, job_id]) == "requeue":
                     requeued.append(job_id)
         return [self.get(job_id) for job_id in requeued]
+
+    def take_turn(self, what: str, seconds: float) -> bool:
+        """True for the one caller per `seconds` across the cluster (a key set NX with a TTL)."""
+        return bool(self.call(lambda: self.redis.set(_P + f"turn:{what}", "1", nx=True, px=max(1, int(seconds * 1000)))))
 
     def queued_since(self, before: float) -> list[str]:
         """Jobs that have been queued since before `before` (epoch seconds)."""

@@ -8,6 +8,11 @@
    state change and the send, a send that failed, a message acked by a start that
    raised. A duplicate message is harmless: _START refuses a job that is taken.
 
+One pass per period for the whole cluster: every node runs the loop (so the pass goes
+on when nodes come and go) but only the node that takes the period's turn (a Redis key
+set NX with a TTL just under the period) walks the running jobs. Without it the cost in
+Redis grows with nodes x running jobs (benchmarks/redis_capacity.py).
+
 A Redis restart is not a worker loss. Leases are TTLs in Redis: when Redis comes back
 after an outage longer than a lease, every lease has lapsed though the workers are
 training on. So no job is reaped until Redis has been up, and this reaper connected to
@@ -59,6 +64,8 @@ class Reaper:
         if self._failing or (self._run_id is not None and run_id != self._run_id):
             self._grace_until = now + self.grace  # we were cut off, or Redis restarted
         self._failing, self._run_id = False, run_id
+        if not self.store.take_turn("reaper", self.reap_seconds * 0.9):
+            return [], []  # another node made this period's pass
         reaped: list[Job] = []
         if uptime >= self.grace and now >= self._grace_until:
             reaped = self.store.reap(self.max_losses)

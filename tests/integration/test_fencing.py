@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Env, start_redis, stop
+from tests.integration.conftest import Env, start_redis, stop, wait_for
 from workers.jobstore import Attempt, Fenced, JobStore
 from workers.reconcile import Reaper, messages_in_broker
 
@@ -141,7 +141,7 @@ def test_reaper_waits_one_lease_after_redis_comes_back(store: JobStore) -> None:
     take(store, job.id, "a")
     lose_lease(store, job.id)
     _, uptime = store.redis_uptime()
-    reaper = Reaper(store, lease_seconds=uptime + 3600, reap_seconds=1, resend_seconds=60, max_losses=3)
+    reaper = Reaper(store, lease_seconds=uptime + 3600, reap_seconds=0, resend_seconds=60, max_losses=3)
     assert reaper.pass_once()[0] == []  # Redis has not been up for a lease: no loss counted
     assert store.get(job.id).state == "running"
     reaper = Reaper(store, lease_seconds=2, reap_seconds=0, resend_seconds=60, max_losses=3)
@@ -150,6 +150,17 @@ def test_reaper_waits_one_lease_after_redis_comes_back(store: JobStore) -> None:
     assert store.get(job.id).state == "running"
     time.sleep(2.5)  # the grace of one lease after the restart was seen
     assert [j.id for j in reaper.pass_once()[0]] == [job.id]
+
+
+def test_one_reaper_pass_per_period_for_the_whole_cluster(store: JobStore) -> None:
+    """Every node runs the loop; one pass per period walks the running jobs."""
+    job = store.create("train", {}, "train")
+    take(store, job.id, "a")
+    lose_lease(store, job.id)
+    nodes = [Reaper(store, lease_seconds=0, reap_seconds=5, resend_seconds=60, max_losses=3) for _ in range(3)]
+    wait_for(lambda: store.redis_uptime()[1] >= 5, 10, "Redis up for one lease + reap")
+    assert [len(n.pass_once()[0]) for n in nodes] == [1, 0, 0]
+    store.redis.delete("rnnq:turn:reaper")  # the period is over
 
 
 def test_deleting_the_newest_job_of_a_name_leaves_the_name_to_the_older(store: JobStore) -> None:
