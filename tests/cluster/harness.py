@@ -298,6 +298,12 @@ class Cluster:
         wait_for(lambda: self.record(job_id).get("state") in states, timeout, f"job {job_id} to be {states}", 0.2)
         return self.record(job_id)
 
+    def wait_attempt(self, job_id: str, attempt: int, timeout: float = 300) -> dict[str, str]:
+        """Until another attempt took the job (it may already have finished)."""
+        wait_for(lambda: int(self.record(job_id).get("attempts") or 0) >= attempt, timeout,
+                 f"job {job_id} attempt {attempt}", 0.1)
+        return self.record(job_id)
+
     def wait_running(self, job_id: str, attempt: int = 1, min_step: int | None = None,
                      timeout: float = 300) -> dict[str, str]:
         """Until the job runs its `attempt`th attempt (or later) and, with min_step, that

@@ -24,11 +24,13 @@ from tests.cluster.harness import LEASE, MODEL, REAP, WORKERS, CheckpointMonitor
 
 pytestmark = pytest.mark.cluster
 
-STEPS = "400"
+# Jobs train for a fixed time, not a step count, so that a fault lands mid-job on a fast
+# idle machine and a slow loaded one alike (a resumed job trains only what is left).
+SECONDS = "15"
 
 
-def train(cluster: Cluster, corpus: Path, steps: str = STEPS, *extra: str) -> str:
-    return cluster.submit("train", str(corpus), *MODEL, "--max-steps", steps, *extra)
+def train(cluster: Cluster, corpus: Path, seconds: str = SECONDS, *extra: str) -> str:
+    return cluster.submit("train", str(corpus), *MODEL, "--time-budget", seconds, "--max-steps", "1000000", *extra)
 
 
 def assert_clean(cluster: Cluster, expect: dict[str, str], monitor: CheckpointMonitor,
@@ -65,7 +67,7 @@ def test_kill_9_of_a_worker_host_resumes_elsewhere(cluster: Cluster, corpus_file
             expect[job] = "succeeded"
             host = cluster.wait_running(job, min_step=45)["host"]
             cluster.kill_host(host)
-            cluster.wait_running(job, attempt=2)
+            cluster.wait_attempt(job, 2)
             cluster.start_worker(host)
         for job in expect:
             rec = cluster.wait_state(job, ("succeeded", "failed", "cancelled"))
@@ -134,7 +136,7 @@ def test_redis_down_longer_than_a_lease_is_not_a_worker_loss(cluster: Cluster, c
     expect: dict[str, str] = {}
     with CheckpointMonitor(cluster) as monitor:
         for _ in range(1):
-            jobs = [train(cluster, corpus_file, "500") for _ in WORKERS]
+            jobs = [train(cluster, corpus_file, "25") for _ in WORKERS]
             expect.update(dict.fromkeys(jobs, "succeeded"))
             for job in jobs:
                 cluster.wait_running(job, min_step=25)
@@ -168,13 +170,13 @@ def test_sigterm_drain_hands_back_while_others_sit_idle(cluster: Cluster, corpus
             expect[job] = "succeeded"
             host = cluster.wait_running(job, min_step=45)["host"]
             cluster.stop_worker(host)
-            cluster.wait_running(job, attempt=2)
+            cluster.wait_attempt(job, 2)
             cluster.start_worker(host)
         gen = cluster.submit("generate", next(iter(expect)), "--prompt", "The ", "--max-tokens", "1000000")
         expect[gen] = "succeeded"
         host = cluster.wait_state(gen, ("running",))["host"]
         cluster.stop_worker(host)  # the generation is handed back too (and starts over)
-        cluster.wait_running(gen, attempt=2)
+        cluster.wait_attempt(gen, 2)
         assert cluster.cli("cancel", gen).returncode == 0
         expect[gen] = "cancelled"
         cluster.start_worker(host)
@@ -186,7 +188,7 @@ def test_sigterm_drain_hands_back_while_others_sit_idle(cluster: Cluster, corpus
 
 def test_cancel_every_kind_while_it_runs(cluster: Cluster, corpus_file: Path) -> None:
     ensure_workers(cluster)
-    base = train(cluster, corpus_file, "60")
+    base = cluster.submit("train", str(corpus_file), *MODEL, "--max-steps", "60")
     cluster.wait_state(base, ("succeeded",))
     table = cluster.base / "reviews.csv"
     table.write_text("text,label\n" + "".join(f"{'good fun' if i % 2 else 'dull slow'} film {i},{i % 2}\n"
@@ -199,7 +201,7 @@ def test_cancel_every_kind_while_it_runs(cluster: Cluster, corpus_file: Path) ->
     held_out.write_text(corpus_file.read_text() * 100)
     expect = {base: "succeeded", clf: "succeeded"}
     started = {
-        "train": train(cluster, corpus_file, "1000000"),
+        "train": train(cluster, corpus_file, "3600"),
         "generate": cluster.submit("generate", base, "--prompt", "The ", "--max-tokens", "1000000"),
         "predict": cluster.submit("predict", clf, "--input", str(many)),
         "eval": cluster.submit("eval", base, "--data", str(held_out)),
