@@ -172,7 +172,8 @@ def test_sigterm_drain_hands_back_while_others_sit_idle(cluster: Cluster, corpus
             cluster.stop_worker(host)
             cluster.wait_attempt(job, 2)
             cluster.start_worker(host)
-        gen = cluster.submit("generate", next(iter(expect)), "--prompt", "The ", "--max-tokens", "1000000")
+        source = cluster.wait_state(next(iter(expect)), ("succeeded",))["id"]
+        gen = cluster.submit("generate", source, "--prompt", "The ", "--max-tokens", "1000000")
         expect[gen] = "succeeded"
         host = cluster.wait_state(gen, ("running",))["host"]
         cluster.stop_worker(host)  # the generation is handed back too (and starts over)
