@@ -59,7 +59,8 @@ def main() -> None:
         with CheckpointMonitor(cluster) as monitor:
             while submitted < args.jobs or time.monotonic() < deadline or sum(faults.values()) < args.faults:
                 live = [j for j in expect if cluster.record(j).get("state") not in FINAL]
-                if submitted < args.jobs and len(live) < 6:
+                more = submitted < args.jobs or sum(faults.values()) < args.faults or time.monotonic() < deadline
+                if more and len(live) < 6:  # keep jobs running while faults are still due
                     job = cluster.submit("train", str(corpus), *MODEL, "--max-steps", str(args.steps))
                     expect[job] = "succeeded"
                     submitted += 1
