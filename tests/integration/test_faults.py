@@ -188,7 +188,7 @@ def test_redis_restart_mid_run_loses_nothing(env: Env, tmp_path: Path) -> None:
         wait_for(lambda: step() >= 60, 120, "training to pass step 60")
         stop(proc)  # SIGTERM: Redis fsyncs the append-only file and exits
         proc, _ = start_redis(data, *aof, port=port)
-        wait_for(lambda: _final(store, job_id) and _final(store, waiting), 180, "both jobs to finish")
+        wait_for(lambda: _final(store, job_id) and _final(store, waiting), 420, "both jobs to finish")
         assert store.get(job_id).state == "succeeded" and store.get(job_id).result["steps"] == 3000  # type: ignore[index]
         assert store.get(waiting).state == "succeeded"
     finally:

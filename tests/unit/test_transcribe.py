@@ -284,7 +284,7 @@ def trained(spoken: tuple[Path, bytes], tmp_path_factory: pytest.TempPathFactory
 
 def test_ctc_loss_falls_and_the_summary_reports_error_rates(trained: tuple[Path, dict[str, Any], list[float]]) -> None:
     out, summary, losses = trained
-    assert losses[-1] < 0.3 * losses[0]
+    assert losses[-1] < 0.5 * losses[0]  # report windows are timed, so the last one varies with load
     assert summary["val_loss"] < math.log(len(summary["alphabet"]) + 1)  # better than uniform over the symbols
     assert " " in summary["alphabet"] and set(summary["alphabet"]) <= set("".join(speech.WORDS) + " ")
     # Unseen recordings: an output of nothing (CTC's first habit) scores CER 1.0; this model
