@@ -253,7 +253,8 @@ class Cluster:
         """SIGTERM to the worker's main process (what Kubernetes and `rnnq down` do): a
         warm shutdown, running jobs hand back."""
         host = self.hosts[name]
-        assert host.proc is not None
+        if host.proc is None:
+            raise RuntimeError(f"worker {name} is not running")
         os.kill(host.proc.pid, signal.SIGTERM)
         host.proc.wait(timeout)
         host.proc = None
@@ -261,10 +262,12 @@ class Cluster:
     def restart_redis(self, down_for: float) -> None:
         """Redis stops (AOF flushed) and stays down for `down_for` seconds."""
         host = self.hosts["redis"]
-        assert host.proc is not None
+        if host.proc is None:
+            raise RuntimeError("redis-server is not running")
         os.killpg(host.proc.pid, signal.SIGTERM)
         host.proc.wait(30)
-        time.sleep(down_for)
+        back_at = time.monotonic() + down_for  # the outage itself: Redis stays unreachable until then
+        wait_for(lambda: time.monotonic() >= back_at and not self.redis_up(), down_for + 30, "the outage")
         self.start_redis()
 
     def cut(self, name: str) -> None:
