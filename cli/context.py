@@ -30,7 +30,7 @@ class Context:
 
     @cached_property
     def app(self) -> Celery:
-        from workers.app import make_app
+        from workers.celeryconf import make_app
 
         return make_app(self.settings)
 

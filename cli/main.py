@@ -6,22 +6,24 @@ from typing import Any
 
 import click
 
-from cli import jobs, observe, stack, submit, sweep
+from cli import errors, jobs, observe, stack, submit, sweep
 from cli.context import Context
-from workers.artifacts import ArtifactError
-from workers.errors import InvalidJob, RnnqError
 
 
 class _Group(click.Group):
-    """Turns rnnq's own errors (and the artifact store's) into one line and a non-zero exit, never a traceback."""
+    """Turns every rnnq error into one line and a non-zero exit, never a traceback; the
+    error's field becomes the flag of the command that was run (cli/errors.py)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta["rnnq.command"] = command
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except InvalidJob as exc:
-            raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint=exc.field) from None
-        except (RnnqError, ArtifactError) as exc:  # an artifact a record names is gone or outside the root
-            raise click.ClickException(str(exc)) from None
+        except errors.handled() as exc:
+            raise errors.to_click(exc, ctx.meta.get("rnnq.command")) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -43,7 +43,7 @@ def worker(ctx: Context, queues: list[str], concurrency: int, device: str | None
     ids: list[str] = []
     if gpus:
         try:
-            ids = parse_gpus(gpus, settings_mod.environ().get("CUDA_VISIBLE_DEVICES"))
+            ids = parse_gpus(gpus, ",".join(settings_mod.visible_gpus()) or None)
         except GpuSpecError as exc:
             raise click.BadParameter(str(exc), param_hint="--gpus") from None
     ctx.ensure_redis()

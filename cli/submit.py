@@ -13,7 +13,7 @@ import click
 from cli import follow
 from cli.context import Context, pass_ctx
 from cli.types import DEVICE, JOB_NAME, QUEUE
-from rnn_tasks.spec import GenerateSpec, PredictSpec, SpecError, TrainBase, TrainSpec
+from rnn_tasks.spec import GenerateSpec, PredictSpec, TrainBase, TrainSpec
 from workers import submit as submitter
 
 _ANY_JOB_ID = "0" * 12  # stands in for the source job while checking the other flags
@@ -27,22 +27,6 @@ def _d(name: str) -> str:
     """' [default: X]' for a TrainSpec field, so help shows the spec's own default."""
     value = _default(TrainSpec, name)
     return f" [default: {'none' if value is None else value}]"
-
-
-def _hint(field: str) -> str:
-    if field in ("data", "DATA"):
-        return "DATA"
-    if field in ("target_data", "--target-data"):
-        return "--target"
-    if field.startswith("-"):
-        return field
-    if field.startswith("prompts"):
-        return "--prompt"
-    return "--" + field.replace("_", "-")
-
-
-def _spec_error(exc: SpecError) -> click.BadParameter:
-    return click.BadParameter(exc.message, param_hint=_hint(exc.field))
 
 
 def _inference_options(what: str, output: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -153,26 +137,20 @@ def train(ctx: Context, data: Path | None, task: str, source_file: Path | None, 
         fields["amp"] = False
     paths = _input_paths(task, data, source_file, fields)
     spec: TrainBase
-    try:
-        if task == "lm":
-            spec = submitter.build_train_spec(fields)
-        else:
-            spec = submitter.build_task_spec(task, fields, tuple(f"{n}_data" if n != "data" else n for n in paths))
-    except SpecError as exc:
-        raise _spec_error(exc) from None
+    if task == "lm":
+        spec = submitter.build_train_spec(fields)
+    else:
+        spec = submitter.build_task_spec(task, fields, tuple(f"{n}_data" if n != "data" else n for n in paths))
     if task == "lm":
         text = submitter.check_train(paths["data"], spec, encoding, ctx.settings.max_corpus_bytes,  # type: ignore[arg-type]
                                      ctx.settings.worker_memory_bytes)
         ctx.ensure_stack()
         job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, text, spec, queue=queue, name=name)  # type: ignore[arg-type]
     else:
-        try:
-            if task == "transcribe":  # a manifest or folder: every recording checked, then one bundle
-                files = submitter.check_transcribe(spec, paths["data"], ctx.settings.max_corpus_bytes)
-            else:
-                files = submitter.check_task(spec, paths, ctx.settings.max_corpus_bytes)
-        except SpecError as exc:
-            raise _spec_error(exc) from None
+        if task == "transcribe":  # a manifest or folder: every recording checked, then one bundle
+            files = submitter.check_transcribe(spec, paths["data"], ctx.settings.max_corpus_bytes)
+        else:
+            files = submitter.check_task(spec, paths, ctx.settings.max_corpus_bytes)
         ctx.ensure_stack()
         job = submitter.submit_task(ctx.store, ctx.artifacts, ctx.app, spec, files, queue=queue, name=name)
     _report(job.id, as_json)
@@ -196,15 +174,9 @@ def generate(ctx: Context, job_or_name: str, prompts: tuple[str, ...], queue: st
     """Sample text from the model trained by JOB_OR_NAME (a job id or a --name)."""
     fields: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     fields["prompts"] = list(prompts)
-    try:
-        GenerateSpec.from_dict({"source": _ANY_JOB_ID, **fields})  # flag errors before any I/O
-    except SpecError as exc:
-        raise _spec_error(exc) from None
+    GenerateSpec.from_dict({"source": _ANY_JOB_ID, **fields})  # flag errors before any I/O
     ctx.ensure_stack()
-    try:
-        job = submitter.submit_generate(ctx.store, ctx.app, job_or_name, fields, queue=queue, name=name)
-    except SpecError as exc:
-        raise _spec_error(exc) from None
+    job = submitter.submit_generate(ctx.store, ctx.app, job_or_name, fields, queue=queue, name=name)
     if not wait:
         _report(job.id, as_json)
         return
@@ -273,10 +245,8 @@ def predict(ctx: Context, job: str, input_files: tuple[Path, ...], texts: tuple[
         fields["texts"] = list(texts)
     if fmt:
         fields["format"] = fmt
-    try:  # flag errors before any I/O (--lm may be a name until the job store resolves it)
-        PredictSpec.from_dict({"source": _ANY_JOB_ID, **fields, **({"lm": _ANY_JOB_ID} if "lm" in fields else {})})
-    except SpecError as exc:
-        raise _spec_error(exc) from None
+    # flag errors before any I/O (--lm may be a name until the job store resolves it)
+    PredictSpec.from_dict({"source": _ANY_JOB_ID, **fields, **({"lm": _ANY_JOB_ID} if "lm" in fields else {})})
     _must_exist(input_files, "--input")  # before the local stack is started for nothing
     ctx.ensure_stack()
     limit = ctx.settings.max_corpus_bytes
@@ -288,11 +258,8 @@ def predict(ctx: Context, job: str, input_files: tuple[Path, ...], texts: tuple[
                                  param_hint="--input")
     elif input_files:
         data = submitter.read_input(input_files[0], limit, "--input")
-    try:
-        record = submitter.submit_predict(ctx.store, ctx.artifacts, ctx.app, job, fields, data, queue=queue,
-                                          name=name)
-    except SpecError as exc:
-        raise _spec_error(exc) from None
+    record = submitter.submit_predict(ctx.store, ctx.artifacts, ctx.app, job, fields, data, queue=queue,
+                                      name=name)
     _finish(ctx, record.id, wait, as_json)
 
 
@@ -323,10 +290,7 @@ def evaluate(ctx: Context, job: str, data_file: Path, target_file: Path | None, 
         files = {"data": submitter.read_input(data_file, limit, "--data")}
     if target_file is not None:
         files["target"] = submitter.read_input(target_file, limit, "--target")
-    try:
-        record = submitter.submit_eval(ctx.store, ctx.artifacts, ctx.app, job, files, fields, queue=queue, name=name)
-    except SpecError as exc:
-        raise _spec_error(exc) from None
+    record = submitter.submit_eval(ctx.store, ctx.artifacts, ctx.app, job, files, fields, queue=queue, name=name)
     _finish(ctx, record.id, wait, as_json)
 
 

@@ -1,18 +1,17 @@
 """The Celery application: `celery -A workers.app worker` and `rnnq worker` both use it.
 
-JSON only on the wire. One message per job carries only the job id: the job's spec
-lives in the job store, which outlives Celery's result backend (not used here).
+Importing this module builds the app from the environment's settings and connects the
+worker's signal handlers, so only worker processes import it; the CLI builds its own
+app with workers.celeryconf.make_app from its flags.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import ssl
 import threading
 from typing import Any
 
-from celery import Celery
 from celery.signals import (
     worker_init,
     worker_process_init,
@@ -20,63 +19,13 @@ from celery.signals import (
     worker_ready,
     worker_shutting_down,
 )
-from kombu import Exchange, Queue
 
+from workers import dispatch
 from workers import settings as settings_mod
+from workers.celeryconf import make_app
+from workers.queues import GENERATE_QUEUE, TASK_QUEUES, TRAIN_QUEUE
 
-TRAIN_QUEUE = "train"
-GENERATE_QUEUE = "generate"
-# Inference of every kind (sampling, batch prediction, evaluation) shares the generate queue.
-TASK_QUEUES = {"rnnq.train": TRAIN_QUEUE, "rnnq.generate": GENERATE_QUEUE, "rnnq.predict": GENERATE_QUEUE,
-               "rnnq.eval": GENERATE_QUEUE}
-
-
-def make_app(settings: settings_mod.Settings | None = None) -> Celery:
-    s = settings or settings_mod.resolve()
-    transport = {
-        # Unacked messages return to the queue after this many seconds. This is the
-        # one place Celery and kombu read it (no result backend is configured), and
-        # workers and the CLI build their app here, so they never disagree. A
-        # redelivered copy of a running job is refused by its lease (jobstore._START).
-        "visibility_timeout": s.visibility_timeout,
-        # kombu scans for expired unacked messages every interval * throttle seconds
-        # (100 s by default); keep at least four scans per timeout when it is short.
-        "unacked_restore_interval": max(1, min(10, s.visibility_timeout // 4)),
-        "unacked_restore_throttle": max(1, min(10, s.visibility_timeout // (4 * max(1, min(10, s.visibility_timeout // 4))))),
-    }
-    app = Celery("rnnq", broker=s.redis_url, include=["workers.tasks"])
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        event_serializer="json",
-        result_backend=None,
-        task_ignore_result=True,
-        # A job is acknowledged when it ends, not when it starts: a worker that dies
-        # mid-job leaves the message to be delivered again.
-        task_acks_late=True,
-        worker_prefetch_multiplier=1,  # one job at a time per pool process
-        broker_transport_options=transport,
-        broker_connection_retry_on_startup=True,
-        broker_connection_max_retries=None,  # keep reconnecting while Redis restarts
-        task_queues=[Queue(q, Exchange(q), routing_key=q) for q in (TRAIN_QUEUE, GENERATE_QUEUE)],
-        task_default_queue=TRAIN_QUEUE,
-        task_routes={name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
-        task_create_missing_queues=True,  # `--queue gpu-a100` needs no configuration
-        worker_hijack_root_logger=False,
-        worker_redirect_stdouts=False,
-        broker_use_ssl=_ssl_options(s.redis_url),
-    )
-    return app
-
-
-def _ssl_options(url: str) -> dict[str, Any] | None:
-    """TLS for rediss:// URLs. Options in the URL's query (ssl_cert_reqs, ssl_ca_certs,
-    ssl_certfile, ssl_keyfile) are read by kombu and redis-py alike; without them the
-    server certificate is verified against the system's CAs."""
-    if url.startswith("rediss://") and "ssl_cert_reqs" not in url:
-        return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    return None
+__all__ = ["GENERATE_QUEUE", "TASK_QUEUES", "TRAIN_QUEUE", "app", "make_app"]
 
 
 @worker_process_init.connect
@@ -94,10 +43,7 @@ def _pin_gpu(**_: Any) -> None:
     from workers.gpus import child_gpu
 
     index = getattr(current_process(), "index", 0) or 0
-    # GPU numbers as NVML and nvidia-smi count them (PCI order): CUDA's default order,
-    # fastest first, can differ on a node with mixed GPUs, and the metrics use NVML's.
-    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    os.environ["CUDA_VISIBLE_DEVICES"] = child_gpu(gpus.split(","), index)
+    settings_mod.pin_gpu(child_gpu(gpus.split(","), index))
 
 
 @worker_init.connect
@@ -140,7 +86,6 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
     that died (kill -9, OOM killer, lost node): within lease + reap seconds.
     """
     from workers import sweep as sweeps
-    from workers.dispatch import send_job
     from workers.jobstore import JobStore
     from workers.reconcile import Reaper
 
@@ -161,13 +106,13 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
                 reaped, unsent = reaper.pass_once()
                 for job in reaped:
                     _log.warning("job %s lost its worker (%d so far); queued again", job.id, job.worker_losses)
-                    send_job(job.id, job.kind, job.queue, app)
+                    dispatch.send_job(job.id, job.kind, job.queue, app)
                 for job in unsent:
                     _log.warning("job %s has been queued with no message; sending it again", job.id)
-                    send_job(job.id, job.kind, job.queue, app)
+                    dispatch.send_job(job.id, job.kind, job.queue, app)
                 # Sweeps whose trials ended untold or that have room for more (an advance
                 # lost with its worker, a trial failed by the reaper): workers.sweep.
-                sweeps.advance_all(store, lambda job_id, kind, queue: send_job(job_id, kind, queue, app))
+                sweeps.advance_all(store, lambda job_id, kind, queue: dispatch.send_job(job_id, kind, queue, app))
             except Exception:  # noqa: BLE001 - the reaper must outlive a Redis restart
                 _log.warning("reaper pass failed", exc_info=True)
 
@@ -192,3 +137,4 @@ def _drain(sender: Any = None, how: str = "", **_: Any) -> None:
 _log = logging.getLogger("rnnq.worker")
 _stopping = threading.Event()
 app = make_app()
+dispatch.use(app)

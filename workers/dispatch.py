@@ -1,17 +1,34 @@
-"""Sending a job's message: one place for submit, hand-back and the reaper."""
+"""Sending a job's message: one place for submit, hand-back and the reaper.
+
+It never imports workers.app (which imports this module's callers): the CLI passes the
+app it built from its own settings (`--redis-url`), and a worker process registers its
+app with `use()` when workers.app loads. Celery itself is imported only here, where a
+message is sent.
+"""
 
 from __future__ import annotations
 
-from functools import cache
+from typing import TYPE_CHECKING
 
-from celery import Celery
+if TYPE_CHECKING:
+    from celery import Celery
+
+_default: Celery | None = None  # the worker's app, registered by workers.app
 
 
-@cache
+def use(app: Celery) -> None:
+    """Make `app` the one that send_job uses when given none (done once, by workers.app)."""
+    global _default
+    _default = app
+
+
 def _app() -> Celery:
-    from workers.app import app
+    global _default
+    if _default is None:  # a process that did not load workers.app: an app from the settings
+        from workers.celeryconf import make_app
 
-    return app
+        _default = make_app()
+    return _default
 
 
 def send_job(job_id: str, kind: str, queue: str, app: Celery | None = None) -> None:

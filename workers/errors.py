@@ -1,30 +1,30 @@
-"""Errors the CLI turns into one-line messages and exit code 1."""
+"""Errors of the worker layer (job store, stack, submit checks). They derive from
+rnn_tasks' one hierarchy, so the CLI group catches a single base class."""
 
 from __future__ import annotations
 
+from rnn_tasks.errors import ConfigError, InputError, RnnqError
 
-class RnnqError(Exception):
-    """Base class for errors that reach the user as a single line."""
+__all__ = ["ConfigError", "InvalidJob", "JobNotFound", "RedisUnavailable", "RnnqError", "UploadFailed"]
 
 
 class RedisUnavailable(RnnqError):
     """Redis (broker and job store) cannot be reached."""
 
 
-class ConfigError(RnnqError):
-    """A setting (flag or RNNQ_* variable) has a value rnnq cannot use."""
-
-
 class JobNotFound(RnnqError):
     """No job with that id or name."""
 
 
-class InvalidJob(RnnqError):
-    """A submitted job or its input data is invalid; nothing was queued."""
+class InvalidJob(InputError):
+    """A submitted job or its input data is invalid; nothing was queued.
+
+    `field` is a spec field ("seq_len"), an input ("data") or, from older call sites,
+    already a flag ("--input"); the CLI maps it to the flag the user typed.
+    """
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+        super().__init__(message, field)
 
 
 class UploadFailed(RnnqError):

@@ -126,8 +126,10 @@ def _physical_gpu(device: str) -> str:
     """The GPU's id on the node, as NVML names it: cuda:0 in a process pinned with
     CUDA_VISIBLE_DEVICES=3 is GPU 3."""
     index = int(device.split(":", 1)[1]) if ":" in device else 0
-    visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    return visible[index].strip() if index < len(visible) else str(index)
+    from workers.settings import visible_gpus
+
+    visible = visible_gpus()
+    return visible[index] if index < len(visible) else str(index)
 
 
 # ---------------------------------------------------------------- the worker's endpoint

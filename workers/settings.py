@@ -6,12 +6,13 @@ defined.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.errors import ConfigError
+from rnn_tasks.errors import ConfigError
 
 # Home of the embedded local stack (Redis data, logs, PID file, default artifacts).
 DEFAULT_HOME = Path.home() / ".rnnq"
@@ -103,10 +104,48 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
+def _int(name: str, default: int, low: int = 1) -> int:
+    """An integer variable of at least `low`; a bad value is a ConfigError naming the variable."""
+    text = _env(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a whole number", name) from None
+    if value < low:
+        raise ConfigError(f"must be at least {low}, got {value}", name)
+    return value
+
+
+def _float(name: str, default: float) -> float:
+    """A positive, finite number of seconds; a bad value is a ConfigError naming the variable."""
+    text = _env(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a number", name) from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"must be a positive number, got {text!r}", name)
+    return value
+
+
+def _port(name: str, default: int | None) -> int | None:
+    value = _int(name, default or 0, low=1) if _env(name) is not None else default
+    if value is not None and value > 65535:
+        raise ConfigError(f"{value} is not a TCP port (1-65535)", name)
+    return value
+
+
 def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -> Settings:
-    """Settings from explicit values (flags), then RNNQ_* variables, then defaults."""
+    """Settings from explicit values (flags), then RNNQ_* variables, then defaults.
+
+    A variable with a value rnnq cannot use is a ConfigError naming it (one line at the CLI).
+    """
     home = Path(_env("RNNQ_HOME") or DEFAULT_HOME).expanduser()
-    port = int(_env("RNNQ_LOCAL_PORT") or DEFAULT_LOCAL_PORT)
+    port = _port("RNNQ_LOCAL_PORT", DEFAULT_LOCAL_PORT) or DEFAULT_LOCAL_PORT
     url = redis_url or _env("RNNQ_REDIS_URL")
     local = url is None
     return Settings(
@@ -115,23 +154,36 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
         home=home,
         local=local,
         local_port=port,
-        max_corpus_bytes=int(_env("RNNQ_MAX_CORPUS_BYTES") or DEFAULT_MAX_CORPUS_BYTES),
-        worker_memory_bytes=int(_env("RNNQ_WORKER_MEMORY_BYTES") or DEFAULT_WORKER_MEMORY_BYTES),
-        visibility_timeout=int(_env("RNNQ_VISIBILITY_TIMEOUT") or DEFAULT_VISIBILITY_TIMEOUT),
+        max_corpus_bytes=_int("RNNQ_MAX_CORPUS_BYTES", DEFAULT_MAX_CORPUS_BYTES),
+        worker_memory_bytes=_int("RNNQ_WORKER_MEMORY_BYTES", DEFAULT_WORKER_MEMORY_BYTES),
+        visibility_timeout=_int("RNNQ_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
         worker_gpus=_env("RNNQ_WORKER_GPUS"),
         worker_device=_env("RNNQ_WORKER_DEVICE"),
-        lease_seconds=float(_env("RNNQ_LEASE_SECONDS") or DEFAULT_LEASE_SECONDS),
-        reap_seconds=float(_env("RNNQ_REAP_SECONDS") or DEFAULT_REAP_SECONDS),
-        resend_seconds=float(_env("RNNQ_RESEND_SECONDS") or DEFAULT_RESEND_SECONDS),
-        cli_retry_seconds=float(_env("RNNQ_CLI_RETRY_SECONDS") or DEFAULT_CLI_RETRY_SECONDS),
-        max_worker_losses=int(_env("RNNQ_MAX_WORKER_LOSSES") or DEFAULT_MAX_WORKER_LOSSES),
-        metrics_port=int(port_text) if (port_text := _env("RNNQ_METRICS_PORT")) else None,
+        lease_seconds=_float("RNNQ_LEASE_SECONDS", DEFAULT_LEASE_SECONDS),
+        reap_seconds=_float("RNNQ_REAP_SECONDS", DEFAULT_REAP_SECONDS),
+        resend_seconds=_float("RNNQ_RESEND_SECONDS", DEFAULT_RESEND_SECONDS),
+        cli_retry_seconds=_float("RNNQ_CLI_RETRY_SECONDS", DEFAULT_CLI_RETRY_SECONDS),
+        max_worker_losses=_int("RNNQ_MAX_WORKER_LOSSES", DEFAULT_MAX_WORKER_LOSSES),
+        metrics_port=_port("RNNQ_METRICS_PORT", None),
         metrics_addr=_env("RNNQ_METRICS_ADDR") or DEFAULT_METRICS_ADDR,
-        exporter_port=int(_env("RNNQ_EXPORTER_PORT") or DEFAULT_EXPORTER_PORT),
+        exporter_port=_port("RNNQ_EXPORTER_PORT", DEFAULT_EXPORTER_PORT) or DEFAULT_EXPORTER_PORT,
         metrics_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
         input_cache=Path(_env("RNNQ_INPUT_CACHE") or home / INPUT_CACHE_DIR).expanduser(),
         sweep_storage=_env("RNNQ_SWEEP_STORAGE") or DEFAULT_SWEEP_STORAGE,
     )
+
+
+def visible_gpus() -> list[str]:
+    """CUDA_VISIBLE_DEVICES as a list of GPU ids ([] when unset): the GPUs this process may use."""
+    return [v.strip() for v in (_env("CUDA_VISIBLE_DEVICES") or "").split(",") if v.strip()]
+
+
+def pin_gpu(gpu: str) -> None:
+    """Make this process (and CUDA, when it first initialises) see only `gpu`, numbered
+    as NVML and nvidia-smi number GPUs (PCI order): CUDA's default order, fastest first,
+    can differ on a node with mixed GPUs, and the metrics use NVML's."""
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
 def artifact_location(value: str | Path) -> Path | str:

@@ -12,9 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-from celery import Celery
+from typing import TYPE_CHECKING, Any
 
 from rnn_tasks import windows
 from rnn_tasks.spec import (
@@ -27,11 +25,14 @@ from rnn_tasks.spec import (
     train_spec_class,
 )
 from workers import dispatch
-from workers.app import TASK_QUEUES
 from workers.artifacts import ArtifactStore, put_corpus, put_input
 from workers.errors import InvalidJob, UploadFailed
 from workers.jobstore import Job, JobStore
+from workers.queues import TASK_QUEUES
 from workers.settings import CORPUS_MEMORY_PER_CHAR, DEFAULT_MAX_CORPUS_BYTES, DEFAULT_WORKER_MEMORY_BYTES
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 _PENDING_DATA = "pending/corpus"  # placeholder key until the corpus is uploaded
 

@@ -2,8 +2,8 @@
 
 Two ways to give the parallel text:
 
-    DATA = source file, --target-data = target file     line i of one translates line i of the other
-    DATA = one TSV file, no --target-data               "source<TAB>target" per line
+    data = source file, target_data = target file     line i of one translates line i of the other
+    data = one TSV file, no target_data               "source<TAB>target" per line
 
 Either file may be gzip-compressed (recognised by its magic bytes, not its name).
 """
@@ -19,8 +19,9 @@ from rnn_tasks.spec import SpecError, TrainBase, _between, check_artifact_key
 
 TOKENIZERS = ("bpe", "word")
 GZIP_MAGIC = b"\x1f\x8b"
-DATA_FIELD = "DATA"  # the CLI's name for the positional input
-TARGET_FIELD = "--target-data"
+# Errors name spec fields; the CLI maps them to its flags (cli/errors.py).
+DATA_FIELD = "data"
+TARGET_FIELD = "target_data"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def split_tsv(lines: list[str], field: str = DATA_FIELD) -> tuple[list[str], lis
         tabs = line.count("\t")
         if tabs != 1:
             raise SpecError(field, f"line {number} has {tabs} tabs; each line must be source<TAB>target "
-                                   "(or give the target file with --target-data)")
+                                   "(or give the target-language file separately, line-aligned)")
         source, target = line.split("\t")
         sources.append(source)
         targets.append(target)
@@ -144,7 +145,7 @@ def load_pairs(spec: TranslateSpec, files: dict[str, bytes]) -> tuple[list[str],
     need = min_pairs(spec.val_fraction)
     if len(sources) < need:
         raise SpecError(DATA_FIELD, f"has {len(sources)} sentence pairs; at least {need} are needed to hold out "
-                                    f"--val-fraction {spec.val_fraction:g} for validation")
+                                    f"val_fraction {spec.val_fraction:g} for validation")
     return sources, targets
 
 

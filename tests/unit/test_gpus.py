@@ -66,8 +66,7 @@ def test_worker_gpus_becomes_one_pool_process_per_gpu(monkeypatch: pytest.Monkey
 
 
 def test_worker_gpus_all_follows_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("workers.settings.environ", lambda: {"CUDA_VISIBLE_DEVICES": "4,6,7"})
-    result, argv, env = _worker_argv(monkeypatch, tmp_path, "--gpus", "all")
+    result, argv, env = _worker_argv(monkeypatch, tmp_path, "--gpus", "all", env={"CUDA_VISIBLE_DEVICES": "4,6,7"})
     assert result.exit_code == 0, result.output
     assert argv[argv.index("-c") + 1] == "3" and env["RNNQ_WORKER_GPUS"] == "4,6,7"
 

@@ -148,14 +148,14 @@ def test_misaligned_files_are_refused() -> None:
     sources, targets = corpus(50)
     with pytest.raises(SpecError, match=r"misaligned.*50 lines.*49") as err:
         check_inputs(spec(), {"data": lines(sources), "target": lines(targets[:-1])})
-    assert err.value.field == "--target-data"
+    assert err.value.field == "target_data"
 
 
 def test_tsv_lines_need_exactly_one_tab() -> None:
     tsv = ["a b\tx y", "c\td\te", "f\tg"]
     with pytest.raises(SpecError, match="line 2 has 2 tabs") as err:
         check_inputs(spec(target_data=None), {"data": lines(tsv)})
-    assert err.value.field == "DATA"
+    assert err.value.field == "data"
     with pytest.raises(SpecError, match="line 1 has 0 tabs"):
         check_inputs(spec(target_data=None), {"data": lines(["no tab here"] * 30)})
 
@@ -165,7 +165,7 @@ def test_bad_inputs_are_refused() -> None:
         check_inputs(spec(), {"data": b"caf\xe9\n" * 30, "target": lines(["x"] * 30)})
     with pytest.raises(SpecError, match="at least 10 are needed") as err:
         check_inputs(spec(), {"data": lines(["a"] * 9), "target": lines(["b"] * 9)})
-    assert err.value.field == "DATA"
+    assert err.value.field == "data"
     with pytest.raises(SpecError, match="gzip"):
         check_inputs(spec(), {"data": b"\x1f\x8bnot really", "target": lines(["b"] * 30)})
 
