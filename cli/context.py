@@ -9,11 +9,12 @@ import click
 
 from workers import local
 from workers import settings as settings_mod
-from workers.artifacts import ArtifactStore, open_store
 from workers.jobstore import JobStore
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from workers.artifacts import ArtifactStore
 
 
 class Context:
@@ -26,6 +27,8 @@ class Context:
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
+        from workers.artifacts import open_store
+
         return open_store(self.settings.artifacts)
 
     @cached_property

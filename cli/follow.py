@@ -7,8 +7,6 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.context import Context
 from workers.jobstore import FINAL_STATES, Job, JobStore
@@ -32,6 +30,9 @@ def follow(store: JobStore, job_id: str, quiet: bool = False, poll: float = 1.0)
     On a terminal the bar redraws in place; elsewhere (logs, pipes) each validation
     result is printed as a line.
     """
+    from rich.console import Console  # only where something is drawn: read commands stay light
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     console = Console(stderr=True, quiet=quiet)
     job = store.get(job_id)
     after, val = "0-0", None

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 
-from cli import errors, jobs, observe, stack, submit, sweep
+from cli import errors
 from cli.context import Context
+
+# Each command's module, imported only when the command runs (or help lists it): `rnnq
+# list` loads neither the submit path (spec modules) nor Celery, the sweeps (Optuna's
+# YAML) or the stack (subprocess management).
+_MODULES = {
+    "train": "submit", "generate": "submit", "predict": "submit", "eval": "submit",
+    "status": "jobs", "list": "jobs", "watch": "jobs", "result": "jobs", "delete": "jobs", "cancel": "jobs",
+    "resume": "jobs",
+    "exporter": "observe", "plot": "observe",
+    "worker": "stack", "up": "stack", "down": "stack", "demo": "stack",
+    "sweep": "sweep",
+}
 
 
 class _Group(click.Group):
     """Turns every rnnq error into one line and a non-zero exit, never a traceback; the
     error's field becomes the flag of the command that was run (cli/errors.py)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_MODULES)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _MODULES:
+            return None
+        module = importlib.import_module(f"cli.{_MODULES[name]}")
+        return next(c for c in module.COMMANDS if c.name == name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
@@ -38,11 +60,6 @@ def rnnq(ctx: click.Context, redis_url: str | None, artifacts: str | None) -> No
     With no RNNQ_REDIS_URL, rnnq runs a local Redis and worker for you (`rnnq up`).
     """
     ctx.obj = Context(redis_url, artifacts)
-
-
-for module in (submit, jobs, observe, stack, sweep):
-    for command in module.COMMANDS:
-        rnnq.add_command(command)
 
 
 def main() -> None:

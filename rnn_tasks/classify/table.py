@@ -1,6 +1,6 @@
 """Labelled text tables (CSV/TSV) read with the stdlib alone, so the CLI can check them.
 
-    bytes --UTF-8--> text --delimiter (given, or sniffed among , TAB ; |)--> rows
+    bytes --UTF-8--> text --delimiter (given, from the name .csv/.tsv, or sniffed)--> rows
           --header (given, or detected)--> column indices --> (texts, labels)
 
 Two kinds of file are common and both must read correctly:
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from rnn_tasks.spec import SpecError
 
 DELIMITERS = ",\t;|"
-SNIFF_LINES = 50  # lines csv.Sniffer looks at: enough to see a pattern, cheap on big files
 MIN_TRAIN_ROWS = 4  # smallest training split worth a model
 MIN_VAL_ROWS = 2  # smallest validation split that can rank checkpoints
 _LINE_END = re.compile(r"\r\n|\r|\n")  # what the csv module ends a row on (not str.splitlines' extras)
@@ -65,23 +64,64 @@ def is_index(column: str) -> bool:
     return column.isdigit()
 
 
+def delimiter_for(name: str) -> str | None:
+    """The delimiter a file's name promises: , for .csv, TAB for .tsv (and .tab); None otherwise."""
+    suffixes = [s.lower() for s in name.split("/")[-1].split(".")[1:]]
+    if suffixes and suffixes[-1] == "gz":
+        suffixes.pop()
+    suffix = suffixes[-1] if suffixes else ""
+    return {"csv": ",", "tsv": "\t", "tab": "\t"}.get(suffix)
+
+
 def sniff_delimiter(text: str, field: str) -> str:
-    lines = [line for line in _LINE_END.split(text, maxsplit=SNIFF_LINES * 2) if line.strip()][:SNIFF_LINES]
-    sample = "\n".join(lines)
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        pass
-    # The sniffer gives up on some clean files (e.g. a single data line); take the
-    # candidate seen on every line the same number of times, the commonest first.
-    best = None
-    for d in DELIMITERS:
-        counts = {line.count(d) for line in lines}
-        if len(counts) == 1 and 0 not in counts and (best is None or sample.count(d) > sample.count(best)):
-            best = d
-    if best is None:
-        raise SpecError(field, "cannot tell the delimiter (tried , TAB ; |); give --delimiter")
-    return best
+    """The delimiter among , TAB ; | under which the file *parses* into rows of one width.
+
+    Each candidate reads the head of the file with the csv module (quoted, as Python's csv
+    writer quotes, and unquoted, for line-per-row TSV with stray quotes); a candidate is
+    consistent when every row has the same number (> 1) of columns. Counting characters
+    is not enough: a CSV whose quoted texts hold commas has a different count per line.
+    Among several consistent candidates, csv.Sniffer's pick wins, else TAB before , ; |
+    (tabs are rare inside text, commas common).
+    """
+    head, truncated = _head(text)
+    consistent = [d for d in _PREFERENCE if _parses(head, d, truncated)]
+    if not consistent:
+        raise SpecError(field, "cannot tell the delimiter: no one of , TAB ; | splits every row into the same "
+                               "number of columns; give the delimiter")
+    if len(consistent) > 1:
+        try:
+            sniffed = csv.Sniffer().sniff(head[:65536], delimiters=DELIMITERS).delimiter
+        except csv.Error:
+            sniffed = None
+        if sniffed in consistent:
+            return sniffed
+    return consistent[0]
+
+
+_PREFERENCE = "\t,;|"
+SNIFF_BYTES = 1 << 20  # head of the file the sniffer parses: plenty of rows, cheap on a big file
+
+
+def _head(text: str) -> tuple[str, bool]:
+    """The first SNIFF_BYTES characters cut at a line end, and whether anything was cut."""
+    if len(text) <= SNIFF_BYTES:
+        return text, False
+    cut = max(text.rfind("\n", 0, SNIFF_BYTES), text.rfind("\r", 0, SNIFF_BYTES))
+    return (text[: cut + 1] if cut > 0 else text[:SNIFF_BYTES]), True
+
+
+def _parses(text: str, delimiter: str, truncated: bool) -> bool:
+    for quoted in (True, False):
+        try:
+            rows = _rows(text, delimiter, quoted)
+        except csv.Error:
+            continue
+        if truncated and len(rows) > 1:
+            rows = rows[:-1]  # a quoted text may run past the cut
+        widths = {len(row) for row in rows}
+        if len(widths) == 1 and widths.pop() > 1:
+            return True
+    return False
 
 
 def parse_rows(text: str, delimiter: str) -> list[list[str]]:

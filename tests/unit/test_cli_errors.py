@@ -58,10 +58,10 @@ def test_spec_field_errors_name_the_flag(tmp_path: Path) -> None:
     ("--input", "--input"), ("RNNQ_LEASE_SECONDS", "RNNQ_LEASE_SECONDS"),
 ])
 def test_fields_map_to_train_flags(field: str, flag: str) -> None:
-    assert flag_for(field, rnnq.commands["train"]) == flag
+    assert flag_for(field, rnnq.get_command(click.Context(rnnq), "train")) == flag
 
 
 def test_an_input_named_data_is_the_eval_option() -> None:
-    eval_command = rnnq.commands["eval"]
+    eval_command = rnnq.get_command(click.Context(rnnq), "eval")
     assert isinstance(eval_command, click.Command)
     assert flag_for("data", eval_command) == "--data"
