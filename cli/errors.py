@@ -33,7 +33,7 @@ def flag_for(field: str, command: click.Command | None = None) -> str:
         return _RENAMED[field]
     long = "--" + field.replace("_", "-")
     for param in command.params if command is not None else ():
-        if param.name == field or long in param.opts:
+        if getattr(param, "field", param.name) == field or long in param.opts:
             if isinstance(param, click.Argument):
                 return param.human_readable_name
             return max(param.opts, key=len)

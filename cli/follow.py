@@ -59,6 +59,28 @@ def follow(store: JobStore, job_id: str, quiet: bool = False, poll: float = 1.0)
     return job
 
 
+def submitted(ctx: Context, job_id: str, wait: bool, as_json: bool, progress: bool = False) -> None:
+    """What every submit command prints: the job id ({"job_id": ...} with --json); with
+    --wait, follow the job, print its result and exit 0 only if it succeeded. With --wait
+    --json, stdout is one line: the finished job's full record (record_dict), every kind alike.
+
+    progress: draw the live bar (training); the id then goes to stdout before it, as
+    without --wait. Otherwise the id goes to stderr and stdout holds only the result.
+    """
+    if not wait or (progress and not as_json):
+        click.echo(json.dumps({"job_id": job_id}) if as_json else job_id)
+        if not wait:
+            return
+    elif not as_json:
+        click.echo(job_id, err=True)
+    final = follow(ctx.store, job_id, quiet=as_json or not progress)
+    if as_json:
+        click.echo(json.dumps(record_dict(ctx, final)))
+    else:
+        print_result(ctx, final, as_json=False)
+    exit_with(final)
+
+
 def exit_with(job: Job) -> None:
     """Exit 0 only for a succeeded job."""
     if job.state != "succeeded":
@@ -74,6 +96,12 @@ def result_dict(ctx: Context, job: Job) -> dict[str, Any]:
     for label, key in job.artifacts.items():
         out[label] = ctx.artifacts.location(key)
     return out
+
+
+def record_dict(ctx: Context, job: Job) -> dict[str, Any]:
+    """The job's full record: result_dict plus its spec, queue and timings."""
+    out = {k: v for k, v in job.to_dict().items() if k not in ("id", "vocab", "result", "artifacts")}
+    return {**out, **result_dict(ctx, job)}
 
 
 # Held-out figures worth a line, in this order, when a job's result has them.

@@ -31,11 +31,16 @@ def _status_dict(job: Job) -> dict[str, Any]:
 @click.command()
 @click.argument("job")
 @_json_option
+@click.option("--spec", "as_spec", is_flag=True,
+              help="Print a job file that trains JOB again: save it and run `rnnq train -f FILE`.")
 @pass_ctx
-def status(ctx: Context, job: str, as_json: bool) -> None:
+def status(ctx: Context, job: str, as_json: bool, as_spec: bool) -> None:
     """Show the record of JOB (an id or a name)."""
     ctx.ensure_redis()
     record = ctx.store.resolve(job)
+    if as_spec:
+        click.echo(_job_file(ctx, record), nl=False)
+        return
     if as_json:
         click.echo(json.dumps(_status_dict(record), indent=1))
         return
@@ -56,6 +61,21 @@ def status(ctx: Context, job: str, as_json: bool) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _job_file(ctx: Context, record: Job) -> str:
+    """The YAML job file of a training job: every spec field, inputs as the paths of the
+    stored copies (content-addressed, so the re-run uploads nothing new)."""
+    import yaml
+
+    if record.kind != "train":
+        raise click.ClickException(f"job {record.id} is a {record.kind} job; only training jobs have a job file")
+    spec = dict(record.spec)
+    for key in ("data", "target_data"):
+        if spec.get(key):
+            spec[key] = ctx.artifacts.location(spec[key])
+    head = f"# rnnq train -f THIS_FILE trains job {record.id} again ({record.name or 'unnamed'}).\n"
+    return head + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
 
 
 @click.command("list")

@@ -14,7 +14,7 @@ from cli.context import Context
 # list` loads neither the submit path (spec modules) nor Celery, the sweeps (Optuna's
 # YAML) or the stack (subprocess management).
 _MODULES = {
-    "train": "submit", "generate": "submit", "predict": "submit", "eval": "submit",
+    "train": "train", "generate": "submit", "predict": "submit", "eval": "submit",
     "status": "jobs", "list": "jobs", "watch": "jobs", "result": "jobs", "delete": "jobs", "cancel": "jobs",
     "resume": "jobs",
     "exporter": "observe", "plot": "observe",

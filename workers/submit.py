@@ -224,7 +224,7 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
                                    "decode with a beam")
     fields = _check_lm(store, fields, job)
     if task == "translate" and "target" not in files and not _is_tsv(files["data"]):
-        raise InvalidJob("--target", "translation needs the reference translations (--target FILE) or a TSV of pairs")
+        raise InvalidJob("target", "translation needs the reference translations (a target file) or a TSV of pairs")
     with _uploading("--data"):
         keys = {name: put_input(artifacts, data) for name, data in files.items()}
     spec = EvalSpec.from_dict({"source": job.id, "data": keys["data"], "target": keys.get("target"), **fields})

@@ -120,14 +120,14 @@ def test_forecast_train_predict_eval(env: Env, worker: Worker) -> None:
 def test_forecast_bad_input_is_refused_at_submit(env: Env) -> None:
     bad = env.tmp / "bad.csv"
     bad.write_text("month,value\n" + "".join(f"{i},{i}\n" for i in range(50)) + "50,n/a\n")
-    out = refused(env, "train", str(bad), "--task", "forecast", "--target", "value")
+    out = refused(env, "train", str(bad), "--task", "forecast", "--target-column", "value")
     assert "value" in out and "n/a" in out and "52" in out  # the column, the bad value, its line
     assert "numeric" in refused(env, "train", str(bad), "--task", "forecast")  # no numeric column to pick
 
 
 def test_translate_train_predict_eval(env: Env, worker: Worker) -> None:
     source, target = parallel(env.tmp)
-    trained = run(env, "train", "--task", "translate", "--source", str(source), "--target", str(target),
+    trained = run(env, "train", "--task", "translate", "--source", str(source), "--target-file", str(target),
                   "--tokenizer", "word", *SMALL, "--name", "toy-mt")
     assert trained["state"] == "succeeded" and 0.0 <= trained["bleu"] <= 100.0 and "chrf" in trained
 
@@ -136,14 +136,14 @@ def test_translate_train_predict_eval(env: Env, worker: Worker) -> None:
     predicted = run(env, "predict", "toy-mt", "--input", str(lines), "--beam", "2")
     assert len(predicted["translations"]) == 2
 
-    figures = run(env, "eval", "toy-mt", "--data", str(source), "--target", str(target))
+    figures = run(env, "eval", "toy-mt", "--data", str(source), "--target-file", str(target))
     assert 0.0 <= figures["bleu"] <= 100.0 and "chrf" in figures
 
 
 def test_translate_misaligned_files_are_refused_at_submit(env: Env) -> None:
     source, target = parallel(env.tmp)
     target.write_text("\n".join(target.read_text().splitlines()[:-5]) + "\n")
-    out = refused(env, "train", "--task", "translate", "--source", str(source), "--target", str(target))
+    out = refused(env, "train", "--task", "translate", "--source", str(source), "--target-file", str(target))
     assert "300" in out and "295" in out
 
 

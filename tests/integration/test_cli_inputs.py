@@ -1,0 +1,94 @@
+"""The CLI's inputs: standard CSV and TSV files (as Python's csv module writes them),
+job files that re-run a job, and --wait --json printing the finished job's record."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Env, Worker
+
+pytestmark = pytest.mark.integration
+
+SMALL = ["--hidden", "32", "--embed", "16", "--batch-size", "16", "--eval-every", "40", "--max-steps", "80"]
+
+
+def reviews(path: Path, delimiter: str, rows: int = 300) -> Path:
+    """A header and texts that hold the delimiter, commas and quotes: the writer quotes them."""
+    rng = random.Random(1)
+    good, bad = ["good, really good", "great", "lovely \"fun\""], ["bad, so bad", "awful", "poor; dull"]
+    filler = ["the film", "a plot, slow", "the cast", "it was"]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(["review", "sentiment"])
+        for i in range(rows):
+            label = "pos" if i % 2 else "neg"
+            words = rng.sample(filler, 2) + [rng.choice(good if label == "pos" else bad)]
+            rng.shuffle(words)
+            writer.writerow([" ".join(words) + ("\tend" if delimiter == "," and i % 3 == 0 else ""), label])
+    return path
+
+
+CLASSIFY = ["--task", "classify", "--text-column", "review", "--label-column", "sentiment"]
+
+
+def _submit(env: Env, *args: str) -> dict[str, object]:
+    res = env.cli("train", *args, "--json")
+    assert res.exit_code == 0, res.output
+    job_id = json.loads(res.stdout)["job_id"]
+    return dict(json.loads(env.cli("status", job_id, "--json").stdout))
+
+
+@pytest.mark.parametrize("name, delimiter", [("reviews.csv", ","), ("reviews.tsv", "\t")])
+def test_csv_and_tsv_are_read_by_their_name(env: Env, name: str, delimiter: str) -> None:
+    record = _submit(env, str(reviews(env.tmp / name, delimiter)), *CLASSIFY)
+    assert record["spec"]["delimiter"] == delimiter  # type: ignore[index]
+
+
+def test_a_standard_csv_under_another_name_is_sniffed(env: Env) -> None:
+    data = reviews(env.tmp / "reviews.csv", ",").rename(env.tmp / "reviews.data")
+    record = _submit(env, str(data), *CLASSIFY)
+    assert record["state"] == "queued" and record["spec"]["delimiter"] is None  # type: ignore[index]
+
+
+def test_classify_on_a_standard_csv_trains_and_predicts(env: Env, worker: Worker) -> None:
+    data = reviews(env.tmp / "reviews.csv", ",")
+    res = env.cli("train", str(data), *CLASSIFY, *SMALL, "--name", "csv-sentiment", "--wait", "--json")
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.stdout)  # one line: the finished job's full record
+    assert record["state"] == "succeeded" and record["kind"] == "train" and record["spec"]["task"] == "classify"
+    assert record["accuracy"] > 0.9  # separable toy data: the marker words decide the label
+    res = env.cli("predict", "csv-sentiment", "--text", "great, the cast", "--text", "awful, the film",
+                  "--wait", "--json")
+    assert res.exit_code == 0, res.output
+    predicted = json.loads(res.stdout)
+    assert predicted["kind"] == "predict" and predicted["spec"]["source"] == record["job_id"]
+    assert [p["label"] for p in predicted["predictions"]] == ["pos", "neg"]
+
+
+def test_status_spec_round_trips_through_a_job_file(env: Env) -> None:
+    first = _submit(env, str(reviews(env.tmp / "reviews.csv", ",")), *CLASSIFY, "--hidden", "24", "--set",
+                    "token_dropout=0.1")
+    res = env.cli("status", str(first["job_id"]), "--spec")
+    assert res.exit_code == 0, res.output
+    job_file = env.tmp / "job.yaml"
+    job_file.write_text(res.stdout)
+    again = _submit(env, "-f", str(job_file))
+    assert again["job_id"] != first["job_id"] and again["spec"] == first["spec"]
+    # flags override the file, for its kind (the file says classify)
+    tuned = _submit(env, "-f", str(job_file), "--hidden", "40")
+    assert tuned["spec"] == {**first["spec"], "hidden": 40}  # type: ignore[dict-item]
+
+
+def test_job_file_errors_name_the_key(env: Env) -> None:
+    job_file = env.tmp / "job.yaml"
+    job_file.write_text(f"task: classify\ndata: {reviews(env.tmp / 'r.csv', ',')}\nhiden: 24\n")
+    res = env.cli("train", "-f", str(job_file))
+    assert res.exit_code == 2 and "unknown key 'hiden'" in res.output and env.job_count() == 0
+    job_file.write_text("task: forecast\nhorizon: 0\ndata: r.csv\n")
+    res = env.cli("train", "-f", str(job_file))
+    assert res.exit_code == 2 and "--horizon" in res.output and env.job_count() == 0
