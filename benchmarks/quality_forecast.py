@@ -4,7 +4,7 @@
     python benchmarks/quality_forecast.py --dataset airline co2 --seed 1 --set transform='"sdiff"'
 
 Each series is cut in two: the last `held_out` rows are never seen. The model is trained
-on the rest exactly as `rnnq train DATA --task forecast --target T --horizon H` would
+on the rest exactly as `rnnq train DATA --task forecast --target-column T --horizon H` would
 (default spec otherwise: transform auto, season detected, its own validation tail), and
 its forecasts are scored against two baselines that see the same training rows:
 
