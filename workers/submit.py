@@ -223,17 +223,22 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
         raise InvalidJob("--beam", f"job {job.id} trained a {task} model; only translation and speech recognition "
                                    "decode with a beam")
     fields = _check_lm(store, fields, job)
-    if task == "translate" and "target" not in files and not _is_tsv(files["data"]):
-        raise InvalidJob("target", "translation needs the reference translations (a target file) or a TSV of pairs")
+    if task == "translate" and "target" not in files:
+        _check_pairs(files["data"])
     with _uploading("--data"):
         keys = {name: put_input(artifacts, data) for name, data in files.items()}
     spec = EvalSpec.from_dict({"source": job.id, "data": keys["data"], "target": keys.get("target"), **fields})
     return _enqueue(store, app, "eval", spec.to_dict(), queue, name)
 
 
-def _is_tsv(data: bytes) -> bool:
-    head = data[:4096]
-    return not head.startswith(b"\x1f\x8b") and b"\t" in head
+def _check_pairs(data: bytes) -> None:
+    """An eval file without a target file must parse as source<TAB>target lines (plain or gzip)."""
+    from rnn_tasks.translate.spec import read_lines, split_tsv  # stdlib only
+
+    lines = read_lines(data, "data")
+    if not any("\t" in line for line in lines[:100]):
+        raise InvalidJob("target", "translation needs the reference translations (a target file) or a TSV of pairs")
+    split_tsv(lines)  # SpecError naming the first line that is not one pair
 
 
 def check_train(corpus: Path, spec: TrainSpec, encoding: str = "utf-8", max_bytes: int = DEFAULT_MAX_CORPUS_BYTES,
