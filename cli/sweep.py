@@ -18,7 +18,6 @@ from cli.context import Context, pass_ctx
 from cli.types import JOB_NAME, QUEUE
 from workers import dispatch, sweepboard, sweepfile
 from workers import sweep as sweeps
-from workers.errors import RnnqError
 
 POLL_SECONDS = 1.0  # how often `--wait` advances the sweep and looks for ended trials
 
@@ -75,10 +74,7 @@ def run(ctx: Context, file: Path, parallel: int | None, name: str | None, queue:
         click.echo(json.dumps(_status_json(rec, rows), indent=1))
     else:
         _print_board(rec, rows)
-    try:
-        best = sweepboard.best(ctx.store, name)
-    except RnnqError as exc:
-        raise click.ClickException(str(exc)) from None
+    best = sweepboard.best(ctx.store, name)  # an RnnqError (no completed trial) is one line at the group
     if not as_json:
         click.echo(f"best: {best}")
 
