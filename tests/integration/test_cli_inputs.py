@@ -70,16 +70,22 @@ def test_classify_on_a_standard_csv_trains_and_predicts(env: Env, worker: Worker
     assert [p["label"] for p in predicted["predictions"]] == ["pos", "neg"]
 
 
-def test_status_spec_round_trips_through_a_job_file(env: Env) -> None:
-    first = _submit(env, str(reviews(env.tmp / "reviews.csv", ",")), *CLASSIFY, "--hidden", "24", "--set",
-                    "token_dropout=0.1")
+@pytest.mark.parametrize("kind", ["classify", "lm"])
+def test_status_spec_round_trips_through_a_job_file(env: Env, kind: str) -> None:
+    if kind == "lm":
+        corpus = env.tmp / "corpus.txt"
+        corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 300)
+        first = _submit(env, str(corpus), "--hidden", "24", "--seq-len", "16", "--tokenizer", "word")
+    else:
+        first = _submit(env, str(reviews(env.tmp / "reviews.csv", ",")), *CLASSIFY, "--hidden", "24", "--set",
+                        "token_dropout=0.1")
     res = env.cli("status", str(first["job_id"]), "--spec")
     assert res.exit_code == 0, res.output
     job_file = env.tmp / "job.yaml"
     job_file.write_text(res.stdout)
     again = _submit(env, "-f", str(job_file))
     assert again["job_id"] != first["job_id"] and again["spec"] == first["spec"]
-    # flags override the file, for its kind (the file says classify)
+    # flags override the file, for its kind (the file's task: line)
     tuned = _submit(env, "-f", str(job_file), "--hidden", "40")
     assert tuned["spec"] == {**first["spec"], "hidden": 40}  # type: ignore[dict-item]
 
