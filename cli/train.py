@@ -25,7 +25,6 @@ from cli.types import DEVICE, JOB_NAME, QUEUE
 KINDS = ("lm", "classify", "forecast", "translate", "transcribe")
 # Spec fields that name input files: paths in a job file, uploaded before the job is sent.
 INPUT_FIELDS = ("data", "target_data")
-_ALL = frozenset(KINDS)
 
 
 def spec_class(kind: str) -> type:
@@ -115,9 +114,6 @@ def _opt(*decls: str, kinds: tuple[str, ...] | None = None, field: str | None = 
     return click.option(*decls, cls=_Option, kinds=frozenset(kinds) if kinds else None, field=field, **attrs)
 
 
-_BPTT = ("lm",)
-
-
 @click.command(cls=_TrainCommand, epilog="Each kind takes its own options: rnnq train --task KIND --help.")
 @click.argument("data", type=click.Path(path_type=Path), required=False)
 @click.option("--task", type=click.Choice(KINDS), help="What to train: a language model (lm), a classifier, a "
@@ -174,7 +170,7 @@ _BPTT = ("lm",)
 @_opt("--seed", type=int, help="Random seed.")
 @_opt("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N.")
 @_opt("--no-amp", field="amp", is_flag=True, default=None, help="Disable bf16 autocast on CUDA.")
-@_opt("--encoding", kinds=_BPTT, help="Text encoding of DATA.  [default: utf-8]")
+@_opt("--encoding", kinds=("lm",), help="Text encoding of DATA.  [default: utf-8]")
 @click.option("--queue", type=QUEUE, help="Queue to send the job to. [default: train]")
 @click.option("--name", type=JOB_NAME, help="A name to refer to this job (and its model) by.")
 @click.option("--wait", is_flag=True, help="Follow the job like `watch`; exit 0 only if it succeeds.")
@@ -197,7 +193,8 @@ def train(ctx: Context, data: Path | None, task: str | None, job_file: Path | No
     kind = task or _kind(click.get_current_context())
     fields, paths = _from_job_file(job_file, kind) if job_file else ({}, {})
     fields.update(_extra_fields(extra))
-    encoding = options.pop("encoding", None) or fields.pop("encoding", None) or "utf-8"
+    file_encoding = fields.pop("encoding", None)  # the corpus's, not a spec field
+    encoding = options.pop("encoding", None) or file_encoding or "utf-8"
     fields.update(_flag_fields(options))
     paths.update(_input_paths(kind, data, options))
     if "data" not in paths:
