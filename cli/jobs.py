@@ -65,15 +65,17 @@ def status(ctx: Context, job: str, as_json: bool, as_spec: bool) -> None:
 
 def _job_file(ctx: Context, record: Job) -> str:
     """The YAML job file of a training job: every spec field, inputs as the paths of the
-    stored copies (content-addressed, so the re-run uploads nothing new)."""
+    stored copies (content-addressed, so the re-run uploads nothing new), or for an
+    object store, whose copies have no path, as `artifact:KEY`."""
     import yaml
 
     if record.kind != "train":
         raise click.ClickException(f"job {record.id} is a {record.kind} job; only training jobs have a job file")
     spec = dict(record.spec)
+    local = isinstance(ctx.settings.artifacts, Path)
     for key in ("data", "target_data"):
         if spec.get(key):
-            spec[key] = ctx.artifacts.location(spec[key])
+            spec[key] = ctx.artifacts.location(spec[key]) if local else f"artifact:{spec[key]}"
     head = f"# rnnq train -f THIS_FILE trains job {record.id} again ({record.name or 'unnamed'}).\n"
     return head + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from cli.types import DEVICE, JOB_NAME, QUEUE
 KINDS = ("lm", "classify", "forecast", "translate", "transcribe")
 # Spec fields that name input files: paths in a job file, uploaded before the job is sent.
 INPUT_FIELDS = ("data", "target_data")
+# A job file's input already in this cluster's artifact store: what `status --spec` writes
+# for an object store, whose stored copies have no local path.
+ARTIFACT = "artifact:"
 
 
 def spec_class(kind: str) -> type:
@@ -188,8 +192,6 @@ def train(ctx: Context, data: Path | None, task: str | None, job_file: Path | No
     Stops at whichever of --max-steps, --epochs and --time-budget comes first (one
     epoch when none is given). Prints the job id.
     """
-    from workers import submit as submitter
-
     kind = task or _kind(click.get_current_context())
     fields, paths = _from_job_file(job_file, kind) if job_file else ({}, {})
     fields.update(_extra_fields(extra))
@@ -199,8 +201,26 @@ def train(ctx: Context, data: Path | None, task: str | None, job_file: Path | No
     paths.update(_input_paths(kind, data, options))
     if "data" not in paths:
         raise click.BadParameter("missing the input file", param_hint="DATA")
-    _delimiter_from_name(kind, paths["data"], fields)
+    _delimiter_from_name(kind, Path(str(paths["data"])).name, fields)
     fields.pop("task", None)
+    with tempfile.TemporaryDirectory(prefix="rnnq-inputs-") as scratch:
+        local = {n: _local_copy(ctx, where, Path(scratch) / n) for n, where in paths.items()}
+        job_id = _submit(ctx, kind, fields, local, encoding, queue, name)
+    follow.submitted(ctx, job_id, wait, as_json)
+
+
+def _local_copy(ctx: Context, where: Path | str, dest: Path) -> Path:
+    """A job file's `artifact:KEY` input fetched from the artifact store; a path as it is."""
+    if isinstance(where, Path):
+        return where
+    return ctx.artifacts.get_file(where.removeprefix(ARTIFACT), dest)
+
+
+def _submit(ctx: Context, kind: str, fields: dict[str, Any], paths: dict[str, Path], encoding: str,
+            queue: str | None, name: str | None) -> str:
+    """Check the spec and the inputs, then upload, record and send the job; its id."""
+    from workers import submit as submitter
+
     limit = ctx.settings.max_corpus_bytes
     if kind == "lm":
         spec = submitter.build_train_spec(fields)
@@ -216,7 +236,7 @@ def train(ctx: Context, data: Path | None, task: str | None, job_file: Path | No
             files = submitter.check_task(task_spec, paths, limit)
         ctx.ensure_stack()
         job = submitter.submit_task(ctx.store, ctx.artifacts, ctx.app, task_spec, files, queue=queue, name=name)
-    follow.submitted(ctx, job.id, wait, as_json)
+    return job.id
 
 
 def _flag_fields(options: dict[str, Any]) -> dict[str, Any]:
@@ -262,12 +282,12 @@ def _input_paths(kind: str, data: Path | None, options: dict[str, Any]) -> dict[
     return {"data": data} if data is not None else {}
 
 
-def _delimiter_from_name(kind: str, path: Path, fields: dict[str, Any]) -> None:
+def _delimiter_from_name(kind: str, name: str, fields: dict[str, Any]) -> None:
     """A .csv file is read as CSV and a .tsv as TSV, unless a delimiter is given."""
     if kind in ("classify", "forecast") and fields.get("delimiter") is None:
         from rnn_tasks.classify.table import delimiter_for
 
-        delimiter = delimiter_for(path.name)
+        delimiter = delimiter_for(name)
         if delimiter is not None:
             fields["delimiter"] = delimiter
 
@@ -286,20 +306,22 @@ def _load_job_file(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _from_job_file(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Spec fields and input paths (relative to the file) from a job file; an unknown key
-    is refused naming it."""
+def _from_job_file(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, Path | str]]:
+    """Spec fields and inputs (paths relative to the file, or `artifact:KEY`) from a job
+    file; an unknown key is refused naming it."""
     loaded = _load_job_file(path)
     known = set(_fields(kind)) | {"encoding"}
     fields: dict[str, Any] = {}
-    paths: dict[str, Path] = {}
+    paths: dict[str, Path | str] = {}
     for key, value in loaded.items():
         if key not in known:
             raise click.BadParameter(f"{path}: unknown key {key!r} for a {kind} job", param_hint="-f")
         if key == "task" and value != kind:
             continue  # --task on the command line overrides the file's
         if key in INPUT_FIELDS and value is not None:
-            paths["data" if key == "data" else "target"] = (path.parent / str(value)).expanduser()
+            text = str(value)
+            where = text if text.startswith(ARTIFACT) else (path.parent / text).expanduser()
+            paths["data" if key == "data" else "target"] = where
         elif key not in INPUT_FIELDS:
             fields[key] = value
     return fields, paths

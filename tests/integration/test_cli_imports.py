@@ -36,7 +36,9 @@ def _modules_after(env: Env, commands: list[list[str]]) -> set[str]:
 
 
 def test_list_and_status_load_no_heavy_modules(env: Env) -> None:
-    job = env.cli("train", "--json", str(_corpus(env)), "--max-steps", "1")
+    idle = "cli-imports-idle"  # no worker reads it: the job is only recorded and sent
+    job = env.cli("train", "--json", str(_corpus(env)), "--max-steps", "1", "--queue", idle)
+    env.redis.delete(idle)
     assert job.exit_code == 0, job.output
     job_id = json.loads(job.stdout)["job_id"]
     loaded = _modules_after(env, [["list", "--json"], ["status", job_id], ["status", job_id, "--json"]])

@@ -6,11 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.integration.conftest import Env, Worker
+from tests.integration.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +39,17 @@ def reviews(path: Path, delimiter: str, rows: int = 300) -> Path:
 CLASSIFY = ["--task", "classify", "--text-column", "review", "--label-column", "sentiment"]
 
 
+IDLE = "cli-inputs-idle"  # a queue no worker reads: these jobs are only recorded and sent
+
+
+@pytest.fixture(autouse=True)
+def _drop_idle_messages(redis_server: str) -> Iterator[None]:
+    yield
+    redis.Redis.from_url(redis_server).delete(IDLE)
+
+
 def _submit(env: Env, *args: str) -> dict[str, object]:
-    res = env.cli("train", *args, "--json")
+    res = env.cli("train", *args, "--queue", IDLE, "--json")
     assert res.exit_code == 0, res.output
     job_id = json.loads(res.stdout)["job_id"]
     return dict(json.loads(env.cli("status", job_id, "--json").stdout))
@@ -90,11 +102,24 @@ def test_status_spec_round_trips_through_a_job_file(env: Env, kind: str) -> None
     assert tuned["spec"] == {**first["spec"], "hidden": 40}  # type: ignore[dict-item]
 
 
+def test_a_job_file_re_runs_a_job_whose_inputs_are_in_a_bucket(env: Env, s3: S3Server) -> None:
+    env.vars["RNNQ_ARTIFACTS"] = s3.url("round-trip")
+    corpus = env.tmp / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 300)
+    first = _submit(env, str(corpus), "--hidden", "24", "--seq-len", "16")
+    job_file = env.tmp / "job.yaml"
+    job_file.write_text(env.cli("status", str(first["job_id"]), "--spec").stdout)
+    assert f"data: artifact:{first['spec']['data']}" in job_file.read_text()  # type: ignore[index]
+    corpus.unlink()  # the stored copy is what re-runs
+    again = _submit(env, "-f", str(job_file))
+    assert again["spec"] == first["spec"]
+
+
 def test_job_file_errors_name_the_key(env: Env) -> None:
     job_file = env.tmp / "job.yaml"
     job_file.write_text(f"task: classify\ndata: {reviews(env.tmp / 'r.csv', ',')}\nhiden: 24\n")
-    res = env.cli("train", "-f", str(job_file))
+    res = env.cli("train", "-f", str(job_file), "--queue", IDLE)
     assert res.exit_code == 2 and "unknown key 'hiden'" in res.output and env.job_count() == 0
     job_file.write_text("task: forecast\nhorizon: 0\ndata: r.csv\n")
-    res = env.cli("train", "-f", str(job_file))
+    res = env.cli("train", "-f", str(job_file), "--queue", IDLE)
     assert res.exit_code == 2 and "--horizon" in res.output and env.job_count() == 0
