@@ -133,8 +133,10 @@ def _float(name: str, default: float) -> float:
 
 
 def _port(name: str, default: int | None) -> int | None:
-    value = _int(name, default or 0, low=1) if _env(name) is not None else default
-    if value is not None and value > 65535:
+    if _env(name) is None:
+        return default
+    value = _int(name, 0)
+    if value > 65535:
         raise ConfigError(f"{value} is not a TCP port (1-65535)", name)
     return value
 
@@ -145,7 +147,7 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
     A variable with a value rnnq cannot use is a ConfigError naming it (one line at the CLI).
     """
     home = Path(_env("RNNQ_HOME") or DEFAULT_HOME).expanduser()
-    port = _port("RNNQ_LOCAL_PORT", DEFAULT_LOCAL_PORT) or DEFAULT_LOCAL_PORT
+    port = _port("RNNQ_LOCAL_PORT", DEFAULT_LOCAL_PORT) or DEFAULT_LOCAL_PORT  # never None: it has a default
     url = redis_url or _env("RNNQ_REDIS_URL")
     local = url is None
     return Settings(
