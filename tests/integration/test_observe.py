@@ -115,6 +115,8 @@ def test_worker_endpoint_sums_pool_processes_and_job_series_end_with_the_job(
         assert env.cli("cancel", j).exit_code == 0
     for j in jobs:
         _wait_final(env, j)
+    # The record is written before the pool process counts the job finished.
+    wait_for(lambda: total(scrape(port), "rnnq_jobs_finished_total", queue=queue) == 2, 30, "both jobs counted")
 
     samples = scrape(port)
     results = [store.get(j).result for j in jobs]
