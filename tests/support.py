@@ -14,6 +14,10 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # unit tests import this module without the worker layer
+    from workers.jobstore import JobStore
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "its", "red", "ball"]
 
@@ -113,3 +117,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def job_step(store: JobStore, job_id: str) -> int:
+    """The last step the job reported (0 before its first report)."""
+    progress = store.get(job_id).progress
+    return int(progress["step"]) if progress else 0
+
+
+def job_final(store: JobStore, job_id: str) -> bool:
+    """Whether the job ended; False while Redis is unreachable (tests that restart it)."""
+    try:
+        return store.get(job_id).state in FINAL
+    except Exception:  # noqa: BLE001 - redis errors and JobStore's own, during an outage
+        return False
+
+
+def wait_state(store: JobStore, job_id: str, states: tuple[str, ...] = FINAL, timeout: float = 300) -> None:
+    wait_for(lambda: store.get(job_id).state in states, timeout, f"job {job_id} to reach {states}")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_corpus
-from tests.integration.conftest import Env, Worker, start_worker, stop, wait_for
+from tests.integration.conftest import Env, Worker, start_worker, stop
+from tests.support import job_final, job_step, make_corpus, wait_for, wait_state
 from workers.jobstore import JobStore
 
 pytestmark = pytest.mark.integration
@@ -62,8 +62,7 @@ def _store(env: Env) -> JobStore:
 
 
 def _step(env: Env, job_id: str) -> int:
-    progress = _store(env).get(job_id).progress
-    return int(progress["step"]) if progress else 0
+    return job_step(_store(env), job_id)
 
 
 def _steps_seen(env: Env, job_id: str) -> list[int]:
@@ -71,7 +70,7 @@ def _steps_seen(env: Env, job_id: str) -> list[int]:
 
 
 def _wait_state(env: Env, job_id: str, states: tuple[str, ...], timeout: float = 300) -> None:
-    wait_for(lambda: _store(env).get(job_id).state in states, timeout, f"job {job_id} to reach {states}")
+    wait_state(_store(env), job_id, states, timeout)
 
 
 def test_kill_9_worker_mid_training_resumes_elsewhere(fast: Env, queue: str, workers) -> None:  # type: ignore[no-untyped-def]
@@ -190,28 +189,17 @@ def test_redis_restart_mid_run_loses_nothing(env: Env, tmp_path: Path) -> None:
 
         def step() -> int:
             try:
-                return _step_of(store, job_id)
+                return job_step(store, job_id)
             except Exception:  # noqa: BLE001 - Redis is down for part of this test
                 return 0
 
         wait_for(lambda: step() >= 60, 120, "training to pass step 60")
         stop(proc)  # SIGTERM: Redis fsyncs the append-only file and exits
         proc, _ = start_redis(data, *aof, port=port)
-        wait_for(lambda: _final(store, job_id) and _final(store, waiting), 420, "both jobs to finish")
+        wait_for(lambda: job_final(store, job_id) and job_final(store, waiting), 420, "both jobs to finish")
         assert store.get(job_id).state == "succeeded" and store.get(job_id).result["steps"] == 3000  # type: ignore[index]
         assert store.get(waiting).state == "succeeded"
     finally:
         stop(w.proc)
         stop(proc)
 
-
-def _step_of(store: JobStore, job_id: str) -> int:
-    progress = store.get(job_id).progress
-    return int(progress["step"]) if progress else 0
-
-
-def _final(store: JobStore, job_id: str) -> bool:
-    try:
-        return store.get(job_id).state in ("succeeded", "failed", "cancelled")
-    except Exception:  # noqa: BLE001 - Redis may still be coming back
-        return False

@@ -29,7 +29,7 @@ from tests.integration.conftest import (
     total,
     wait_for,
 )
-from tests.support import make_corpus
+from tests.support import make_corpus, wait_state
 from workers.app import make_app
 from workers.jobstore import JobStore
 from workers.settings import resolve
@@ -53,8 +53,7 @@ def _submit(env: Env, *args: str) -> str:
 
 
 def _wait_final(env: Env, job_id: str, timeout: float = 180) -> None:
-    store = JobStore(env.vars["RNNQ_REDIS_URL"])
-    wait_for(lambda: store.get(job_id).state in ("succeeded", "failed", "cancelled"), timeout, f"job {job_id}")
+    wait_state(JobStore(env.vars["RNNQ_REDIS_URL"]), job_id, timeout=timeout)
 
 
 @pytest.fixture
