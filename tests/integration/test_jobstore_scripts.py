@@ -9,6 +9,7 @@ a flushed database from the `env` fixture.
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import pytest
 
@@ -26,7 +27,7 @@ def store(env: Env) -> JobStore:
 
 
 def record(store: JobStore, job_id: str) -> dict[str, str]:
-    return dict(store.redis.hgetall(f"rnnq:job:{job_id}"))
+    return cast(dict[str, str], store.redis.hgetall(f"rnnq:job:{job_id}"))
 
 
 def take(store: JobStore, job_id: str, who: str = "a", max_losses: int = 10) -> Attempt:
@@ -36,11 +37,11 @@ def take(store: JobStore, job_id: str, who: str = "a", max_losses: int = 10) -> 
 
 
 def running(store: JobStore) -> set[str]:
-    return set(store.redis.smembers("rnnq:running"))
+    return cast(set[str], store.redis.smembers("rnnq:running"))
 
 
 def queued(store: JobStore) -> list[str]:
-    return list(store.redis.zrange("rnnq:queued", 0, -1))
+    return cast(list[str], store.redis.zrange("rnnq:queued", 0, -1))
 
 
 def lapse(store: JobStore, job_id: str) -> None:
