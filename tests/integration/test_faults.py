@@ -7,6 +7,7 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -95,9 +96,12 @@ def test_kill_9_worker_mid_training_resumes_elsewhere(fast: Env, queue: str, wor
 def test_job_that_kills_its_worker_every_time_fails_after_the_cap(fast: Env, queue: str, workers) -> None:  # type: ignore[no-untyped-def]
     workers(1)
     job_id = _submit(fast, queue, steps=100_000)
+    def running_attempt(n: int) -> bool:
+        job = _store(fast).get(job_id)
+        return job.attempts == n and job.state == "running" and job.pid is not None
+
     for attempt in (1, 2, 3):
-        wait_for(lambda a=attempt: _store(fast).get(job_id).attempts == a and _store(fast).get(job_id).state == "running"
-                 and _store(fast).get(job_id).pid is not None, 60, f"attempt {attempt}")
+        wait_for(partial(running_attempt, attempt), 60, f"attempt {attempt}")
         pid = _store(fast).get(job_id).pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)  # the pool child running the job: a job that kills its worker
