@@ -72,6 +72,7 @@ class _Fit:
         self.on_checkpoint: Callable[[str, Path, int], None] = Callbacks.on_checkpoint
         self.dev = next(problem.model.parameters()).device
         model = problem.model
+        devices.fit_threads(model, self.dev)  # every kind's training passes here
         decay = [p for p in model.parameters() if p.dim() > 1]
         rest = [p for p in model.parameters() if p.dim() <= 1]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},

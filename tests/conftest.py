@@ -1,25 +1,15 @@
-"""Shared helpers: small generated corpora (tests never need ../shared)."""
+"""Shared fixtures; the data generators live in tests/support.py (tests never need ../shared)."""
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
 
 import pytest
 
+from tests.support import make_corpus
 
-def make_corpus(chars: int, seed: int = 0) -> str:
-    """A learnable text: a few repeating sentences with random word order."""
-    rng = random.Random(seed)
-    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "its", "red", "ball"]
-    out: list[str] = []
-    size = 0
-    while size < chars:
-        sentence = " ".join(rng.choice(words) for _ in range(rng.randint(3, 8))).capitalize() + ".\n"
-        out.append(sentence)
-        size += len(sentence)
-    return "".join(out)[:chars]
+__all__ = ["corpus", "make_corpus", "prometheus_tool"]  # make_corpus: older imports keep working
 
 
 def prometheus_tool(name: str) -> str:

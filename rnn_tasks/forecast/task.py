@@ -28,11 +28,6 @@ from rnn_tasks.spec import SpecError
 from rnn_tasks.train import Callbacks
 
 _EVAL_BATCH = 1024  # windows per forward pass when evaluating
-# Forecast models are small: a 64-wide GRU step is microseconds of work per op, so a
-# second intra-op thread only adds a fork/join barrier per op, and on a busy host a
-# descheduled sibling makes every barrier wait a time slice. Measured on the 2-core dev
-# machine under load, hidden 16-256, batch 32: one thread 0.01-0.09 s/step, two 0.15-2.4 s.
-_ONE_THREAD_HIDDEN = 256
 
 
 class ForecastProblem(loop.Problem):
@@ -177,8 +172,6 @@ def _skill(figures: dict[str, Any], baseline: str = "baseline_rmse") -> float | 
 def _device(spec: ForecastSpec, device: str) -> torch.device:
     dev = devices.resolve(device)
     devices.configure(dev)
-    if dev.type == "cpu" and spec.hidden <= _ONE_THREAD_HIDDEN:
-        torch.set_num_threads(1)
     return dev
 
 
@@ -190,6 +183,7 @@ def _restore(checkpoint: Path, device: str) -> tuple[ForecastSpec, dict[str, Any
     model = Forecaster(_config(spec, int(ckpt.meta["inputs"]))).to(dev)
     model.load_state_dict(upgrade_state_dict(weights))
     model.eval()
+    devices.fit_threads(model, dev)
     heldout = {k: ckpt.metrics[k] for k in FIGURES if ckpt.metrics.get(k) is not None}
     return spec, {**ckpt.meta, "heldout": heldout}, model, dev
 

@@ -46,7 +46,7 @@ def s3_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def corpus_file(cluster: Cluster) -> Path:
-    from tests.conftest import make_corpus
+    from tests.support import make_corpus
 
     path = cluster.base / "corpus.txt"
     if not path.exists():

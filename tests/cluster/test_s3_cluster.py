@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.harness import MODEL, CheckpointMonitor, Cluster, check
-from tests.conftest import make_corpus
+from tests.support import make_corpus
 
 pytestmark = pytest.mark.cluster
 

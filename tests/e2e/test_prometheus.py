@@ -28,8 +28,9 @@ import yaml
 from click.testing import CliRunner
 
 from cli.main import rnnq
-from tests.conftest import make_corpus, prometheus_tool
+from tests.conftest import prometheus_tool
 from tests.integration.conftest import ROOT, free_port, start_exporter, start_redis, start_worker, stop, wait_for
+from tests.support import make_corpus
 from workers import sweep as sweeps
 from workers.jobstore import FINAL_STATES, JobStore
 

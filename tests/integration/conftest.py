@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.main import rnnq
 from tests.integration.s3server import s3  # noqa: F401 - fixture: a moto S3 server on loopback
+from tests.support import wait_for
+
+__all__ = ["wait_for"]  # re-exported: tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP = 60.0  # seconds a server or worker may take to come up on a loaded CI machine
@@ -34,15 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -116,9 +109,12 @@ def module_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(redis_server: str, module_artifacts: Path, tmp_path: Path) -> Env:
+    """A clean database for each test: FLUSHDB drops earlier tests' job records, their
+    queued and unacknowledged messages and kombu's bindings (a worker's consumer and each
+    submit declare their queue again), so no test sees another's jobs. The server is
+    shared by the session; tests that change its configuration start their own."""
     client = redis.Redis.from_url(redis_server, decode_responses=True)
-    for key in client.scan_iter("rnnq:*"):  # job records of earlier tests; queues are left alone
-        client.delete(key)
+    client.flushdb()
     variables = {
         "RNNQ_REDIS_URL": redis_server,
         "RNNQ_ARTIFACTS": str(module_artifacts),

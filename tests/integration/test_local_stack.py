@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import make_corpus
 from tests.integration.conftest import ROOT, free_port
+from tests.support import make_corpus
 
 pytestmark = pytest.mark.integration
 

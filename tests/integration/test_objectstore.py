@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_corpus
 from tests.integration.conftest import Env
 from tests.integration.s3server import S3Server
+from tests.support import make_corpus
 from workers import settings
 from workers.artifacts import ArtifactError, ArtifactStore, LocalArtifactStore, open_store, put_corpus, put_input
 from workers.inputcache import cached_input, read_input

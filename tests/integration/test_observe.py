@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_corpus
 from tests.integration.conftest import (
     Env,
     Samples,
@@ -30,6 +29,7 @@ from tests.integration.conftest import (
     total,
     wait_for,
 )
+from tests.support import make_corpus, wait_state
 from workers.app import make_app
 from workers.jobstore import JobStore
 from workers.settings import resolve
@@ -53,8 +53,7 @@ def _submit(env: Env, *args: str) -> str:
 
 
 def _wait_final(env: Env, job_id: str, timeout: float = 180) -> None:
-    store = JobStore(env.vars["RNNQ_REDIS_URL"])
-    wait_for(lambda: store.get(job_id).state in ("succeeded", "failed", "cancelled"), timeout, f"job {job_id}")
+    wait_state(JobStore(env.vars["RNNQ_REDIS_URL"]), job_id, timeout=timeout)
 
 
 @pytest.fixture
@@ -99,7 +98,9 @@ def test_exporter_counts_every_priority_list_and_queued_jobs(env: Env, exporter:
 def test_worker_endpoint_sums_pool_processes_and_job_series_end_with_the_job(
         env: Env, metered: tuple[Worker, int, str], exporter: int) -> None:
     _, port, queue = metered
-    jobs = [_submit(env, "--queue", queue, "--max-steps", "300", "--name", f"obs{i}") for i in range(2)]
+    # Neither job can finish before it is cancelled, so both are running at once by
+    # construction, whatever the machine's speed; cancelling is what ends them.
+    jobs = [_submit(env, "--queue", queue, "--max-steps", "1000000", "--name", f"obs{i}") for i in range(2)]
     store = JobStore(env.vars["RNNQ_REDIS_URL"])
     wait_for(lambda: all(store.get(j).state == "running" and store.get(j).progress for j in jobs), 120,
              "both jobs to run and report")
@@ -108,26 +109,31 @@ def test_worker_endpoint_sums_pool_processes_and_job_series_end_with_the_job(
     assert set(live) == set(jobs)  # one series per running job, labelled with its id and name
     assert {live[j]["job_name"] for j in jobs} == {"obs0", "obs1"}
     assert total(running, "rnnq_workers_busy") >= 1
+    assert total(scrape(port), "rnnq_worker_jobs_running", queue=queue) == 2  # one per pool process
+    for j in jobs:
+        assert env.cli("cancel", j).exit_code == 0
     for j in jobs:
         _wait_final(env, j)
+    # The record is written before the pool process counts the job finished.
+    wait_for(lambda: total(scrape(port), "rnnq_jobs_finished_total", queue=queue) == 2, 30, "both jobs counted")
 
     samples = scrape(port)
     results = [store.get(j).result for j in jobs]
-    assert all(store.get(j).state == "succeeded" for j in jobs)
+    assert all(store.get(j).state == "cancelled" for j in jobs)
     # Two pool processes wrote these; the parent's endpoint adds them up exactly.
     assert total(samples, "rnnq_jobs_started_total", queue=queue) == 2
-    assert total(samples, "rnnq_jobs_finished_total", queue=queue, state="succeeded") == 2
+    assert total(samples, "rnnq_jobs_finished_total", queue=queue, state="cancelled") == 2
     assert total(samples, "rnnq_jobs_finished_total", queue=queue, state="failed") == 0
     assert total(samples, "rnnq_tokens_trained_total", queue=queue) == sum(r["tokens"] for r in results)  # type: ignore[index]
     assert total(samples, "rnnq_train_step_duration_seconds_count", queue=queue) > 0
     assert total(samples, "rnnq_job_queue_wait_seconds_count", queue=queue) == 2
-    assert total(samples, "rnnq_job_duration_seconds_count", queue=queue, state="succeeded") == 2
+    assert total(samples, "rnnq_job_duration_seconds_count", queue=queue, state="cancelled") == 2
     assert total(samples, "rnnq_worker_jobs_running", queue=queue) == 0
     assert not series(samples, "rnnq_gpu_utilization_ratio")  # no GPU here: absent, no error
 
     after = scrape(exporter)
     assert not {s["job_id"] for s in series(after, "rnnq_job_train_loss")} & set(jobs)  # labels gone with the jobs
-    assert total(after, "rnnq_jobs", queue=queue, state="succeeded") == 2
+    assert total(after, "rnnq_jobs", queue=queue, state="cancelled") == 2
 
 
 @pytest.fixture

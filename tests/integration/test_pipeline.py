@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_corpus
 from tests.integration.conftest import Env, Worker, start_worker, stop
+from tests.support import corpus_file, make_corpus
 
 pytestmark = pytest.mark.integration
 
@@ -18,9 +18,7 @@ TINY = ["--hidden", "32", "--embed", "16", "--seq-len", "32", "--batch-size", "8
 
 
 def _corpus(env: Env, chars: int = 6000) -> str:
-    path = env.tmp / "corpus.txt"
-    path.write_text(make_corpus(chars), encoding="utf-8")
-    return str(path)
+    return str(corpus_file(env.tmp, chars))
 
 
 def _train(env: Env, *extra: str) -> str:

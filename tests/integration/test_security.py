@@ -11,7 +11,6 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Producer
 
-from tests.conftest import make_corpus
 from tests.integration.conftest import (
     Env,
     Worker,
@@ -24,6 +23,7 @@ from tests.integration.conftest import (
     total,
     wait_for,
 )
+from tests.support import make_corpus
 
 pytestmark = pytest.mark.integration
 

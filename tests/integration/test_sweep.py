@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from tests.conftest import make_corpus
 from tests.integration.conftest import Env, Worker, scrape, start_exporter, start_worker, stop, total, wait_for
+from tests.support import job_step, make_corpus
 from workers import sweep as sweeps
 from workers.jobstore import JobStore
 
@@ -85,11 +85,6 @@ def _store(env: Env) -> JobStore:
     return JobStore(env.vars["RNNQ_REDIS_URL"])
 
 
-def _step(store: JobStore, job_id: str) -> int:
-    progress = store.get(job_id).progress
-    return int(progress["step"]) if progress else 0
-
-
 def test_sweep_prunes_survives_a_lost_worker_and_names_the_best(fast: Env, queue: str, pool: list[Worker]) -> None:
     path = _sweep_file(fast, queue, "tiny", trials=8, steps=80)
     result: list[Result] = []
@@ -101,7 +96,7 @@ def test_sweep_prunes_survives_a_lost_worker_and_names_the_best(fast: Env, queue
     def running_trial() -> str | None:
         for job_id in sweeps.trials(store, "tiny").values() if store.redis.exists("rnnq:sweep:tiny") else []:
             job = store.get(job_id)
-            if job.state == "running" and job.worker and 20 <= _step(store, job_id) < 70:
+            if job.state == "running" and job.worker and 20 <= job_step(store, job_id) < 70:
                 return job_id
         return None
 
@@ -158,7 +153,7 @@ def test_cancel_stops_the_rest(fast: Env, queue: str, pool: list[Worker]) -> Non
     store = _store(fast)
     first = sweeps.trials(store, "long")
     assert len(first) == 2  # parallel: the rest are asked for as trials end
-    wait_for(lambda: all(_step(store, j) >= 10 for j in first.values()), 120, "both trials to train")
+    wait_for(lambda: all(job_step(store, j) >= 10 for j in first.values()), 120, "both trials to train")
 
     res = fast.cli("sweep", "cancel", "long")
     assert res.exit_code == 0 and "2 trial(s)" in res.stdout, res.output

@@ -16,16 +16,20 @@ from tests.integration.test_kinds import refused, run
 
 pytestmark = pytest.mark.integration
 
-SMALL = ["--arch", "gru", "--hidden", "32", "--embed", "32", "--layers", "1", "--batch-size", "8", "--eval-every", "20",
-         "--max-steps", "40", "--set", "beam=2", "--set", "n_mels=40", "--set", "subsample=4"]
+# The unit tests' recipe (tests/unit/test_transcribe.py): 300 steps learn the espeak-ng
+# recordings well below CER 0.8 (an output of nothing scores 1.0).
+SMALL = ["--arch", "gru", "--hidden", "48", "--embed", "32", "--layers", "1", "--batch-size", "8", "--eval-every", "150",
+         "--max-steps", "300", "--lr", "0.01", "--set", "warmup_steps=10", "--set", "dropout=0", "--set", "beam=2",
+         "--set", "n_mels=40", "--set", "subsample=4"]
+CER_CEILING = 0.8
 
 
 def test_transcribe_train_predict_eval_with_a_language_model(env: Env, worker: Worker) -> None:
     folder = env.tmp / "speech"
     manifest = speech.corpus(folder, 32)
     trained = run(env, "train", str(manifest), "--task", "transcribe", *SMALL, "--name", "asr")
-    assert trained["state"] == "succeeded" and trained["steps"] == 40
-    assert 0.0 <= trained["cer"] and 0.0 <= trained["wer"] and trained["beam"] == 2
+    assert trained["state"] == "succeeded" and trained["steps"] == 300
+    assert trained["cer"] < CER_CEILING and trained["beam"] == 2
     assert " " in trained["alphabet"] and set(trained["alphabet"]) <= set("".join(speech.WORDS) + " ")
 
     clips = sorted((folder / "clips").glob("*.wav"))[:2]
@@ -34,7 +38,7 @@ def test_transcribe_train_predict_eval_with_a_language_model(env: Env, worker: W
     assert predicted["beam"] == 2 and all(isinstance(t["text"], str) for t in predicted["transcripts"])
 
     figures = run(env, "eval", "asr", "--data", str(manifest), "--beam", "1")
-    assert figures["n"] == 32 and figures["cer"] >= 0.0 and figures["beam"] == 1
+    assert figures["n"] == 32 and figures["cer"] < CER_CEILING and figures["beam"] == 1
 
     lm_text = env.tmp / "phrases.txt"
     lm_text.write_text("\n".join(speech.phrases(400, seed=3)) + "\n")

@@ -16,7 +16,7 @@ from rnn_tasks.spec import SpecError, TrainSpec
 from rnn_tasks.text import chunk_bounds, count_words, split_point
 from rnn_tasks.tokenizer import CharTokenizer, UnknownCharacterError, WordTokenizer, fit_tokenizer
 from rnn_tasks.train import prepare_corpus, split_text
-from tests.conftest import make_corpus
+from tests.support import make_corpus
 
 # Multi-byte characters of every UTF-8 length, odd whitespace runs, contractions,
 # digits and punctuation next to spaces: the places where a careless cut changes tokens.

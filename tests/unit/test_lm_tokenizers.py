@@ -41,7 +41,7 @@ def bpe(corpus_text: str) -> BpeTokenizer:
 
 @pytest.fixture(scope="module")
 def corpus_text() -> str:
-    from tests.conftest import make_corpus
+    from tests.support import make_corpus
 
     return make_corpus(5000) + TEXT
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rnn_tasks.spec import TrainSpec
-from tests.conftest import make_corpus
+from tests.support import make_corpus
 from workers import submit
 from workers.errors import InvalidJob
 from workers.settings import CORPUS_MEMORY_PER_CHAR

@@ -101,7 +101,7 @@ def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_prepare_checks_the_corpus_at_every_extreme_then_uploads(tmp_path: Path) -> None:
-    from tests.conftest import make_corpus
+    from tests.support import make_corpus
     from workers import sweep as sweeps
     from workers.artifacts import open_store
 

@@ -62,7 +62,8 @@ def test_epochs_and_time_budget_stop_conditions(corpus: str) -> None:
     by_epochs = train(_spec(epochs=1.0), corpus)
     assert by_epochs.stopped_by == "epochs" and 0.9 <= by_epochs.epochs <= 1.01
     by_time = train(_spec(time_budget=1.0, max_steps=10**9), corpus)
-    assert by_time.stopped_by == "time_budget" and 1.0 <= by_time.elapsed < 5.0
+    # No upper bound on the elapsed time: a loaded machine may take longer per step.
+    assert by_time.stopped_by == "time_budget" and by_time.elapsed >= 1.0 and by_time.steps < 10**9
 
 
 def test_early_stopping_on_validation_loss(corpus: str) -> None:
@@ -77,7 +78,10 @@ def test_resume_continues_step_count_and_optimizer(corpus: str, tmp_path: Path) 
     resumed = train(_spec(max_steps=80, eval_every=20), corpus, checkpoint_dir=tmp_path, resume=tmp_path / LAST)
     assert resumed.steps == 80
     assert resumed.val_loss < first.val_loss
-    assert checkpoint.read_meta(tmp_path / LAST).position["window"] >= 0
+    # One window per step: the saved position is 80 windows in, across the epoch boundary.
+    at = checkpoint.read_meta(tmp_path / LAST).position
+    windows_per_epoch = round(first.steps / first.epochs)
+    assert at["epoch"] * windows_per_epoch + at["window"] == 80 and 0 <= at["window"] < windows_per_epoch
 
 
 def test_lr_schedule_warms_up_then_decays() -> None:
