@@ -80,10 +80,10 @@ def write_corpus(path: Path, size: int, seed: int = 0) -> int:
 def _child(kind: str, path: str) -> None:
     import resource
 
-    from rnn_tasks.spec import TrainSpec
+    from rnn_tasks.spec import LMSpec
     from rnn_tasks.train import prepare_corpus
 
-    spec = TrainSpec.from_dict({"data": "x", "tokenizer": kind})
+    spec = LMSpec.from_dict({"data": "x", "tokenizer": kind})
     prepare_corpus(spec, "Warm up, the tokenizer and its threads.\n" * 200)
 
     def peak() -> int:

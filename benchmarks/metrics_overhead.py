@@ -27,7 +27,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rnnq-metrics-"
 
 import torch
 
-from rnn_tasks.spec import TrainSpec
+from rnn_tasks.spec import LMSpec
 from rnn_tasks.train import REPORT_SECONDS, Callbacks, StepMetrics, train
 from workers import metrics
 
@@ -39,7 +39,7 @@ def corpus(chars: int = 400_000) -> str:
     return " ".join(words[i] for i in idx)[:chars]
 
 
-def one_run(spec: TrainSpec, text: str, with_metrics: bool) -> float:
+def one_run(spec: LMSpec, text: str, with_metrics: bool) -> float:
     on_step = lambda report: None
     began = time.monotonic()
     if with_metrics:
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="Spec override (JSON value).")
     args = parser.parse_args()
     fields = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
-    spec = TrainSpec.from_dict({"data": "bench", "time_budget": args.seconds, "eval_every": 10**9, "patience": None,
+    spec = LMSpec.from_dict({"data": "bench", "time_budget": args.seconds, "eval_every": 10**9, "patience": None,
                                 "checkpoint_every": 10**9, **fields})
     text = corpus()
     on, off = [], []

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from rnn_tasks import lm_task
-from rnn_tasks.spec import TrainSpec
+from rnn_tasks.spec import LMSpec
 from rnn_tasks.train import BEST, split_text, train
 
 VAL_FRACTION = 0.1
@@ -60,7 +60,7 @@ def _value(text: str) -> object:
 
 
 def run(kind: str, text: str, budget: float, overrides: dict[str, Any]) -> dict[str, Any]:
-    spec = TrainSpec.from_dict(
+    spec = LMSpec.from_dict(
         {
             "data": "benchmark/corpus",
             **COMMON,
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds per tokenizer")
     parser.add_argument("--tokenizer", choices=["word", "bpe", "both"], default="both")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a TrainSpec field")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a LMSpec field")
     args = parser.parse_args()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     text = args.data.read_text(encoding="utf-8")

@@ -38,7 +38,7 @@ import torch
 
 from rnn_tasks import device as devices
 from rnn_tasks import train as lm_train
-from rnn_tasks.spec import TrainSpec
+from rnn_tasks.spec import LMSpec
 from rnn_tasks.train import Callbacks
 from rnn_tasks.transcribe import audio, data, manifest
 from rnn_tasks.transcribe.spec import TranscribeSpec, normalize, read_bundle, write_bundle
@@ -82,7 +82,7 @@ def train_lm(text: str, test_sentences: list[str], budget: float, out: Path) -> 
     for sentence in test_sentences:
         text = text.replace(sentence, " ")
     lines = [normalize(line) for line in re.split(r"(?<=[.!?;])\s+", " ".join(text.split()))]
-    spec = TrainSpec(data="inputs/lm", hidden=384, time_budget=budget, eval_every=500, device="cpu")
+    spec = LMSpec(data="inputs/lm", hidden=384, time_budget=budget, eval_every=500, device="cpu")
     lm_train.train(spec, "\n".join(x for x in lines if x) + "\n", Callbacks(), checkpoint_dir=out)
     return out / lm_train.BEST
 

@@ -4,7 +4,7 @@
     python benchmarks/shakespeare.py --data ... --set hidden=384 --set lr=0.005
 
 Trains in-process with rnn_tasks.train (the same loop a worker runs) on the corpus with
-its last 10% held out, and prints one JSON object. --set overrides a TrainSpec field.
+its last 10% held out, and prints one JSON object. --set overrides a LMSpec field.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from rnn_tasks.spec import TrainSpec
+from rnn_tasks.spec import LMSpec
 from rnn_tasks.train import train
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
-    spec = TrainSpec(data="benchmark/corpus", time_budget=args.budget, **{k: _value(v) for k, v in overrides.items()})
+    spec = LMSpec(data="benchmark/corpus", time_budget=args.budget, **{k: _value(v) for k, v in overrides.items()})
     text = args.data.read_text(encoding="utf-8")
     wall = time.perf_counter()
     result = train(spec, text)

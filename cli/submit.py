@@ -13,7 +13,8 @@ import click
 from cli import follow
 from cli.context import Context, pass_ctx
 from cli.types import DEVICE, JOB_NAME, QUEUE
-from rnn_tasks.spec import GenerateSpec, PredictSpec, SpecError, TrainBase, TrainSpec
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.spec import GenerateSpec, PredictSpec, SpecError
 from workers import submit as submitter
 
 _ANY_JOB_ID = "0" * 12  # stands in for the source job while checking the other flags
@@ -24,8 +25,8 @@ def _default(spec: type, name: str) -> Any:
 
 
 def _d(name: str) -> str:
-    """' [default: X]' for a TrainSpec field, so help shows the spec's own default."""
-    value = _default(TrainSpec, name)
+    """' [default: X]' for a LMSpec field, so help shows the spec's own default."""
+    value = _default(LMSpec, name)
     return f" [default: {'none' if value is None else value}]"
 
 
@@ -152,29 +153,14 @@ def train(ctx: Context, data: Path | None, task: str, source_file: Path | None, 
     if no_amp:
         fields["amp"] = False
     paths = _input_paths(task, data, source_file, fields)
-    spec: TrainBase
     try:
-        if task == "lm":
-            spec = submitter.build_train_spec(fields)
-        else:
-            spec = submitter.build_task_spec(task, fields, tuple(f"{n}_data" if n != "data" else n for n in paths))
+        spec = submitter.build_spec(task, fields, tuple(f"{n}_data" if n != "data" else n for n in paths))
+        files = submitter.check_inputs(spec, paths, ctx.settings.max_corpus_bytes, encoding=encoding,
+                                       worker_memory=ctx.settings.worker_memory_bytes)
     except SpecError as exc:
         raise _spec_error(exc) from None
-    if task == "lm":
-        text = submitter.check_train(paths["data"], spec, encoding, ctx.settings.max_corpus_bytes,  # type: ignore[arg-type]
-                                     ctx.settings.worker_memory_bytes)
-        ctx.ensure_stack()
-        job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, text, spec, queue=queue, name=name)  # type: ignore[arg-type]
-    else:
-        try:
-            if task == "transcribe":  # a manifest or folder: every recording checked, then one bundle
-                files = submitter.check_transcribe(spec, paths["data"], ctx.settings.max_corpus_bytes)
-            else:
-                files = submitter.check_task(spec, paths, ctx.settings.max_corpus_bytes)
-        except SpecError as exc:
-            raise _spec_error(exc) from None
-        ctx.ensure_stack()
-        job = submitter.submit_task(ctx.store, ctx.artifacts, ctx.app, spec, files, queue=queue, name=name)
+    ctx.ensure_stack()
+    job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, spec, files, queue=queue, name=name)
     _report(job.id, as_json)
     if wait:
         follow.exit_with(follow.follow(ctx.store, job.id, quiet=as_json))

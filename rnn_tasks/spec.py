@@ -16,10 +16,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeVar
 
+from rnn_tasks.errors import InputError
+
 ARCHES = ("lstm", "gru", "rnn")
-# task -> "module:Class" of its TrainBase subclass (stdlib-only modules, imported lazily).
+# task -> "module:Class" of its TrainSpec subclass (stdlib-only modules, imported lazily).
 TASKS = {
-    "lm": "rnn_tasks.spec:TrainSpec",
+    "lm": "rnn_tasks.lm.spec:LMSpec",
     "classify": "rnn_tasks.classify.spec:ClassifySpec",
     "forecast": "rnn_tasks.forecast.spec:ForecastSpec",
     "translate": "rnn_tasks.translate.spec:TranslateSpec",
@@ -33,13 +35,13 @@ ARTIFACT_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)
 JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A spec field is missing, unknown, of the wrong type or out of range."""
 
+    field: str
+
     def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.message = message
+        super().__init__(message, field_name)
 
 
 S = TypeVar("S", bound="_Spec")
@@ -146,7 +148,7 @@ def check_artifact_key(name: str, key: str) -> None:
 
 
 @dataclass(frozen=True)
-class TrainBase(_Spec):
+class TrainSpec(_Spec):
     """What every training task shares: the input, the recurrent core, optimisation,
     stop conditions, evaluation and checkpoints. Each task's spec adds its own fields.
 
@@ -156,6 +158,11 @@ class TrainBase(_Spec):
 
     kind: ClassVar[str] = "train"
     TASK: ClassVar[str] = ""
+    # What "data" holds, which decides how the CLI reads it: a text corpus (decoded with
+    # its --encoding, sized against a worker's memory), a speech corpus (a manifest or a
+    # folder of recordings, bundled), or neither (any file, as bytes).
+    TEXT_INPUT: ClassVar[bool] = False
+    AUDIO_INPUT: ClassVar[bool] = False
 
     data: str  # artifact key of the input (content-addressed, uploaded by the CLI)
     task: str = ""
@@ -223,42 +230,14 @@ class TrainBase(_Spec):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
-@dataclass(frozen=True)
-class TrainSpec(TrainBase):
-    """A language model (text generation). Defaults are rnnq's CPU-tuned char-LM config."""
-
-    TASK: ClassVar[str] = "lm"
-
-    task: str = "lm"
-    hidden: int = 512  # GRU 1x512 learned fastest per CPU second (README)
-    lr: float = 8e-3
-    tokenizer: str = "char"  # char | word | bpe
-    min_freq: int = 1  # word: words seen fewer times become <unk>
-    max_vocab: int | None = None  # word: keep only the most frequent words
-    vocab_size: int = 8000  # bpe: target vocabulary size
-    tie_weights: bool = False  # share the embedding and output matrices
-    seq_len: int = 128  # truncated-BPTT window; state is carried across windows
-
-    def validate(self) -> None:
-        super().validate()
-        if self.tokenizer not in TOKENIZERS:
-            raise SpecError("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
-        _between("min_freq", self.min_freq, 1, 10**9)
-        _between("max_vocab", self.max_vocab, 2, 10**7)
-        _between("vocab_size", self.vocab_size, 2, 10**6)
-        if self.tie_weights and self.embed != self.hidden:
-            raise SpecError("tie_weights", f"needs embed == hidden, got {self.embed} and {self.hidden}")
-        _between("seq_len", self.seq_len, 1, 1_000_000)
-
-
-def train_spec_class(task: str) -> type[TrainBase]:
+def train_spec_class(task: str) -> type[TrainSpec]:
     if task not in TASKS:
         raise SpecError("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
     module, _, name = TASKS[task].partition(":")
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-def train_spec_from_dict(data: Any) -> TrainBase:
+def train_spec_from_dict(data: Any) -> TrainSpec:
     """The spec of a training job of any task (by its "task" field; default "lm")."""
     if not isinstance(data, dict):
         raise SpecError("spec", f"expected a JSON object, got {type(data).__name__}")

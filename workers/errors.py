@@ -1,30 +1,28 @@
-"""Errors the CLI turns into one-line messages and exit code 1."""
+"""Errors of the queue side. They share rnnq's one base (rnn_tasks.errors.RnnqError), so
+the CLI group catches every user error once and prints one line."""
 
 from __future__ import annotations
 
+from rnn_tasks.errors import ConfigError, InputError, RnnqError
 
-class RnnqError(Exception):
-    """Base class for errors that reach the user as a single line."""
+__all__ = ["ConfigError", "InvalidJob", "JobNotFound", "RedisUnavailable", "RnnqError", "UploadFailed"]
 
 
 class RedisUnavailable(RnnqError):
     """Redis (broker and job store) cannot be reached."""
 
 
-class ConfigError(RnnqError):
-    """A setting (flag or RNNQ_* variable) has a value rnnq cannot use."""
-
-
 class JobNotFound(RnnqError):
     """No job with that id or name."""
 
 
-class InvalidJob(RnnqError):
+class InvalidJob(InputError):
     """A submitted job or its input data is invalid; nothing was queued."""
 
+    field: str
+
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+        super().__init__(message, field)
 
 
 class UploadFailed(RnnqError):

@@ -238,7 +238,6 @@ class Job:
     result: dict[str, Any] | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     progress: dict[str, Any] | None = None  # the latest metric event
-    vocab: str | None = None  # a finished training job's characters, for prompt checks
     worker_losses: int = 0  # deliveries whose worker died mid-job
     resumed_from: int | None = None  # step the latest attempt resumed from
     pid: int | None = None  # process running the latest attempt
@@ -267,7 +266,6 @@ class Job:
             result=json.loads(h["result"]) if h.get("result") else None,
             artifacts=_artifacts(h),
             progress=json.loads(h["progress"]) if h.get("progress") else None,
-            vocab=h.get("vocab") or None,
             worker_losses=int(h.get("worker_losses") or 0),
             resumed_from=int(h["resumed_from"]) if h.get("resumed_from") else None,
             pid=int(h["pid"]) if h.get("pid") else None,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from rnn_tasks.classify import table
-from rnn_tasks.spec import TOKENIZERS, SpecError, TrainBase, _between
+from rnn_tasks.spec import TOKENIZERS, SpecError, TrainSpec, _between
 
 POOLINGS = ("mean", "max", "last")
 CLASS_WEIGHTS = ("balanced", "none")
@@ -15,7 +15,7 @@ _TAB_ALIASES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
 
 
 @dataclass(frozen=True)
-class ClassifySpec(TrainBase):
+class ClassifySpec(TrainSpec):
     """Labelled texts in a CSV/TSV file -> a recurrent classifier.
 
     Defaults are tuned for sentence sentiment on CPU (benchmarks/quality_classify.py, UCI

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from rnn_tasks.spec import SpecError, TrainBase, _between
+from rnn_tasks.spec import SpecError, TrainSpec, _between
 
 # How the target is rewritten before normalisation (features are only normalised):
 #   log     log(y), for series whose swings grow with their level (needs y > 0)
@@ -36,7 +36,7 @@ _YEAR_MONTH = re.compile(r"^\d{4}-\d{2}$")
 
 
 @dataclass(frozen=True)
-class ForecastSpec(TrainBase):
+class ForecastSpec(TrainSpec):
     """Forecast the next `horizon` values of one numeric CSV column from the last `lookback` rows.
 
     Defaults suit short series (tens to thousands of rows): a small GRU trained for a

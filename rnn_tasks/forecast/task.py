@@ -19,13 +19,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
-from rnn_tasks import loop, task_checkpoint
 from rnn_tasks.forecast import data, holt_winters, metrics, select
 from rnn_tasks.forecast.model import Forecaster, ForecasterConfig, upgrade_state_dict
 from rnn_tasks.forecast.spec import ForecastSpec, Series, check_series, check_transform, read_series, split_point
+from rnn_tasks.loop import Callbacks
 from rnn_tasks.spec import SpecError
-from rnn_tasks.train import Callbacks
 
 _EVAL_BATCH = 1024  # windows per forward pass when evaluating
 # Forecast models are small: a 64-wide GRU step is microseconds of work per op, so a
@@ -33,6 +33,9 @@ _EVAL_BATCH = 1024  # windows per forward pass when evaluating
 # descheduled sibling makes every barrier wait a time slice. Measured on the 2-core dev
 # machine under load, hidden 16-256, batch 32: one thread 0.01-0.09 s/step, two 0.15-2.4 s.
 _ONE_THREAD_HIDDEN = 256
+
+PREDICT_OPTIONS: tuple[str, ...] = ()  # a forecast continues the rows it is given; nothing to choose
+EVAL_OPTIONS: tuple[str, ...] = ()
 
 
 class ForecastProblem(loop.Problem):
@@ -124,7 +127,7 @@ def train(spec: ForecastSpec, files: dict[str, bytes], callbacks: Callbacks | No
     dev = _device(spec, spec.device)
     split = split_point(len(series), spec.val_fraction)
     if resume is not None:  # the choice made before the interruption, whatever a rerun would pick
-        ckpt = task_checkpoint.read(resume)
+        ckpt = checkpoint.read(resume)
         resolved = replace(spec, transform=ckpt.spec["transform"], season=ckpt.spec["season"])
         chosen = ckpt.meta.get("choice")
     else:

@@ -21,18 +21,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rnn_tasks import checkpoint as lm_checkpoint
+from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
-from rnn_tasks import loop, task_checkpoint
+from rnn_tasks.loop import Callbacks
 from rnn_tasks.spec import SpecError
 from rnn_tasks.tokenizer import CharTokenizer
-from rnn_tasks.train import Callbacks
 from rnn_tasks.transcribe import audio, data, decode, features
 from rnn_tasks.transcribe.model import AcousticConfig, AcousticModel
 from rnn_tasks.transcribe.spec import TranscribeSpec, Utterance, check_transcripts, read_bundle, split_indices
 
 EVAL_BATCH = 32  # utterances per inference batch (padding cannot change a result)
 OPTIONS = ("beam", "lm", "lm_weight", "lm_bonus")
+PREDICT_OPTIONS = EVAL_OPTIONS = OPTIONS
 LM_WEIGHT = 0.5  # shallow fusion defaults (benchmarks/quality.py --task transcribe)
 LM_BONUS = 1.0
 
@@ -145,7 +145,7 @@ def train(spec: TranscribeSpec, files: dict[str, bytes], callbacks: Callbacks | 
     texts = check_transcripts(spec, utterances)
     train_idx, val_idx = split_indices(len(utterances), spec.val_fraction, spec.seed)
     if resume is not None:  # the resumed model's alphabet, whatever a refit would give
-        alphabet = data.Alphabet(task_checkpoint.read(resume).meta["alphabet"])
+        alphabet = data.Alphabet(checkpoint.read(resume).meta["alphabet"])
     else:
         alphabet = data.Alphabet.fit([texts[i] for i in train_idx])
     feats = featurize(utterances, audio_files, spec.n_mels)
@@ -210,16 +210,16 @@ class _Loaded:
 
 def lm_scorer(path: Path, alphabet: data.Alphabet, dev: torch.device) -> decode.CharLMScorer:
     """A finished character LM job's checkpoint as a shallow-fusion scorer over `alphabet`."""
-    meta, model = lm_checkpoint.load_model(path, dev)
-    tokenizer = meta.tokenizer()
+    from rnn_tasks.lm.task import load_model  # only when an LM is fused
+
+    model, tokenizer, _ = load_model(path, dev)
     if not isinstance(tokenizer, CharTokenizer):
-        raise SpecError("--lm", f"is a {tokenizer.kind} language model; fusion needs a character model")
+        raise SpecError("lm", f"is a {tokenizer.kind} language model; fusion needs a character model")
     ids = {c: i for i, c in enumerate(tokenizer.chars)}
     missing = "".join(c for c in alphabet.chars if c not in ids)
     if missing:
-        raise SpecError("--lm", f"the language model never saw {missing!r}, which the recogniser writes")
+        raise SpecError("lm", f"the language model never saw {missing!r}, which the recogniser writes")
     context = next((c for c in ("\n", " ") if c in ids), tokenizer.chars[0])
-    model.eval()
     return decode.CharLMScorer(model, [0] + [ids[c] for c in alphabet.chars], [ids[context]], dev)
 
 

@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rnn_tasks.spec import SpecError, TrainBase, _between, check_artifact_key
+from rnn_tasks.spec import SpecError, TrainSpec, _between, check_artifact_key
 
 TOKENIZERS = ("bpe", "word")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -24,7 +24,7 @@ TARGET_FIELD = "--target-data"
 
 
 @dataclass(frozen=True)
-class TranslateSpec(TrainBase):
+class TranslateSpec(TrainSpec):
     """A sequence-to-sequence translator: recurrent encoder, attentive recurrent decoder.
 
     Defaults suit a CPU: a 1-layer GRU of 256 with a bidirectional encoder trains a

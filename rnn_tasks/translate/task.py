@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
+from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
-from rnn_tasks import loop, task_checkpoint
+from rnn_tasks.loop import Callbacks
 from rnn_tasks.spec import SpecError
 from rnn_tasks.tokenizer import Tokenizer, fit_tokenizer, tokenizer_from_json
-from rnn_tasks.train import Callbacks
 from rnn_tasks.translate import data
 from rnn_tasks.translate.decode import translate
 from rnn_tasks.translate.metrics import bleu_chrf, cross_entropy
@@ -29,6 +29,8 @@ from rnn_tasks.translate.spec import TranslateSpec, load_pairs, read_lines, read
 
 BLEU_SUBSET = 200  # validation pairs decoded at every evaluation during training
 OPTIONS = ("beam", "max_len")
+PREDICT_OPTIONS = OPTIONS
+EVAL_OPTIONS = ("beam",)
 
 
 class TranslateProblem(loop.Problem):
@@ -103,7 +105,7 @@ def train(spec: TranslateSpec, files: dict[str, bytes], callbacks: Callbacks | N
     dev = devices.resolve(spec.device)
     devices.configure(dev)
     torch.manual_seed(spec.seed)
-    meta = task_checkpoint.read(resume).meta if resume is not None else None
+    meta = checkpoint.read(resume).meta if resume is not None else None
     problem = TranslateProblem(spec, sources, targets, dev, meta)
     summary = loop.fit(spec, problem, callbacks, checkpoint_dir, resume)
     best = checkpoint_dir / loop.BEST if checkpoint_dir is not None else None
