@@ -16,8 +16,8 @@ from functools import partial
 import torch
 
 from rnn_tasks import device as devices
-from rnn_tasks.models import LanguageModel, LMConfig
-from rnn_tasks.sample import SampleOptions, generate
+from rnn_tasks.lm.model import LanguageModel, LMConfig
+from rnn_tasks.lm.sampling import SampleOptions, generate
 from rnn_tasks.tokenizer import CharTokenizer
 
 

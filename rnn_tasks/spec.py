@@ -28,7 +28,7 @@ TASKS = {
     "transcribe": "rnn_tasks.transcribe.spec:TranscribeSpec",
 }
 TOKENIZERS = ("char", "word", "bpe")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,3})$")
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,3})$")  # the CLI's --device checks this too
 # Artifact keys are produced by rnnq itself (content hashes, job ids); anything else,
 # such as "../x" or an absolute path, is refused before it can reach a filesystem.
 ARTIFACT_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
@@ -226,7 +226,7 @@ class TrainSpec(_Spec):
         _between("checkpoint_every", self.checkpoint_every, 1, 10**12)
         _between("checkpoint_seconds", self.checkpoint_seconds, 0.0, 1e8, lo_open=True)
         _between("seed", self.seed, 0, 2**63 - 1)
-        if not _DEVICE_RE.match(self.device):
+        if not DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
@@ -283,7 +283,7 @@ class GenerateSpec(_Spec):
         _between("top_k", self.top_k, 1, 10**9)
         _between("top_p", self.top_p, 0.0, 1.0, lo_open=True)
         _between("seed", self.seed, 0, 2**63 - 1)
-        if not _DEVICE_RE.match(self.device):
+        if not DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -331,7 +331,7 @@ class PredictSpec(_Spec):
         _between("beam", self.beam, 1, 64)
         _between("max_len", self.max_len, 1, 10_000)
         _check_lm(self.lm, self.lm_weight, self.lm_bonus)
-        if not _DEVICE_RE.match(self.device):
+        if not DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -363,7 +363,7 @@ class EvalSpec(_Spec):
             check_artifact_key("target", self.target)
         _between("beam", self.beam, 1, 64)
         _check_lm(self.lm, self.lm_weight, self.lm_bonus)
-        if not _DEVICE_RE.match(self.device):
+        if not DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
@@ -371,16 +371,6 @@ def _check_lm(lm: str | None, weight: float | None, bonus: float | None) -> None
     if lm is not None and not JOB_ID_RE.match(lm):
         raise SpecError("lm", f"not a job id: {lm!r}")
     if lm is None and (weight is not None or bonus is not None):
-        raise SpecError("lm_weight" if weight is not None else "lm_bonus", "needs a language model (--lm JOB)")
+        raise SpecError("lm_weight" if weight is not None else "lm_bonus", "needs a language model (lm)")
     _between("lm_weight", weight, 0.0, 10.0)
     _between("lm_bonus", bonus, -20.0, 20.0)
-
-
-def spec_from_dict(kind: str, data: Any) -> _Spec:
-    """Rebuild the spec of a job of the given kind."""
-    if kind == "train":
-        return train_spec_from_dict(data)
-    specs: dict[str, type[_Spec]] = {"generate": GenerateSpec, "predict": PredictSpec, "eval": EvalSpec}
-    if kind not in specs:
-        raise SpecError("kind", f"unknown job kind {kind!r}")
-    return specs[kind].from_dict(data)

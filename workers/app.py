@@ -23,12 +23,9 @@ from celery.signals import (
 from kombu import Exchange, Queue
 
 from workers import settings as settings_mod
+from workers.queues import KIND_QUEUES, QUEUES, TRAIN_QUEUE
 
-TRAIN_QUEUE = "train"
-GENERATE_QUEUE = "generate"
-# Inference of every kind (sampling, batch prediction, evaluation) shares the generate queue.
-TASK_QUEUES = {"rnnq.train": TRAIN_QUEUE, "rnnq.generate": GENERATE_QUEUE, "rnnq.predict": GENERATE_QUEUE,
-               "rnnq.eval": GENERATE_QUEUE}
+TASK_QUEUES = {f"rnnq.{kind}": queue for kind, queue in KIND_QUEUES.items()}
 
 
 def make_app(settings: settings_mod.Settings | None = None) -> Celery:
@@ -59,7 +56,7 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # keep reconnecting while Redis restarts
-        task_queues=[Queue(q, Exchange(q), routing_key=q) for q in (TRAIN_QUEUE, GENERATE_QUEUE)],
+        task_queues=[Queue(q, Exchange(q), routing_key=q) for q in QUEUES],
         task_default_queue=TRAIN_QUEUE,
         task_routes={name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         task_create_missing_queues=True,  # `--queue gpu-a100` needs no configuration

@@ -18,10 +18,10 @@ from celery import Celery
 
 from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, SpecError, TrainSpec, train_spec_class
 from workers import dispatch
-from workers.app import TASK_QUEUES
 from workers.artifacts import ArtifactStore, put_input
 from workers.errors import InvalidJob, UploadFailed
 from workers.jobstore import Job, JobStore
+from workers.queues import KIND_QUEUES
 from workers.settings import CORPUS_MEMORY_PER_CHAR, DEFAULT_MAX_CORPUS_BYTES, DEFAULT_WORKER_MEMORY_BYTES
 
 _PENDING_DATA = "pending/corpus"  # placeholder key until the corpus is uploaded
@@ -284,8 +284,7 @@ def _uploading(what: str) -> Iterator[None]:
 
 
 def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queue: str | None, name: str | None) -> Job:
-    task = f"rnnq.{kind}"
-    queue = queue or TASK_QUEUES[task]
+    queue = queue or KIND_QUEUES[kind]
     job = store.create(kind, spec, queue, name=name)
     try:
         dispatch.send_job(job.id, kind, queue, app)

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 import torch
 
 from rnn_tasks.errors import DataError
-from rnn_tasks.spec import min_corpus_chars
 
 
 class CorpusTooShortError(DataError):
     """The corpus cannot fill one training window and a validation split."""
 
 
-__all__ = ["CorpusTooShortError", "Streams", "eval_windows", "min_corpus_chars"]
+__all__ = ["CorpusTooShortError", "Streams", "eval_windows"]
 
 
 @dataclass(frozen=True)
