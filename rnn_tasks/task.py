@@ -30,19 +30,23 @@ class Task(Protocol):
 
     # Names of the request fields (rnn_tasks.spec.PredictSpec / EvalSpec) that predict and
     # evaluate take as options; the worker passes those that are set and nothing else.
-    PREDICT_OPTIONS: tuple[str, ...]
-    EVAL_OPTIONS: tuple[str, ...]
+    @property
+    def PREDICT_OPTIONS(self) -> tuple[str, ...]: ...
+
+    @property
+    def EVAL_OPTIONS(self) -> tuple[str, ...]: ...
 
     def train(self, spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None,
-              checkpoint_dir: Path | None, resume: Path | None) -> Figures:
+              checkpoint_dir: Path | None, resume: Path | None, /) -> Figures:
         """Train on the named input files; checkpoints into checkpoint_dir (loop.BEST, loop.LAST)."""
         ...
 
-    def predict(self, checkpoint: Path, inputs: bytes, options: dict[str, Any], device: str) -> Figures:
+    def predict(self, checkpoint: Path, inputs: bytes, options: dict[str, Any], device: str, /) -> Figures:
         """Apply the checkpoint's model to new inputs."""
         ...
 
-    def evaluate(self, checkpoint: Path, files: dict[str, bytes], device: str, **options: Any) -> Figures:
+    def evaluate(self, checkpoint: Path, files: dict[str, bytes], device: str,
+                 options: Mapping[str, Any] | None = None, /) -> Figures:
         """Held-out figures of the checkpoint's model on files laid out like the training input."""
         ...
 
@@ -50,7 +54,7 @@ class Task(Protocol):
 class Generator(Task, Protocol):
     """A task whose models also generate (the language model)."""
 
-    def generate(self, checkpoint: Path, spec: GenerateSpec, should_stop: Callable[[], bool]) -> Figures:
+    def generate(self, checkpoint: Path, spec: GenerateSpec, should_stop: Callable[[], bool], /) -> Figures:
         ...
 
 

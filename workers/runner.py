@@ -424,7 +424,7 @@ def _eval(r: Run) -> Outcome:
         files["target"] = r.input(spec.target)
     module = task.lookup(kind)
     options = _options(r, spec.to_dict(), module.EVAL_OPTIONS)
-    figures = _Interruptible(r.control)(lambda: module.evaluate(path, files, spec.device, **options))
+    figures = _Interruptible(r.control)(lambda: module.evaluate(path, files, spec.device, options))
     return {**figures, "source": spec.source, "task": kind}, {}
 
 

@@ -12,7 +12,7 @@ evaluate best checkpoint + a labelled file in the training format -> figures, an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,9 +231,12 @@ def _csv_texts(loaded: _Loaded, inputs: bytes, options: dict[str, Any]) -> tuple
     return kept, len(texts) - len(kept)
 
 
-def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto") -> dict[str, Any]:
+def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
+             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Figures on a labelled file in the training format. Labels the model never saw get
     rows of their own in the confusion matrix (always wrong) and are listed."""
+    if options:
+        raise SpecError(next(iter(options)), "unknown option; evaluating classification takes none")
     loaded = _Loaded(checkpoint, device)
     rows, _ = read_labelled(loaded.spec, files["data"])
     unseen = sorted(set(rows.labels) - set(loaded.labels))

@@ -48,4 +48,4 @@ def check_inputs(spec: LMSpec, files: dict[str, bytes]) -> None:
         text = files["data"].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError("data", f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    windows.check("data", text, spec)
+    windows.check("the corpus", text, spec)

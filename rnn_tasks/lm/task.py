@@ -11,7 +11,7 @@ generate  best checkpoint + prompts -> continuations (rnn_tasks.lm.sampling)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,12 +151,15 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[Language
     return model.to(device).eval(), _tokenizer(ckpt.meta), ckpt.spec
 
 
-def evaluate(checkpoint_path: Path, files: dict[str, bytes], device: str = "auto", **_: Any) -> dict[str, Any]:
+def evaluate(checkpoint_path: Path, files: dict[str, bytes], device: str = "auto",
+             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Figures of a trained LM on the whole of files["data"] (UTF-8 text).
 
     Character models refuse text with characters they never saw (UnknownCharacterError);
     word models read unseen words as <unk>; BPE models read any text.
     """
+    if options:
+        raise SpecError(next(iter(options)), "unknown option; evaluating a language model takes none")
     text = _decode(files["data"], "data")
     dev = devices.resolve(device)
     devices.configure(dev)

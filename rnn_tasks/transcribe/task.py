@@ -12,7 +12,7 @@ evaluate best checkpoint + a bundle with transcripts -> CER and WER (jiwer)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
 from rnn_tasks.loop import Callbacks
-from rnn_tasks.spec import SpecError
+from rnn_tasks.spec import SpecError, TrainSpec
 from rnn_tasks.tokenizer import CharTokenizer
 from rnn_tasks.transcribe import audio, data, decode, features
 from rnn_tasks.transcribe.model import AcousticConfig, AcousticModel
@@ -134,8 +134,10 @@ def _labelled(alphabet: data.Alphabet, feats: list[torch.Tensor], texts: list[st
     return data.Utterances(feats, [alphabet.encode("".join(c for c in t if c in known)) for t in texts])
 
 
-def train(spec: TranscribeSpec, files: dict[str, bytes], callbacks: Callbacks | None = None,
+def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None = None,
           checkpoint_dir: Path | None = None, resume: Path | None = None) -> dict[str, Any]:
+    if not isinstance(spec, TranscribeSpec):
+        raise TypeError(f"transcribe.train needs a TranscribeSpec, got {type(spec).__name__}")
     if not isinstance(spec, TranscribeSpec):
         raise TypeError(f"transcribe.train needs a TranscribeSpec, got {type(spec).__name__}")
     dev = devices.resolve(spec.device)
@@ -230,8 +232,9 @@ def predict(checkpoint: Path, inputs: bytes, options: dict[str, Any], device: st
     return {"transcripts": [{"audio": u.name, "text": h} for u, h in zip(utterances, hyps, strict=True)], **how}
 
 
-def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto", **options: Any) -> dict[str, Any]:
-    """CER and WER on a bundle with transcripts (normalised as in training)."""
+def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
+             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """CER and WER on a bundle with transcripts (normalised as in training); options as predict's."""
     loaded = _Loaded(checkpoint, device)
     utterances, _ = read_bundle(files["data"], "--data")
     refs = check_transcripts(loaded.spec, utterances, "--data")
@@ -239,7 +242,7 @@ def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto", **
         unseen = loaded.alphabet.unknown(ref)
         if unseen:
             raise SpecError("--data", f"{utt.name}: characters the model never saw in training: {unseen!r}")
-    _, hyps, how = loaded.run(files["data"], options)
+    _, hyps, how = loaded.run(files["data"], dict(options or {}))
     return {**error_rates(refs, hyps), "n": len(refs), **how,
             "examples": [{"audio": u.name, "reference": r, "hypothesis": h}
                          for u, r, h in list(zip(utterances, refs, hyps, strict=True))[:5]]}

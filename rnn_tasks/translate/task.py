@@ -10,7 +10,7 @@ spec's beam from the best checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
 from rnn_tasks.loop import Callbacks
-from rnn_tasks.spec import SpecError
+from rnn_tasks.spec import SpecError, TrainSpec
 from rnn_tasks.tokenizer import Tokenizer, fit_tokenizer, tokenizer_from_json
 from rnn_tasks.translate import data
 from rnn_tasks.translate.decode import translate
@@ -98,9 +98,11 @@ def _fit(spec: TranslateSpec, texts: list[str]) -> Tokenizer:
                          vocab_size=spec.vocab_size)
 
 
-def train(spec: TranslateSpec, files: dict[str, bytes], callbacks: Callbacks | None, checkpoint_dir: Path | None,
+def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None, checkpoint_dir: Path | None,
           resume: Path | None) -> dict[str, Any]:
     """Train until a stop condition; the summary adds BLEU/chrF of the best model on the validation split."""
+    if not isinstance(spec, TranslateSpec):
+        raise TypeError(f"translate.train needs a TranslateSpec, got {type(spec).__name__}")
     sources, targets = load_pairs(spec, files)
     dev = devices.resolve(spec.device)
     devices.configure(dev)
@@ -157,8 +159,10 @@ def predict(checkpoint: Path, inputs: bytes, options: dict[str, Any], device: st
     return {"translations": loaded.translate(sentences, beam, cap), "beam": beam}
 
 
-def evaluate(checkpoint: Path, files: dict[str, bytes], device: str, beam: int | None = None) -> dict[str, Any]:
-    """BLEU and chrF of the checkpoint's translations of new parallel text (beam: the spec's by default)."""
+def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
+             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """BLEU and chrF of the checkpoint's translations of new parallel text; options: beam (the spec's by default)."""
+    beam = (options or {}).get("beam")
     sources, references = read_pairs(files)
     loaded = _Loaded(checkpoint, device)
     beam = beam or loaded.spec.beam

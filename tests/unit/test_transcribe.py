@@ -332,7 +332,7 @@ def test_predict_and_evaluate_from_the_checkpoint(trained: tuple[Path, dict[str,
     more = predict(best, again, {"beam": 1}, "cpu")
     assert [t["audio"] for t in one["transcripts"]] == [u.name for u in utterances[:3]]
     assert one["transcripts"] == more["transcripts"][:3]  # the batch around an utterance changes nothing
-    figures = evaluate(best, {"data": spoken[1]}, "cpu", beam=2)
+    figures = evaluate(best, {"data": spoken[1]}, "cpu", {"beam": 2})
     assert figures["n"] == N_SPOKEN and 0.0 <= figures["cer"] <= figures["wer"] + 1.0 and figures["beam"] == 2
     with pytest.raises(SpecError, match="never saw"):
         evaluate(best, {"data": write_bundle([("q.wav", files[utterances[0].member], "quiz")])}, "cpu")
