@@ -75,7 +75,7 @@ class _Spec:
         for key in data:
             if key not in known:
                 task = getattr(cls, "TASK", "")
-                raise SpecError(str(key), f"does not apply to --task {task}" if task else f"unknown field for a {cls.kind} spec")
+                raise SpecError(str(key), f"does not apply to task {task}" if task else f"unknown field for a {cls.kind} spec")
         try:
             return cls(**data)
         except TypeError as exc:  # a required field is missing
@@ -132,6 +132,16 @@ def _between(name: str, value: float | None, lo: float, hi: float, *, lo_open: b
     if value < lo or value > hi or (lo_open and value == lo):
         left = "(" if lo_open else "["
         raise SpecError(name, f"must be in {left}{lo:g}, {hi:g}], got {value!r}")
+
+
+def check_tokenizer_fields(spec: Any, kinds: tuple[str, ...] = TOKENIZERS, min_vocab_size: int = 2) -> None:
+    """The tokenizer fields a text task's spec shares (tokenizer, min_freq, max_vocab,
+    vocab_size), checked in one place; each task keeps its own defaults."""
+    if spec.tokenizer not in kinds:
+        raise SpecError("tokenizer", f"must be one of {', '.join(kinds)}, got {spec.tokenizer!r}")
+    _between("min_freq", spec.min_freq, 1, 10**9)
+    _between("max_vocab", spec.max_vocab, 2, 10**7)
+    _between("vocab_size", spec.vocab_size, min_vocab_size, 10**6)
 
 
 def min_corpus_chars(seq_len: int, val_fraction: float) -> int:

@@ -79,7 +79,7 @@ class ForecastSpec(TrainSpec):
         if self.transform not in (AUTO, *TRANSFORMS):
             raise SpecError("transform", f"must be one of {AUTO}, {', '.join(TRANSFORMS)}, got {self.transform!r}")
         if self.transform.endswith("sdiff") and self.season is None:
-            raise SpecError("transform", f"{self.transform} differences over the season: set --season too")
+            raise SpecError("transform", f"{self.transform} differences over the season: set season too")
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in "\r\n\"'"):
             raise SpecError("delimiter", f"must be one character other than a quote or newline, got {self.delimiter!r}")
         names = [n for n in (self.time_column, self.target) if n is not None]
@@ -240,9 +240,9 @@ def _only_numeric(header: list[str], rows: list[tuple[int, list[str]]], taken: s
         return numeric[0]
     if not numeric:
         raise SpecError("target", "no numeric column to forecast besides the time column and features; "
-                        "name one with --target")
-    raise SpecError("target", f"ambiguous: columns {', '.join(map(repr, numeric))} are all numeric; choose one "
-                    "with --target")
+                        "name one")
+    raise SpecError("target", f"ambiguous: columns {', '.join(map(repr, numeric))} are all numeric; "
+                    "choose one")
 
 
 def _is_number(value: str | None) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rnn_tasks.spec import TOKENIZERS, SpecError, TrainSpec, _between
+from rnn_tasks.spec import SpecError, TrainSpec, _between, check_tokenizer_fields
 
 __all__ = ["LMSpec"]
 
@@ -29,11 +29,7 @@ class LMSpec(TrainSpec):
 
     def validate(self) -> None:
         super().validate()
-        if self.tokenizer not in TOKENIZERS:
-            raise SpecError("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
-        _between("min_freq", self.min_freq, 1, 10**9)
-        _between("max_vocab", self.max_vocab, 2, 10**7)
-        _between("vocab_size", self.vocab_size, 2, 10**6)
+        check_tokenizer_fields(self)
         if self.tie_weights and self.embed != self.hidden:
             raise SpecError("tie_weights", f"needs embed == hidden, got {self.embed} and {self.hidden}")
         _between("seq_len", self.seq_len, 1, 1_000_000)

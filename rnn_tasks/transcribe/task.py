@@ -204,8 +204,8 @@ class _Loaded:
 
     def run(self, raw: bytes, options: dict[str, Any]) -> tuple[list[Utterance], list[str], dict[str, Any]]:
         beam, scorer, weight, bonus = self.decoder(options)
-        utterances, audio_files = read_bundle(raw, "--input")
-        feats = featurize(utterances, audio_files, self.model.config.n_mels, "--input")
+        utterances, audio_files = read_bundle(raw, "inputs")
+        feats = featurize(utterances, audio_files, self.model.config.n_mels, "inputs")
         hyps = transcribe(self.model, self.alphabet, data.Utterances(feats, None), beam, scorer, weight, bonus)
         return utterances, hyps, {"beam": beam, "lm_weight": weight, "lm_bonus": bonus}
 
@@ -236,12 +236,12 @@ def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
              options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """CER and WER on a bundle with transcripts (normalised as in training); options as predict's."""
     loaded = _Loaded(checkpoint, device)
-    utterances, _ = read_bundle(files["data"], "--data")
-    refs = check_transcripts(loaded.spec, utterances, "--data")
+    utterances, _ = read_bundle(files["data"], "data")
+    refs = check_transcripts(loaded.spec, utterances, "data")
     for utt, ref in zip(utterances, refs, strict=True):
         unseen = loaded.alphabet.unknown(ref)
         if unseen:
-            raise SpecError("--data", f"{utt.name}: characters the model never saw in training: {unseen!r}")
+            raise SpecError("data", f"{utt.name}: characters the model never saw in training: {unseen!r}")
     _, hyps, how = loaded.run(files["data"], dict(options or {}))
     return {**error_rates(refs, hyps), "n": len(refs), **how,
             "examples": [{"audio": u.name, "reference": r, "hypothesis": h}

@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rnn_tasks.spec import SpecError, TrainSpec, _between, check_artifact_key
+from rnn_tasks.spec import SpecError, TrainSpec, _between, check_artifact_key, check_tokenizer_fields
 
 TOKENIZERS = ("bpe", "word")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -63,11 +63,7 @@ class TranslateSpec(TrainSpec):
         if self.target_data is not None:  # before the base class, which names it by its input key
             check_artifact_key("target_data", self.target_data)
         super().validate()
-        if self.tokenizer not in TOKENIZERS:
-            raise SpecError("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
-        _between("vocab_size", self.vocab_size, 16, 10**6)
-        _between("min_freq", self.min_freq, 1, 10**9)
-        _between("max_vocab", self.max_vocab, 2, 10**7)
+        check_tokenizer_fields(self, TOKENIZERS, min_vocab_size=16)
         _between("max_len", self.max_len, 1, 10_000)
         _between("beam", self.beam, 1, 64)
         _between("teacher_forcing", self.teacher_forcing, 0.0, 1.0)
@@ -144,7 +140,7 @@ def load_pairs(spec: TranslateSpec, files: dict[str, bytes]) -> tuple[list[str],
     need = min_pairs(spec.val_fraction)
     if len(sources) < need:
         raise SpecError(DATA_FIELD, f"has {len(sources)} sentence pairs; at least {need} are needed to hold out "
-                                    f"--val-fraction {spec.val_fraction:g} for validation")
+                                    f"val_fraction {spec.val_fraction:g} for validation")
     return sources, targets
 
 

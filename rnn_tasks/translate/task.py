@@ -49,7 +49,7 @@ class TranslateProblem(loop.Problem):
         self.train_pairs, dropped = data.drop_long(pairs, spec.max_len)
         if not self.train_pairs:
             raise SpecError("max_len", f"all {len(pairs)} training pairs have a side longer than {spec.max_len} "
-                                       "tokens; raise --max-len")
+                                       "tokens; raise max_len")
         self.val_sources, self.val_targets = sources[n_train:], targets[n_train:]
         self.val_pairs = data.encode_pairs(self.src_tok, self.tgt_tok, self.val_sources, self.val_targets)
         config = Seq2SeqConfig(
