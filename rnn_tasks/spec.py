@@ -173,6 +173,13 @@ class TrainSpec(_Spec):
     # folder of recordings, bundled), or neither (any file, as bytes).
     TEXT_INPUT: ClassVar[bool] = False
     AUDIO_INPUT: ClassVar[bool] = False
+    # What the task's trained models do beyond evaluate, and which fields of a predict or
+    # eval request (PredictSpec, EvalSpec) they take; submit refuses the others, naming
+    # them, and the worker passes only these to the task.
+    GENERATES: ClassVar[bool] = False  # continues text (generate jobs) instead of predict
+    PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ()
+    EVAL_OPTIONS: ClassVar[tuple[str, ...]] = ()
+    PREDICT_FROM_TRAINING_DATA: ClassVar[bool] = False  # predict with no inputs continues the training data
 
     data: str  # artifact key of the input (content-addressed, uploaded by the CLI)
     task: str = ""

@@ -26,15 +26,9 @@ Figures = dict[str, Any]  # JSON-able results
 
 
 class Task(Protocol):
-    """A task module (rnn_tasks.<name>.task)."""
-
-    # Names of the request fields (rnn_tasks.spec.PredictSpec / EvalSpec) that predict and
-    # evaluate take as options; the worker passes those that are set and nothing else.
-    @property
-    def PREDICT_OPTIONS(self) -> tuple[str, ...]: ...
-
-    @property
-    def EVAL_OPTIONS(self) -> tuple[str, ...]: ...
+    """A task module (rnn_tasks.<name>.task). Which request fields predict and evaluate take
+    as options is its spec class's (TrainSpec.PREDICT_OPTIONS, EVAL_OPTIONS): the worker passes
+    those that are set and nothing else."""
 
     def train(self, spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None,
               checkpoint_dir: Path | None, resume: Path | None, /) -> Figures:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainSpec, train_spec_from_dict
+from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainSpec, train_spec_class, train_spec_from_dict
 from workers import dispatch, inputcache, metrics
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, job_key, open_store
@@ -406,7 +406,7 @@ def _predict(r: Run) -> Outcome:
     else:  # no inputs: continue from the training data (a forecast extends its series)
         data = r.input(source.spec["data"])
     module = task.lookup(kind)
-    options = _options(r, request, module.PREDICT_OPTIONS)
+    options = _options(r, request, train_spec_class(kind).PREDICT_OPTIONS)
     result = _Interruptible(r.control)(lambda: module.predict(path, data, options, spec.device))
     key = job_key(r.job.id, "predictions.json")
     r.artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
@@ -423,7 +423,7 @@ def _eval(r: Run) -> Outcome:
     if spec.target is not None:
         files["target"] = r.input(spec.target)
     module = task.lookup(kind)
-    options = _options(r, spec.to_dict(), module.EVAL_OPTIONS)
+    options = _options(r, spec.to_dict(), train_spec_class(kind).EVAL_OPTIONS)
     figures = _Interruptible(r.control)(lambda: module.evaluate(path, files, spec.device, options))
     return {**figures, "source": spec.source, "task": kind}, {}
 

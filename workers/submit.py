@@ -178,20 +178,34 @@ def speech_inputs(store: JobStore, source: str, paths: list[Path], field: str, m
     return bundle
 
 
-def _check_lm(store: JobStore, fields: dict[str, Any], recogniser: Job) -> dict[str, Any]:
+def _check_options(job: Job, fields: dict[str, Any], taken: tuple[str, ...], what: str) -> None:
+    """Refuse request options the trained model's task does not take (its spec class says which)."""
+    task = job.spec.get("task", "lm")
+    for name in ("beam", "max_len", "lm", "lm_weight", "lm_bonus"):
+        if fields.get(name) is not None and name not in taken:
+            uses = "" if not taken else f"; it takes {', '.join('--' + t.replace('_', '-') for t in taken)}"
+            raise InvalidJob("--" + name.replace("_", "-"), f"job {job.id} trained a {task} model, whose {what} does "
+                                                           f"not take it{uses}")
+
+
+def _check_lm(store: JobStore, fields: dict[str, Any]) -> dict[str, Any]:
     """--lm JOB names a finished character LM whose characters cover the recogniser's; its id goes in the spec."""
     if fields.get("lm") is None:
         return fields
-    if recogniser.spec.get("task") != "transcribe":
-        raise InvalidJob("--lm", f"job {recogniser.id} trained a {recogniser.spec.get('task')} model; only speech "
-                                 "recognition fuses a language model")
     lm = _trained(store, fields["lm"], "--lm")
-    if lm.spec.get("task", "lm") != "lm" or lm.spec.get("tokenizer", "char") != "char":
+    if not train_spec_class(lm.spec.get("task", "lm")).GENERATES or lm.spec.get("tokenizer", "char") != "char":
         raise InvalidJob("--lm", f"job {lm.id} is not a character language model")
+    return {**fields, "lm": lm.id}
+
+
+def _check_lm_covers(store: JobStore, fields: dict[str, Any], recogniser: Job) -> None:
+    """The fused LM saw every character the recogniser writes."""
+    if fields.get("lm") is None:
+        return
+    lm = store.get(fields["lm"])
     missing = "".join(c for c in (recogniser.result or {}).get("alphabet", "") if c not in (lm.result or {}).get("vocab", ""))
     if missing:
         raise InvalidJob("--lm", f"language model {lm.id} never saw {missing!r}, which the recogniser writes")
-    return {**fields, "lm": lm.id}
 
 
 def _trained(store: JobStore, source: str, flag: str = "JOB") -> Job:
@@ -205,16 +219,18 @@ def _trained(store: JobStore, source: str, flag: str = "JOB") -> Job:
 
 def submit_predict(store: JobStore, artifacts: ArtifactStore, app: Celery, source: str, fields: dict[str, Any],
                    data: bytes | None, queue: str | None = None, name: str | None = None) -> Job:
-    """Batch inference with a trained classify, forecast or translate model."""
+    """Batch inference with a trained model of any task but the language model (which generates)."""
     job = _trained(store, source)
-    task = job.spec.get("task", "lm")
-    if task == "lm":
+    cls = train_spec_class(job.spec.get("task", "lm"))
+    if cls.GENERATES:
         raise InvalidJob("JOB", f"job {job.id} is a language model: use `rnnq generate`")
-    if data is None and not fields.get("texts") and task != "forecast":
+    if data is None and not fields.get("texts") and not cls.PREDICT_FROM_TRAINING_DATA:
         raise InvalidJob("--input", "give --input FILE or --text")
-    if task == "transcribe" and fields.get("texts"):
+    if cls.AUDIO_INPUT and fields.get("texts"):
         raise InvalidJob("--text", f"job {job.id} recognises speech: give recordings with --input")
-    fields = _check_lm(store, fields, job)
+    _check_options(job, fields, cls.PREDICT_OPTIONS, "predict")
+    fields = _check_lm(store, fields)
+    _check_lm_covers(store, fields, job)
     spec = PredictSpec.from_dict({"source": job.id, **fields})
     if data is not None:
         with _uploading("--input"):
@@ -226,22 +242,20 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
                 fields: dict[str, Any], queue: str | None = None, name: str | None = None) -> Job:
     """Evaluate a trained model of any task on new data (laid out like its training input)."""
     job = _trained(store, source)
-    task = job.spec.get("task", "lm")
-    if fields.get("beam") is not None and task not in ("translate", "transcribe"):
-        raise InvalidJob("--beam", f"job {job.id} trained a {task} model; only translation and speech recognition "
-                                   "decode with a beam")
-    fields = _check_lm(store, fields, job)
-    if task == "translate" and "target" not in files and not _is_tsv(files["data"]):
-        raise InvalidJob("--target", "translation needs the reference translations (--target FILE) or a TSV of pairs")
+    cls = train_spec_class(job.spec.get("task", "lm"))
+    _check_options(job, fields, cls.EVAL_OPTIONS, "evaluation")
+    fields = _check_lm(store, fields)
+    _check_lm_covers(store, fields, job)
+    check_eval = getattr(importlib.import_module(cls.__module__), "check_eval_inputs", None)  # stdlib, if it has one
+    if check_eval is not None:
+        try:
+            check_eval(files)
+        except SpecError as exc:
+            raise InvalidJob("--" + exc.field.replace("_", "-"), exc.message) from None
     with _uploading("--data"):
         keys = {name: put_input(artifacts, data) for name, data in files.items()}
     spec = EvalSpec.from_dict({"source": job.id, "data": keys["data"], "target": keys.get("target"), **fields})
     return _enqueue(store, app, "eval", spec.to_dict(), queue, name)
-
-
-def _is_tsv(data: bytes) -> bool:
-    head = data[:4096]
-    return not head.startswith(b"\x1f\x8b") and b"\t" in head
 
 
 def corpus_memory(text: str) -> int:
@@ -260,7 +274,7 @@ def submit_generate(store: JobStore, app: Celery, source: str, fields: dict[str,
                     name: str | None = None) -> Job:
     """Sample from a finished training job, given by id or name."""
     job = _trained(store, source, "JOB_OR_NAME")
-    if job.spec.get("task", "lm") != "lm":
+    if not train_spec_class(job.spec.get("task", "lm")).GENERATES:
         raise InvalidJob("JOB_OR_NAME", f"job {job.id} trained a {job.spec['task']} model: use `rnnq predict`")
     spec = GenerateSpec.from_dict({"source": job.id, **fields})
     chars = (job.result or {}).get("vocab")  # a char model's characters (rnn_tasks.lm.task.train)

@@ -27,6 +27,7 @@ class ClassifySpec(TrainSpec):
     """
 
     TASK: ClassVar[str] = "classify"
+    PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ("format",)
 
     task: str = "classify"
     # Common fields re-tuned for a few thousand sentences; see the class docstring.

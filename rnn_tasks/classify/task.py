@@ -29,8 +29,8 @@ from rnn_tasks.loop import Callbacks
 from rnn_tasks.spec import SpecError, TrainSpec
 
 EVAL_BATCH = 256  # rows per batch when nothing is trained: bigger is faster, padding cannot change results
-PREDICT_OPTIONS = ("format", "delimiter", "header", "text_column")
-EVAL_OPTIONS: tuple[str, ...] = ()
+# predict's options: the request's format, and for direct callers the CSV layout (the training spec's by default)
+PREDICT_OPTIONS = (*ClassifySpec.PREDICT_OPTIONS, "delimiter", "header", "text_column")
 
 
 class ClassifyProblem(loop.Problem):

@@ -44,6 +44,7 @@ class ForecastSpec(TrainSpec):
     """
 
     TASK: ClassVar[str] = "forecast"
+    PREDICT_FROM_TRAINING_DATA: ClassVar[bool] = True  # the forecast after the series it was trained on
 
     task: str = "forecast"
     hidden: int = 64  # small series overfit a wide state

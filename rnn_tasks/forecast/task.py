@@ -34,9 +34,6 @@ _EVAL_BATCH = 1024  # windows per forward pass when evaluating
 # machine under load, hidden 16-256, batch 32: one thread 0.01-0.09 s/step, two 0.15-2.4 s.
 _ONE_THREAD_HIDDEN = 256
 
-PREDICT_OPTIONS: tuple[str, ...] = ()  # a forecast continues the rows it is given; nothing to choose
-EVAL_OPTIONS: tuple[str, ...] = ()
-
 
 class ForecastProblem(loop.Problem):
     """Windows of the training part as batches; the held-out tail's windows for evaluate().

@@ -16,6 +16,7 @@ class LMSpec(TrainSpec):
 
     TASK: ClassVar[str] = "lm"
     TEXT_INPUT: ClassVar[bool] = True
+    GENERATES: ClassVar[bool] = True
 
     task: str = "lm"
     hidden: int = 512  # GRU 1x512 learned fastest per CPU second (README)

@@ -31,11 +31,9 @@ from rnn_tasks.spec import GenerateSpec, SpecError, TrainSpec
 from rnn_tasks.text import split_point
 from rnn_tasks.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_json
 
-__all__ = ["EVAL_OPTIONS", "PREDICT_OPTIONS", "LMProblem", "evaluate", "generate", "load_model", "predict", "prepare_corpus", "train"]
+__all__ = ["LMProblem", "evaluate", "generate", "load_model", "predict", "prepare_corpus", "train"]
 
 Window = tuple[torch.Tensor, torch.Tensor]
-PREDICT_OPTIONS: tuple[str, ...] = ()
-EVAL_OPTIONS: tuple[str, ...] = ()
 
 
 class LMProblem(loop.Problem):

@@ -42,6 +42,8 @@ class TranscribeSpec(TrainSpec):
 
     TASK: ClassVar[str] = "transcribe"
     AUDIO_INPUT: ClassVar[bool] = True
+    PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ("beam", "lm", "lm_weight", "lm_bonus")  # lm: a character LM job
+    EVAL_OPTIONS: ClassVar[tuple[str, ...]] = PREDICT_OPTIONS
 
     task: str = "transcribe"
     arch: str = "gru"

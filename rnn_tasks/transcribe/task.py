@@ -31,8 +31,7 @@ from rnn_tasks.transcribe.model import AcousticConfig, AcousticModel
 from rnn_tasks.transcribe.spec import TranscribeSpec, Utterance, check_transcripts, read_bundle, split_indices
 
 EVAL_BATCH = 32  # utterances per inference batch (padding cannot change a result)
-OPTIONS = ("beam", "lm", "lm_weight", "lm_bonus")
-PREDICT_OPTIONS = EVAL_OPTIONS = OPTIONS
+OPTIONS = TranscribeSpec.PREDICT_OPTIONS
 LM_WEIGHT = 0.5  # shallow fusion defaults (benchmarks/quality.py --task transcribe)
 LM_BONUS = 1.0
 

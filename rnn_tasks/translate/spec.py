@@ -32,6 +32,8 @@ class TranslateSpec(TrainSpec):
     """
 
     TASK: ClassVar[str] = "translate"
+    PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ("beam", "max_len")
+    EVAL_OPTIONS: ClassVar[tuple[str, ...]] = ("beam",)
 
     task: str = "translate"
     hidden: int = 256  # decoder state size; each encoder direction has hidden // 2 when bidirectional
@@ -118,6 +120,14 @@ def read_pairs(files: dict[str, bytes]) -> tuple[list[str], list[str]]:
         raise SpecError(TARGET_FIELD, f"misaligned: the source has {len(sources)} lines and the target "
                                       f"{len(targets)}; line i of one must translate line i of the other")
     return sources, targets
+
+
+def check_eval_inputs(files: dict[str, bytes]) -> None:
+    """Submit-time check of an evaluation's files: references come as a target file or
+    as the second column of a TSV of pairs (a gzip file is read by the worker)."""
+    head = files["data"][:4096]
+    if "target" not in files and not head.startswith(b"\x1f\x8b") and b"\t" not in head:
+        raise SpecError("target", "translation needs the reference translations, or a TSV of pairs as data")
 
 
 def split_sizes(n: int, val_fraction: float) -> tuple[int, int]:

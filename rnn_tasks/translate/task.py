@@ -28,9 +28,7 @@ from rnn_tasks.translate.model import Seq2Seq, Seq2SeqConfig, token_loss
 from rnn_tasks.translate.spec import TranslateSpec, load_pairs, read_lines, read_pairs, split_sizes
 
 BLEU_SUBSET = 200  # validation pairs decoded at every evaluation during training
-OPTIONS = ("beam", "max_len")
-PREDICT_OPTIONS = OPTIONS
-EVAL_OPTIONS = ("beam",)
+OPTIONS = TranslateSpec.PREDICT_OPTIONS
 
 
 class TranslateProblem(loop.Problem):

@@ -35,11 +35,11 @@ def test_every_task_has_a_module_and_a_spec_with_its_submit_check() -> None:
 def test_predict_and_evaluate_options_are_request_fields() -> None:
     from rnn_tasks.spec import EvalSpec, PredictSpec
 
-    predict_fields = {f for f in PredictSpec.__dataclass_fields__}
-    eval_fields = {f for f in EvalSpec.__dataclass_fields__}
-    for name, module in MODULES.items():
-        assert set(module.PREDICT_OPTIONS) & predict_fields or not module.PREDICT_OPTIONS, name
-        assert set(module.EVAL_OPTIONS) <= eval_fields, name
+    for name in TASKS:
+        spec = train_spec_class(name)
+        assert set(spec.PREDICT_OPTIONS) <= set(PredictSpec.__dataclass_fields__), name
+        assert set(spec.EVAL_OPTIONS) <= set(EvalSpec.__dataclass_fields__), name
+    assert [name for name in TASKS if train_spec_class(name).GENERATES] == ["lm"]
 
 
 def test_only_the_language_model_generates() -> None:
@@ -58,5 +58,5 @@ def test_an_unknown_task_is_refused_naming_the_field() -> None:
 
 def test_options_pass_only_what_is_set_and_taken() -> None:
     request = {"beam": 4, "max_len": None, "format": "csv", "lm": None}
-    assert task.options(request, translate.PREDICT_OPTIONS) == {"beam": 4}
-    assert task.options(request, forecast.PREDICT_OPTIONS) == {}
+    assert task.options(request, train_spec_class("translate").PREDICT_OPTIONS) == {"beam": 4}
+    assert task.options(request, train_spec_class("forecast").PREDICT_OPTIONS) == {}
