@@ -147,7 +147,7 @@ def _header(path: Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("rnnq")
     except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"{path.name} is not a readable checkpoint: {exc}", "checkpoint") from None
+        raise CheckpointError(f"{path.name} is not an rnnq checkpoint: {exc}", "checkpoint") from None
     if raw is None:
         raise CheckpointError(f"{path.name} is not an rnnq checkpoint (no rnnq header)", "checkpoint")
     try:
@@ -166,4 +166,4 @@ def _tensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
         with safe_open(str(path), framework="pt") as f:
             return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
     except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"{path.name} is not a readable checkpoint: {exc}", "checkpoint") from None
+        raise CheckpointError(f"{path.name} is not an rnnq checkpoint: {exc}", "checkpoint") from None
