@@ -263,7 +263,7 @@ class Job:
             attempts=int(h.get("attempts", 0)),
             error=h.get("error") or None,
             traceback=h.get("traceback") or None,
-            result=json.loads(h["result"]) if h.get("result") else None,
+            result=_result(h),
             artifacts=_artifacts(h),
             progress=json.loads(h["progress"]) if h.get("progress") else None,
             worker_losses=int(h.get("worker_losses") or 0),
@@ -279,6 +279,15 @@ class Job:
 
 # Published checkpoints by name, and the artifact label each is shown under.
 CHECKPOINT_LABELS = {"best": "checkpoint", "last": "last"}
+
+
+def _result(h: dict[str, str]) -> dict[str, Any] | None:
+    """The job's result. A char LM finished before its characters moved into the result kept
+    them in a "vocab" field of the record; they are read into the result, where submit looks."""
+    result: dict[str, Any] | None = json.loads(h["result"]) if h.get("result") else None
+    if result is not None and h.get("vocab"):
+        result.setdefault("vocab", h["vocab"])
+    return result
 
 
 def _artifacts(h: dict[str, str]) -> dict[str, str]:

@@ -3,7 +3,9 @@ store results.
 
 Everything a job can do wrong ends here as a failed record with a readable reason and
 the traceback; nothing propagates into Celery, so a bad job never takes down the
-worker or its other jobs. torch is imported only inside the job functions.
+worker or its other jobs. torch is imported only inside the job functions. The job's
+task module is looked up by name (rnn_tasks.task.lookup) and what it takes comes from its
+spec class: no task is special here, the language model included.
 
 A training job stops early, at its next step, for three reasons, each checked at most
 once a second: the user cancelled it (ends `cancelled`), its worker is shutting down

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -60,3 +62,12 @@ def test_options_pass_only_what_is_set_and_taken() -> None:
     request = {"beam": 4, "max_len": None, "format": "csv", "lm": None}
     assert task.options(request, train_spec_class("translate").PREDICT_OPTIONS) == {"beam": 4}
     assert task.options(request, train_spec_class("forecast").PREDICT_OPTIONS) == {}
+
+
+def test_a_task_on_the_shared_loop_loads_no_other_task() -> None:
+    # The loop owns what every task needs (callbacks, metrics, lr schedule, checkpoint names):
+    # training a forecaster imports neither the language model nor the HF tokenizers.
+    code = ("import sys, rnn_tasks.forecast.task; "
+            "print(sorted(m for m in sys.modules if m.startswith(('rnn_tasks.lm', 'rnn_tasks.tokenizer', 'tokenizers'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
