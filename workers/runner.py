@@ -29,13 +29,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainSpec, train_spec_class, train_spec_from_dict
 from workers import dispatch, inputcache, metrics
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, job_key, open_store
 from workers.jobstore import Attempt, Fenced, Job, JobStore
+
+if TYPE_CHECKING:  # torch: imported only inside the job functions
+    from rnn_tasks.loop import StepMetrics
 
 log = logging.getLogger("rnnq.worker")
 
@@ -272,16 +275,17 @@ def _reason(exc: BaseException) -> str:
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
 
 
-def _reporter(r: Run) -> Callable[[Any], None]:
+def _reporter(r: Run) -> Callable[[StepMetrics], None]:
     """on_step for the training loop: progress goes to the job's event stream, tagged
     with the attempt (so the log shows which delivery trained which steps), and to the
     worker's Prometheus counters. A fenced refusal stops this copy."""
     job = r.job
     meter = metrics.TrainingMeter(job.kind, job.queue, r.control.node)
 
-    def on_step(report: Any) -> None:
-        meter.report(report.step, report.tokens, report.elapsed, report.device,
-                     None if report.memory_allocated is None else (report.memory_allocated, report.memory_reserved))
+    def on_step(report: StepMetrics) -> None:
+        allocated, reserved = report.memory_allocated, report.memory_reserved
+        memory = None if allocated is None or reserved is None else (allocated, reserved)
+        meter.report(report.step, report.tokens, report.elapsed, report.device, memory)
         event = {k: v for k, v in asdict(report).items() if v is not None}
         event["time"] = time.time()
         event["attempt"] = r.attempt.number

@@ -75,3 +75,10 @@ def test_new_checkpoints_are_the_one_format_and_an_old_lm_run_resumes(tmp_path: 
     new = checkpoint.read(tmp_path / LAST)
     assert new.format == checkpoint.FORMAT and new.task == "lm"
     assert new.meta["tokenizer"] == checkpoint.read(old).meta["tokenizer"]
+
+
+def test_a_spec_without_a_task_is_the_language_models() -> None:
+    # Specs in flight and job records from before "task" existed have none.
+    old = {k: v for k, v in EXPECTED["lm_format1.safetensors"]["spec"].items() if k != "task"}
+    spec = train_spec_from_dict(old)
+    assert isinstance(spec, LMSpec) and spec.task == "lm" and spec.hidden == old["hidden"]
