@@ -29,10 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from rnn_tasks.errors import RnnqError
 from rnn_tasks.spec import SpecError, check_artifact_key
 
 
-class ArtifactError(ValueError):
+class ArtifactError(RnnqError, ValueError):
     """An artifact key is invalid or names nothing."""
 
 
