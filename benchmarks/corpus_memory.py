@@ -8,7 +8,7 @@ paragraphs, as 16 blocks of ~1 MB repeated in random order; generated here, noth
 downloaded), then, for each tokenizer, starts a
 fresh Python process that does what a worker does before training: reads the corpus
 bytes, decodes them to text (as workers/runner.py does), fits the tokenizer on the
-training part and encodes both parts (rnn_tasks.train.prepare_corpus).
+training part and encodes both parts (rnn_tasks.lm.task.prepare_corpus).
 
 Peak RSS is resource.getrusage's ru_maxrss of that process minus its ru_maxrss after
 imports and a warm-up on a tiny corpus (HF's thread pool, allocator arenas), divided by
@@ -80,10 +80,10 @@ def write_corpus(path: Path, size: int, seed: int = 0) -> int:
 def _child(kind: str, path: str) -> None:
     import resource
 
-    from rnn_tasks.spec import TrainSpec
-    from rnn_tasks.train import prepare_corpus
+    from rnn_tasks.lm.spec import LMSpec
+    from rnn_tasks.lm.task import prepare_corpus
 
-    spec = TrainSpec.from_dict({"data": "x", "tokenizer": kind})
+    spec = LMSpec.from_dict({"data": "x", "tokenizer": kind})
     prepare_corpus(spec, "Warm up, the tokenizer and its threads.\n" * 200)
 
     def peak() -> int:

@@ -2,7 +2,7 @@
 
     python benchmarks/metrics_overhead.py [--rounds 4] [--seconds 20] [--set hidden=128 ...]
 
-Runs rnn_tasks.train in this process with the default model (or --set overrides),
+Runs rnn_tasks.lm.task.train in this process with the default model (or --set overrides),
 alternating a run whose on_step feeds the worker's metrics exactly as a job does
 (workers.metrics.TrainingMeter, in prometheus_client's multiprocess mode writing to a
 scratch PROMETHEUS_MULTIPROC_DIR, plus job_started/job_ended) with a run whose on_step
@@ -27,8 +27,9 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="rnnq-metrics-"
 
 import torch
 
-from rnn_tasks.spec import TrainSpec
-from rnn_tasks.train import REPORT_SECONDS, Callbacks, StepMetrics, train
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.lm.task import train
+from rnn_tasks.loop import REPORT_SECONDS, Callbacks, StepMetrics
 from workers import metrics
 
 
@@ -39,7 +40,7 @@ def corpus(chars: int = 400_000) -> str:
     return " ".join(words[i] for i in idx)[:chars]
 
 
-def one_run(spec: TrainSpec, text: str, with_metrics: bool) -> float:
+def one_run(spec: LMSpec, text: str, with_metrics: bool) -> float:
     on_step = lambda report: None
     began = time.monotonic()
     if with_metrics:
@@ -50,10 +51,10 @@ def one_run(spec: TrainSpec, text: str, with_metrics: bool) -> float:
             memory = None if report.memory_allocated is None else (report.memory_allocated, report.memory_reserved or 0)
             meter.report(report.step, report.tokens, report.elapsed, report.device, memory)
 
-    result = train(spec, text, Callbacks(on_step=on_step))
+    result = train(spec, {"data": text.encode()}, Callbacks(on_step=on_step))
     if with_metrics:
         metrics.job_ended("train", "bench", "bench@host", "succeeded", time.monotonic() - began)
-    return result.tokens_per_s
+    return float(result["tokens_per_s"])
 
 
 def report_cost(steps_per_report: int, calls: int = 2000) -> float:
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="Spec override (JSON value).")
     args = parser.parse_args()
     fields = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
-    spec = TrainSpec.from_dict({"data": "bench", "time_budget": args.seconds, "eval_every": 10**9, "patience": None,
+    spec = LMSpec.from_dict({"data": "bench", "time_budget": args.seconds, "eval_every": 10**9, "patience": None,
                                 "checkpoint_every": 10**9, **fields})
     text = corpus()
     on, off = [], []

@@ -3,9 +3,9 @@
     python benchmarks/quality_lm.py --data ../shared/data/republic_clean.txt --budget 120 --tokenizer both
     python benchmarks/quality_lm.py --data ... --tokenizer word --set min_freq=3 --set hidden=384
 
-Each tokenizer trains in-process with rnn_tasks.train (the loop a worker runs) on the
+Each tokenizer trains in-process with rnn_tasks.lm.task.train (the loop a worker runs) on the
 first 90% of the corpus; the tokenizer is fitted on that part only. The best checkpoint
-is then scored on the last 10% with rnn_tasks.lm_task.evaluate (the held-out text, read
+is then scored on the last 10% with rnn_tasks.lm.task.evaluate (the held-out text, read
 as a new job would read it). Prints one JSON object.
 
 Perplexity is per token, so a word model's and a BPE model's perplexities are NOT
@@ -27,9 +27,10 @@ from typing import Any
 
 import torch
 
-from rnn_tasks import lm_task
-from rnn_tasks.spec import TrainSpec
-from rnn_tasks.train import BEST, split_text, train
+from rnn_tasks.lm import task
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.loop import BEST, Callbacks, StepMetrics
+from rnn_tasks.text import split_point
 
 VAL_FRACTION = 0.1
 # Sized for a few CPU minutes: a 256-wide GRU with tied embeddings; eval time is not in the budget.
@@ -60,7 +61,7 @@ def _value(text: str) -> object:
 
 
 def run(kind: str, text: str, budget: float, overrides: dict[str, Any]) -> dict[str, Any]:
-    spec = TrainSpec.from_dict(
+    spec = LMSpec.from_dict(
         {
             "data": "benchmark/corpus",
             **COMMON,
@@ -70,27 +71,33 @@ def run(kind: str, text: str, budget: float, overrides: dict[str, Any]) -> dict[
             **overrides,
         }
     )
-    _, held_out = split_text(text, spec.val_fraction, whole_words=True)
+    held_out = text[split_point(text, spec.val_fraction, whole_words=True):]
+    curve: list[tuple[int, float]] = []
+
+    def on_step(m: StepMetrics) -> None:
+        if m.val_loss is not None:
+            curve.append((m.step, m.val_loss))
+
     wall = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(spec, text, checkpoint_dir=Path(tmp))
-        figures = lm_task.evaluate(Path(tmp) / BEST, {"data": held_out.encode()}, "cpu")
+        result = task.train(spec, {"data": text.encode()}, Callbacks(on_step=on_step), Path(tmp), None)
+        figures = task.evaluate(Path(tmp) / BEST, {"data": held_out.encode()}, "cpu")
     return {
         "tokenizer": kind,
-        "vocab_size": result.vocab_size,
+        "vocab_size": result["vocab_size"],
         "perplexity": round(figures["perplexity"], 2),
         "bpc": round(figures["bpc"], 4),
         "loss_per_token": round(figures["loss"], 4),
         "held_out_tokens": figures["tokens"],
         "held_out_chars": figures["characters"],
         "unk_rate": round(figures.get("unk_rate", 0.0), 4),
-        "train_loss": round(result.train_loss, 4),
-        "steps": result.steps,
-        "epochs": round(result.epochs, 3),
-        "tokens_per_s": round(result.tokens_per_s),
-        "parameters": result.parameters,
+        "train_loss": round(result["train_loss"], 4),
+        "steps": result["steps"],
+        "epochs": round(result["epochs"], 3),
+        "tokens_per_s": round(result["tokens_per_s"]),
+        "parameters": result["parameters"],
         "wall_s": round(time.perf_counter() - wall, 1),
-        "val_curve": [(s, round(v, 4)) for s, v in result.history],
+        "val_curve": [(s, round(v, 4)) for s, v in curve],
         "spec": {k: v for k, v in spec.to_dict().items() if k != "data"},
     }
 
@@ -100,7 +107,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds per tokenizer")
     parser.add_argument("--tokenizer", choices=["word", "bpe", "both"], default="both")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a TrainSpec field")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a LMSpec field")
     args = parser.parse_args()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
     text = args.data.read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ them; on a shared machine a budget buys fewer steps, so say how loaded it was). 
 
 - the best checkpoint transcribes every test.tsv utterance (voices and sentences never
   in training) greedily and with prefix beam search;
-- a character LM (rnnq's own, rnn_tasks.train) is trained for --lm-budget seconds on the
+- a character LM (rnnq's own, rnn_tasks.lm.task) is trained for --lm-budget seconds on the
   text source with every test sentence removed, lower-cased and normalised like the
   transcripts, and fused into the beam search (shallow fusion, weight and bonus given);
 - PocketSphinx (PyPI `pocketsphinx`, its bundled US English model) transcribes the first
@@ -37,9 +37,9 @@ import numpy as np
 import torch
 
 from rnn_tasks import device as devices
-from rnn_tasks import train as lm_train
-from rnn_tasks.spec import TrainSpec
-from rnn_tasks.train import Callbacks
+from rnn_tasks.lm import task as lm_task
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.loop import BEST, Callbacks
 from rnn_tasks.transcribe import audio, data, manifest
 from rnn_tasks.transcribe.spec import TranscribeSpec, normalize, read_bundle, write_bundle
 from rnn_tasks.transcribe.task import _Loaded, error_rates, featurize, lm_scorer, train, transcribe
@@ -82,9 +82,9 @@ def train_lm(text: str, test_sentences: list[str], budget: float, out: Path) -> 
     for sentence in test_sentences:
         text = text.replace(sentence, " ")
     lines = [normalize(line) for line in re.split(r"(?<=[.!?;])\s+", " ".join(text.split()))]
-    spec = TrainSpec(data="inputs/lm", hidden=384, time_budget=budget, eval_every=500, device="cpu")
-    lm_train.train(spec, "\n".join(x for x in lines if x) + "\n", Callbacks(), checkpoint_dir=out)
-    return out / lm_train.BEST
+    spec = LMSpec(data="inputs/lm", hidden=384, time_budget=budget, eval_every=500, device="cpu")
+    lm_task.train(spec, {"data": ("\n".join(x for x in lines if x) + "\n").encode()}, Callbacks(), out, None)
+    return out / BEST
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import torch
 
 from rnn_tasks import device as devices
 from rnn_tasks import loop
-from rnn_tasks.train import Callbacks
+from rnn_tasks.loop import Callbacks
 from rnn_tasks.translate.decode import translate
 from rnn_tasks.translate.metrics import bleu_chrf
 from rnn_tasks.translate.spec import TranslateSpec

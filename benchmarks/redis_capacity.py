@@ -196,10 +196,10 @@ def rnnq_phases(args: argparse.Namespace, url: str, port: int, home: Path, meter
     s = settings_mod.resolve()
     store, app, artifacts = JobStore(url), make_app(s), LocalArtifactStore(s.artifacts)
     text = make_corpus(20_000)
-    tiny = submit.build_train_spec(TINY)
+    tiny = submit.build_spec("lm", TINY)
 
     def send(spec: Any) -> str:
-        return submit.submit_train(store, artifacts, app, text, spec, queue="train").id
+        return submit.submit_train(store, artifacts, app, spec, {"data": text.encode()}, queue="train").id
 
     worker = start_worker(env, home / "rnnq-worker.log", queues="train",
                           argv=[sys.executable, "-m", "cli.main", "worker", "--queues", "train", "--name",
@@ -241,7 +241,7 @@ def rnnq_phases(args: argparse.Namespace, url: str, port: int, home: Path, meter
         out["rnnq_throughput"]["requests_per_job"] = requests(mon, k)
 
         # One training job for a while: what a busy GPU worker node costs Redis.
-        job_id = send(submit.build_train_spec(TRAIN))
+        job_id = send(submit.build_spec("lm", TRAIN))
         meter.wait_states([job_id], ("running", *FINAL_STATES), 300)
         time.sleep(3)  # past the job's start (data preparation writes, model build)
         r = meter.r

@@ -16,13 +16,13 @@ from functools import partial
 import torch
 
 from rnn_tasks import device as devices
-from rnn_tasks.models import CharLM, ModelConfig
-from rnn_tasks.sample import SampleOptions, generate
+from rnn_tasks.lm.model import LanguageModel, LMConfig
+from rnn_tasks.lm.sampling import SampleOptions, generate
 from rnn_tasks.tokenizer import CharTokenizer
 
 
 @torch.inference_mode()
-def plain_loop(model: CharLM, batch: int, tokens: int, dev: torch.device) -> None:
+def plain_loop(model: LanguageModel, batch: int, tokens: int, dev: torch.device) -> None:
     ids = torch.zeros(batch, 1, dtype=torch.long, device=dev)
     state = None
     out = []
@@ -52,7 +52,7 @@ def main() -> None:
     devices.configure(dev)
     torch.manual_seed(0)
     tok = CharTokenizer([chr(c) for c in range(32, 97)])  # 65 characters, like tinyshakespeare
-    model = CharLM(ModelConfig(vocab_size=len(tok), arch="lstm", embed=64, hidden=512, layers=2)).to(dev).eval()
+    model = LanguageModel(LMConfig(vocab_size=len(tok), arch="lstm", embed=64, hidden=512, layers=2)).to(dev).eval()
     results = {}
     for batch in (1, 64):
         prompts = ["A" * 16] * batch

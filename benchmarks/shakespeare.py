@@ -3,8 +3,8 @@
     python benchmarks/shakespeare.py --data ../shared/data/tinyshakespeare.txt --budget 180
     python benchmarks/shakespeare.py --data ... --set hidden=384 --set lr=0.005
 
-Trains in-process with rnn_tasks.train (the same loop a worker runs) on the corpus with
-its last 10% held out, and prints one JSON object. --set overrides a TrainSpec field.
+Trains in-process with rnn_tasks.lm.task.train (the same loop a worker runs) on the corpus with
+its last 10% held out, and prints one JSON object. --set overrides a LMSpec field.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from rnn_tasks.spec import TrainSpec
-from rnn_tasks.train import train
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.lm.task import train
+from rnn_tasks.loop import Callbacks, StepMetrics
 
 
 def _value(text: str) -> object:
@@ -35,28 +36,34 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
-    spec = TrainSpec(data="benchmark/corpus", time_budget=args.budget, **{k: _value(v) for k, v in overrides.items()})
+    spec = LMSpec(data="benchmark/corpus", time_budget=args.budget, **{k: _value(v) for k, v in overrides.items()})
     text = args.data.read_text(encoding="utf-8")
     wall = time.perf_counter()
-    result = train(spec, text)
+    curve: list[tuple[int, float]] = []
+
+    def on_step(m: StepMetrics) -> None:
+        if m.val_loss is not None:
+            curve.append((m.step, m.val_loss))
+
+    result = train(spec, {"data": text.encode("utf-8")}, Callbacks(on_step=on_step))
     print(
         json.dumps(
             {
                 "benchmark": "shakespeare",
                 "budget_s": args.budget,
-                "val_loss": round(result.val_loss, 4),
-                "best_val_loss": round(result.best_val_loss, 4),
-                "train_loss": round(result.train_loss, 4),
-                "steps": result.steps,
-                "epochs": round(result.epochs, 3),
-                "tokens_per_s": round(result.tokens_per_s),
+                "val_loss": round(result["val_loss"], 4),
+                "best_val_loss": round(result["best_val_loss"], 4),
+                "train_loss": round(result["train_loss"], 4),
+                "steps": result["steps"],
+                "epochs": round(result["epochs"], 3),
+                "tokens_per_s": round(result["tokens_per_s"]),
                 "wall_s": round(time.perf_counter() - wall, 1),
                 "overrides": overrides,
                 "spec": {k: v for k, v in spec.to_dict().items() if k != "data"},
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
                 "machine": platform.processor() or platform.machine(),
-                "val_curve": [(s, round(v, 4)) for s, v in result.history],
+                "val_curve": [(s, round(v, 4)) for s, v in curve],
             }
         )
     )

@@ -132,10 +132,10 @@ def main() -> None:
     try:
         for _ in range(args.workers):
             pool.spawn()
-        spec = submit.build_train_spec({**MODEL, "max_steps": args.steps})
+        spec = submit.build_spec("lm", {**MODEL, "max_steps": args.steps})
         text = corpus()
         artifacts = LocalArtifactStore(s.artifacts)
-        ids = [submit.submit_train(store, artifacts, app, text, spec, queue=QUEUE).id for _ in range(args.jobs)]
+        ids = [submit.submit_train(store, artifacts, app, spec, {"data": text.encode()}, queue=QUEUE).id for _ in range(args.jobs)]
         kills = 0
         deadline = time.monotonic() + args.deadline
         while time.monotonic() < deadline:

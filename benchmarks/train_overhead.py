@@ -72,8 +72,8 @@ def bare_loop(text: str, seconds: float) -> float:
 
 def rnnq_job(s: settings_mod.Settings, text: str, seconds: float) -> float:
     store, app = JobStore(s.redis_url), make_app(s)
-    spec = submit.build_train_spec({**SHAPE, "time_budget": seconds, "eval_every": 10**9, "patience": None})
-    job = submit.submit_train(store, LocalArtifactStore(s.artifacts), app, text, spec)
+    spec = submit.build_spec("lm", {**SHAPE, "time_budget": seconds, "eval_every": 10**9, "patience": None})
+    job = submit.submit_train(store, LocalArtifactStore(s.artifacts), app, spec, {"data": text.encode()})
     while (record := store.get(job.id)).state not in FINAL_STATES:
         time.sleep(0.5)
     if record.state != "succeeded":

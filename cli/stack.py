@@ -113,11 +113,11 @@ def demo(ctx: Context, seconds: float) -> None:
     """Train a char-LSTM on Python's own docs for a minute, then print samples."""
     corpus = Path(tempfile.mkdtemp(prefix="rnnq-demo-")) / "python_reference.txt"
     corpus.write_text(demo_corpus(), encoding="utf-8")
-    spec = submitter.build_train_spec({"arch": "lstm", "lr": 6e-3, "time_budget": seconds, "eval_every": 100})
-    text = submitter.check_train(corpus, spec, worker_memory=ctx.settings.worker_memory_bytes)
+    spec = submitter.build_spec("lm", {"arch": "lstm", "lr": 6e-3, "time_budget": seconds, "eval_every": 100})
+    files = submitter.check_inputs(spec, {"data": corpus}, worker_memory=ctx.settings.worker_memory_bytes)
     ctx.ensure_stack()
-    click.echo(f"training on {corpus} ({len(text):,} characters) for {seconds:g} s", err=True)
-    job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, text, spec, name="demo")
+    click.echo(f"training on {corpus} ({len(files['data']):,} bytes) for {seconds:g} s", err=True)
+    job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, spec, files, name="demo")
     trained = follow.follow(ctx.store, job.id)
     follow.print_result(ctx, trained, as_json=False)
     follow.exit_with(trained)

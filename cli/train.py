@@ -221,21 +221,12 @@ def _submit(ctx: Context, kind: str, fields: dict[str, Any], paths: dict[str, Pa
     """Check the spec and the inputs, then upload, record and send the job; its id."""
     from workers import submit as submitter
 
-    limit = ctx.settings.max_corpus_bytes
-    if kind == "lm":
-        spec = submitter.build_train_spec(fields)
-        text = submitter.check_train(paths["data"], spec, encoding, limit, ctx.settings.worker_memory_bytes)
-        ctx.ensure_stack()
-        job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, text, spec, queue=queue, name=name)
-    else:
-        inputs = tuple("data" if n == "data" else f"{n}_data" for n in paths)
-        task_spec = submitter.build_task_spec(kind, fields, inputs)
-        if kind == "transcribe":  # a manifest or folder: every recording checked, then one bundle
-            files = submitter.check_transcribe(task_spec, paths["data"], limit)
-        else:
-            files = submitter.check_task(task_spec, paths, limit)
-        ctx.ensure_stack()
-        job = submitter.submit_task(ctx.store, ctx.artifacts, ctx.app, task_spec, files, queue=queue, name=name)
+    inputs = tuple("data" if n == "data" else f"{n}_data" for n in paths)
+    spec = submitter.build_spec(kind, fields, inputs)
+    files = submitter.check_inputs(spec, paths, ctx.settings.max_corpus_bytes, encoding=encoding,
+                                   worker_memory=ctx.settings.worker_memory_bytes)
+    ctx.ensure_stack()
+    job = submitter.submit_train(ctx.store, ctx.artifacts, ctx.app, spec, files, queue=queue, name=name)
     return job.id
 
 

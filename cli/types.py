@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
-from rnn_tasks.spec import JOB_ID_RE
+from rnn_tasks.spec import DEVICE_RE, JOB_ID_RE
 
 
 class Device(click.ParamType):
     name = "device"
-    _re = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,3})$")
+    _re = DEVICE_RE
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         if not self._re.match(str(value)):

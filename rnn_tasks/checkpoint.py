@@ -1,15 +1,16 @@
-"""Self-describing, pickle-free checkpoints in one safetensors file.
+"""Self-describing, pickle-free checkpoints of every task in one safetensors file.
 
-    model.<name>        weights (a tied head is stored once, as embed.weight)
+    model.<name>        weights (a weight tied to another is stored once, see "tied")
     optim.<i>.<name>    AdamW state per parameter (resume checkpoints only)
-    rng.torch           CPU generator state (resume checkpoints only)
-    header "rnnq"       JSON: format version, spec, model config, tokenizer, step,
-                        losses, data position, optimizer param groups
+    rng.torch           CPU generator state at the start of the epoch (resume only)
+    header "rnnq"       JSON: format, task, spec, task meta (vocabularies, tokenizer,
+                        labels, model shape), step, losses, held-out figures, data
+                        position, tied weights, optimizer param groups
 
-The tokenizer travels as its own JSON (`tokenizer_json`). Char models also keep the
-plain `vocab` string that format 1 had, so a char checkpoint is still a format-1 file
-any rnnq reads; word and BPE checkpoints are format 2, which an older rnnq refuses
-with a clear message instead of misreading them as char models.
+One format for every task ("rnnq-task/1"). The reader also takes the language-model
+checkpoints written before the LM became a task like the others (an integer
+"format_version" 1 or 2, the tokenizer beside the model config) and presents them in
+this shape, so old jobs still generate, evaluate and resume.
 
 One file written to a temporary name and renamed, so a reader sees the old checkpoint
 or the new one, never half of one. Loading parses only tensors and JSON: no pickle.
@@ -25,63 +26,39 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from rnn_tasks.models import CharLM, ModelConfig
-from rnn_tasks.tokenizer import CharTokenizer, Tokenizer, tokenizer_from_json
+from rnn_tasks.errors import CheckpointError
 
-FORMAT_VERSION = 1  # char models: the original layout
-TOKENIZER_FORMAT_VERSION = 2  # word and BPE models: needs tokenizer_json
-READABLE_VERSIONS = (FORMAT_VERSION, TOKENIZER_FORMAT_VERSION)
+__all__ = ["FORMAT", "Checkpoint", "CheckpointError", "load", "load_training_state", "read", "save"]
 
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt or of an unsupported format."""
+FORMAT = "rnnq-task/1"
+_LM_FORMAT_VERSIONS = (1, 2)  # the LM's own format before it was a task: 1 char, 2 word/BPE
 
 
 @dataclass
 class Checkpoint:
     """What a checkpoint holds besides the tensors."""
 
+    task: str
     spec: dict[str, Any]
-    model: ModelConfig
-    vocab: str | None  # the characters of a char model (what prompt checks use); None otherwise
+    meta: dict[str, Any]  # what the task needs besides weights to rebuild and use the model
     step: int
-    best_val_loss: float | None = None
     val_loss: float | None = None
     train_loss: float | None = None
-    position: dict[str, Any] = field(default_factory=dict)  # epoch, window, elapsed
-    format_version: int = FORMAT_VERSION
-    tokenizer_json: str | None = None  # Tokenizer.to_json(); absent in checkpoints older than word/BPE
-
-    @classmethod
-    def for_tokenizer(cls, tokenizer: Tokenizer, **fields: Any) -> Checkpoint:
-        """A checkpoint header that stores `tokenizer` (and the matching format version)."""
-        if isinstance(tokenizer, CharTokenizer):
-            return cls(vocab=tokenizer.chars, tokenizer_json=tokenizer.to_json(), **fields)
-        return cls(vocab=None, tokenizer_json=tokenizer.to_json(), format_version=TOKENIZER_FORMAT_VERSION, **fields)
-
-    def tokenizer(self) -> Tokenizer:
-        if self.tokenizer_json is not None:
-            return tokenizer_from_json(self.tokenizer_json)
-        if self.vocab is None:
-            raise CheckpointError("checkpoint has neither a tokenizer nor a character vocabulary")
-        return CharTokenizer(self.vocab)  # format 1 written before tokenizers were stored
-
-    def build_model(self) -> CharLM:
-        return CharLM(self.model)
+    best_val_loss: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # held-out figures at this checkpoint
+    position: dict[str, Any] = field(default_factory=dict)  # epoch, batch, elapsed, stale_evals
+    tied: dict[str, str] = field(default_factory=dict)  # weight name -> the stored weight it shares
+    format: str = FORMAT
 
 
-def save(
-    path: Path,
-    meta: Checkpoint,
-    model: CharLM,
-    optimizer: torch.optim.Optimizer | None = None,
-    rng: torch.Tensor | None = None,
-) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in _own_weights(model).items()}
-    write(path, tensors, asdict(meta), optimizer, rng)
+def save(path: Path, ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+         rng: torch.Tensor | None = None) -> None:
+    weights = model.state_dict()
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in weights.items() if k not in ckpt.tied}
+    write(path, tensors, asdict(ckpt), optimizer, rng)
 
 
 def write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any],
@@ -108,72 +85,85 @@ def write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any],
             os.unlink(tmp)
 
 
-def read_meta(path: Path) -> Checkpoint:
+def read(path: Path) -> Checkpoint:
+    """The checkpoint's description (no tensors are read)."""
     header = _header(path)
-    return _meta_from_header(header)
+    if header.get("format") == FORMAT:
+        known = Checkpoint.__dataclass_fields__
+        return Checkpoint(**{k: v for k, v in header.items() if k in known})
+    return _from_lm_format(header)
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[Checkpoint, CharLM]:
-    """Rebuild the model described by a checkpoint, on any device."""
-    meta = read_meta(path)
-    model = meta.build_model()
-    weights = _tensors(path, "model.")
-    if meta.model.tie_weights:
-        weights["head.weight"] = weights["embed.weight"]
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path.name}: weights do not match the stored model config: {exc}") from None
-    return meta, model.to(device)
+def load(path: Path, device: torch.device | str = "cpu") -> tuple[Checkpoint, dict[str, torch.Tensor]]:
+    """The checkpoint's description and its model weights (a full state dict on `device`)."""
+    ckpt = read(path)
+    weights = {k: v.to(device) for k, v in _tensors(path, "model.").items()}
+    for name, source in ckpt.tied.items():
+        if source not in weights:
+            raise CheckpointError(f"{path.name}: tied weight {name} points at {source}, which is missing", "checkpoint")
+        weights[name] = weights[source]
+    return ckpt, weights
 
 
 def load_training_state(path: Path) -> tuple[dict[str, Any] | None, torch.Tensor | None]:
     """The optimizer state dict and RNG state saved for resuming, if present."""
     header = _header(path)
-    optim = _tensors(path, "optim.")
     rng = _tensors(path, "rng.").get("torch")
     if "param_groups" not in header:
         return None, rng
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in optim.items():
+    for key, value in _tensors(path, "optim.").items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
     return {"state": dict(sorted(state.items())), "param_groups": header["param_groups"]}, rng
 
 
-def _own_weights(model: CharLM) -> dict[str, torch.Tensor]:
-    weights = model.state_dict()
-    if model.config.tie_weights:
-        weights.pop("head.weight")
-    return weights
+def _from_lm_format(header: dict[str, Any]) -> Checkpoint:
+    """A language-model checkpoint of format_version 1 or 2, in today's shape.
+
+    Its model config and tokenizer become the LM task's meta; a format-1 file written
+    before tokenizers were stored has only its characters (`vocab`)."""
+    tokenizer = header.get("tokenizer_json")
+    if tokenizer is None:
+        if header.get("vocab") is None:
+            raise CheckpointError("checkpoint has neither a tokenizer nor a character vocabulary", "checkpoint")
+        tokenizer = json.dumps({"kind": "char", "chars": header["vocab"]})
+    model = dict(header["model"])
+    position = dict(header.get("position") or {})
+    if "window" in position:
+        position["batch"] = position.pop("window")
+    return Checkpoint(
+        task="lm", spec={**header["spec"], "task": "lm"}, meta={"model": model, "tokenizer": tokenizer},
+        step=int(header["step"]), val_loss=header.get("val_loss"), train_loss=header.get("train_loss"),
+        best_val_loss=header.get("best_val_loss"), position=position,
+        tied={"head.weight": "embed.weight"} if model.get("tie_weights") else {},
+    )
 
 
 def _header(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {path}", "checkpoint")
     try:
         with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        header = json.loads(metadata["rnnq"])
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own types for corrupt files
-        raise CheckpointError(f"{path.name} is not an rnnq checkpoint: {exc}") from None
-    version = header.get("format_version")
-    if version not in READABLE_VERSIONS:
-        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
-        raise CheckpointError(f"{path.name}: checkpoint format {version!r}, this rnnq reads {readable}")
+            raw = (f.metadata() or {}).get("rnnq")
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"{path.name} is not an rnnq checkpoint: {exc}", "checkpoint") from None
+    if raw is None:
+        raise CheckpointError(f"{path.name} is not an rnnq checkpoint (no rnnq header)", "checkpoint")
+    try:
+        header = json.loads(raw)
+    except ValueError as exc:
+        raise CheckpointError(f"{path.name} has a corrupt header: {exc}", "checkpoint") from None
+    if header.get("format") != FORMAT and header.get("format_version") not in _LM_FORMAT_VERSIONS:
+        found = header.get("format", header.get("format_version"))
+        raise CheckpointError(f"{path.name}: checkpoint format {found!r}, this rnnq reads {FORMAT!r} and the "
+                              f"language-model formats {', '.join(map(str, _LM_FORMAT_VERSIONS))}", "checkpoint")
     return dict(header)
 
 
-def _meta_from_header(header: dict[str, Any]) -> Checkpoint:
-    fields = {k: v for k, v in header.items() if k in Checkpoint.__dataclass_fields__}
-    fields["model"] = ModelConfig(**fields["model"])
-    return Checkpoint(**fields)
-
-
 def _tensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
-    out = {}
-    with safe_open(str(path), framework="pt") as f:
-        for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
-            if key.startswith(prefix):
-                out[key[len(prefix) :]] = f.get_tensor(key)
-    return out
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"{path.name} is not an rnnq checkpoint: {exc}", "checkpoint") from None

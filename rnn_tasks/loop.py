@@ -1,4 +1,4 @@
-"""The training loop every task model shares (classify, forecast, translate).
+"""The training loop every task shares (lm, classify, forecast, translate, transcribe).
 
 A task describes its problem (model, batches, loss, held-out evaluation, metadata) as a
 Problem; fit() does the rest exactly as the language model's loop does: AdamW with
@@ -22,13 +22,60 @@ from typing import Any
 
 import torch
 
+from rnn_tasks import checkpoint
 from rnn_tasks import device as devices
-from rnn_tasks import task_checkpoint
-from rnn_tasks.spec import TrainBase
-from rnn_tasks.task_checkpoint import TaskCheckpoint
-from rnn_tasks.train import BEST, LAST, REPORT_SECONDS, Callbacks, NumericalError, StepMetrics, lr_at
+from rnn_tasks.checkpoint import Checkpoint
+from rnn_tasks.errors import InputError, NumericalError
+from rnn_tasks.spec import TrainSpec
 
-__all__ = ["BEST", "LAST", "Problem", "fit", "load"]
+__all__ = ["BEST", "LAST", "REPORT_SECONDS", "Callbacks", "NumericalError", "Problem", "StepMetrics", "fit", "load",
+           "lr_at"]
+
+BEST = "best.safetensors"  # lowest validation loss: what predict, generate and evaluate read
+LAST = "last.safetensors"  # latest state with optimizer and RNG: what resume reads
+REPORT_SECONDS = 0.5  # on_step is called at most this often (and at every evaluation)
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """One progress report. val_loss is set only on reports that follow an evaluation."""
+
+    step: int
+    epoch: float
+    loss: float
+    lr: float
+    grad_norm: float
+    tokens_per_s: float
+    progress: float  # 0..1 towards the nearest stop condition
+    elapsed: float  # training seconds so far
+    total_steps: int | None  # when known from max_steps/epochs
+    val_loss: float | None = None
+    device: str = "cpu"
+    tokens: int = 0  # trained since this call of fit() began (a resume starts again at 0)
+    memory_allocated: int | None = None  # CUDA only: bytes held by tensors, and reserved by
+    memory_reserved: int | None = None  # torch's caching allocator, on the run's device
+    figures: dict[str, float] | None = None  # a task's other held-out figures at this evaluation (accuracy, bleu, rmse...)
+
+
+@dataclass
+class Callbacks:
+    on_step: Callable[[StepMetrics], None] = lambda metrics: None
+    should_stop: Callable[[], bool] = lambda: False
+    # Called after each checkpoint file is written (name, path, step): the caller
+    # publishes it (the worker uploads it and points the job at it, fenced). An
+    # exception raised here stops training.
+    on_checkpoint: Callable[[str, Path, int], None] = lambda name, path, step: None
+
+
+def lr_at(spec: TrainSpec, step: int, progress: float) -> float:
+    """Linear warmup over warmup_steps, then cosine from lr to min_lr_ratio * lr.
+
+    The cosine runs over `progress` (0..1 towards the nearest stop condition), so the
+    same schedule serves step, epoch and wall-clock budgets.
+    """
+    warm = min(1.0, (step + 1) / spec.warmup_steps) if spec.warmup_steps else 1.0
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return spec.lr * warm * (spec.min_lr_ratio + (1.0 - spec.min_lr_ratio) * cosine)
 
 
 class Problem:
@@ -52,6 +99,10 @@ class Problem:
         """Held-out figures; must include "val_loss" (lower is better)."""
         raise NotImplementedError
 
+    def tied(self) -> dict[str, str]:
+        """Weights stored once under another name ({"head.weight": "embed.weight"}): none by default."""
+        return {}
+
 
 @dataclass
 class _State:
@@ -67,7 +118,7 @@ class _State:
 
 
 class _Fit:
-    def __init__(self, spec: TrainBase, problem: Problem, checkpoint_dir: Path | None) -> None:
+    def __init__(self, spec: TrainSpec, problem: Problem, checkpoint_dir: Path | None) -> None:
         self.spec, self.problem, self.checkpoint_dir = spec, problem, checkpoint_dir
         self.on_checkpoint: Callable[[str, Path, int], None] = Callbacks.on_checkpoint
         self.dev = next(problem.model.parameters()).device
@@ -82,9 +133,9 @@ class _Fit:
         self.s = _State()
 
     def restore(self, path: Path) -> None:
-        ckpt, weights = task_checkpoint.load(path, self.dev)
+        ckpt, weights = checkpoint.load(path, self.dev)
         self.problem.model.load_state_dict(weights)
-        optim_state, rng = task_checkpoint.load_training_state(path)
+        optim_state, rng = checkpoint.load_training_state(path)
         if optim_state is not None:
             self.optimizer.load_state_dict(optim_state)
         if rng is not None:
@@ -152,17 +203,18 @@ class _Fit:
         if self.checkpoint_dir is None:
             return
         s = self.s
-        ckpt = TaskCheckpoint(
+        ckpt = Checkpoint(
             task=self.spec.task, spec=self.spec.to_dict(), meta=self.problem.meta, step=s.step, val_loss=val_loss,
             train_loss=None if math.isnan(s.last_loss) else s.last_loss,
             best_val_loss=None if math.isinf(s.best_val) else s.best_val, metrics=s.metrics,
             position={"epoch": s.epoch, "batch": s.batch, "elapsed": s.elapsed, "stale_evals": s.stale_evals},
+            tied=self.problem.tied(),
         )
         path = self.checkpoint_dir / name
         if with_state:
-            task_checkpoint.save(path, ckpt, self.problem.model, self.optimizer, self.epoch_rng)
+            checkpoint.save(path, ckpt, self.problem.model, self.optimizer, self.epoch_rng)
         else:
-            task_checkpoint.save(path, ckpt, self.problem.model)
+            checkpoint.save(path, ckpt, self.problem.model)
         self.on_checkpoint(name, path, s.step)
 
 
@@ -191,7 +243,7 @@ class _Reporter:
             s.last_loss = float(self.loss_sum) / self.count
             if not math.isfinite(s.last_loss):
                 raise NumericalError(f"training loss became {s.last_loss} by step {s.step}: lower the learning "
-                                     "rate (--lr) or clip gradients (--clip)")
+                                     "rate or clip gradients", "lr")
         tokens, elapsed = self.mark
         dt = s.elapsed - elapsed
         self.callbacks.on_step(StepMetrics(
@@ -199,11 +251,18 @@ class _Reporter:
             lr=fit.optimizer.param_groups[0]["lr"], grad_norm=float(self.grad_norm),
             tokens_per_s=(s.tokens - tokens) / dt if dt > 0 else 0.0, progress=fit.progress(), elapsed=s.elapsed,
             total_steps=fit.total_steps(), val_loss=val_loss, device=str(fit.dev), tokens=s.tokens, figures=figures,
+            **_memory(fit.dev),
         ))
         self.loss_sum = torch.zeros((), device=fit.dev)
         self.count = 0
         self.last_time = time.perf_counter()
         self.mark = (s.tokens, s.elapsed)
+
+
+def _memory(dev: torch.device) -> dict[str, Any]:  # StepMetrics' memory_* fields, read once per report
+    if dev.type != "cuda":
+        return {}
+    return {"memory_allocated": torch.cuda.memory_allocated(dev), "memory_reserved": torch.cuda.memory_reserved(dev)}
 
 
 def _validate_and_save(fit: _Fit, reporter: _Reporter) -> float:
@@ -221,7 +280,7 @@ def _validate_and_save(fit: _Fit, reporter: _Reporter) -> float:
     return val_loss
 
 
-def fit(spec: TrainBase, problem: Problem, callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None,
+def fit(spec: TrainSpec, problem: Problem, callbacks: Callbacks | None = None, checkpoint_dir: Path | None = None,
         resume: Path | None = None) -> dict[str, Any]:
     """Train problem.model until a stop condition; see the module docstring."""
     cb = callbacks or Callbacks()
@@ -269,7 +328,7 @@ def fit(spec: TrainBase, problem: Problem, callbacks: Callbacks | None = None, c
                 break
         else:
             if s.step == before:
-                raise ValueError("an epoch produced no training batch: the training split is empty")
+                raise InputError("an epoch produced no training batch: the training split is empty", "data")
             s.epoch, s.batch = s.epoch + 1, 0
     if reporter.count:
         reporter.emit()
@@ -290,6 +349,6 @@ def fit(spec: TrainBase, problem: Problem, callbacks: Callbacks | None = None, c
     }
 
 
-def load(checkpoint: Path, device: torch.device | str = "cpu") -> tuple[TaskCheckpoint, dict[str, torch.Tensor]]:
-    """A task checkpoint's description and model weights; see rnn_tasks.task_checkpoint."""
-    return task_checkpoint.load(checkpoint, device)
+def load(path: Path, device: torch.device | str = "cpu") -> tuple[Checkpoint, dict[str, torch.Tensor]]:
+    """A checkpoint's description and model weights; see rnn_tasks.checkpoint."""
+    return checkpoint.load(path, device)

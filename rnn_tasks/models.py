@@ -1,14 +1,11 @@
-"""Language model over any token ids (characters, words, BPE): Embedding -> stacked RNN/LSTM/GRU -> Linear."""
+"""The recurrent building blocks every rnnq model shares."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
-
-State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 _CELLS: dict[str, Callable[..., nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -21,60 +18,17 @@ def recurrent(arch: str, inputs: int, hidden: int, layers: int = 1, dropout: flo
                         bidirectional=bidirectional, batch_first=True)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """The shape of a CharLM; stored in every checkpoint so the model can be rebuilt."""
-
-    vocab_size: int
-    arch: str = "lstm"
-    embed: int = 64
-    hidden: int = 512
-    layers: int = 1
-    dropout: float = 0.0
-    tie_weights: bool = False
-
-
-class CharLM(nn.Module):
-    """Predicts the next token at every position of a (batch, time) id tensor.
-
-    The name predates word and BPE tokenizers; the model itself never knew what its ids were.
-    """
-
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.embed)
-        # nn.Dropout(0.0) still draws a mask every step in training mode; skip it.
-        self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
-        self.rnn = recurrent(config.arch, config.embed, config.hidden, config.layers, config.dropout)
-        self.head = nn.Linear(config.hidden, config.vocab_size)
-        if config.tie_weights:
-            # nn.Embedding's N(0, 1) init, used as the output matrix, gives logits of size ~sqrt(hidden)
-            # and a first loss far above uniform guessing; the small uniform init of PyTorch's
-            # word_language_model example starts near uniform instead.
-            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
-            self.head.weight = self.embed.weight
-        if config.arch == "lstm":
-            # A forget-gate bias of 1 lets gradients flow through time from the start.
-            hidden = config.hidden
-            for name, param in self.rnn.named_parameters():
-                if name.startswith("bias_ih"):
-                    with torch.no_grad():
-                        param[hidden : 2 * hidden].fill_(1.0)
-
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """ids (B, T) -> logits (B, T, vocab), new recurrent state."""
-        x = self.drop(self.embed(ids))
-        out, state = self.rnn(x, state)
-        return self.head(self.drop(out)), state
-
-
-def detach(state: State) -> State:
-    """Cut the graph at a window boundary while keeping the values (truncated BPTT)."""
-    if isinstance(state, tuple):
-        return (state[0].detach(), state[1].detach())
-    return state.detach()
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def open_forget_gates(rnn: nn.RNNBase) -> None:
+    """Set an LSTM's forget-gate biases to 1, so gradients flow through time from the start
+    (Jozefowicz et al. 2015); other cells are left as they are."""
+    if not isinstance(rnn, nn.LSTM):
+        return
+    hidden = rnn.hidden_size
+    with torch.no_grad():
+        for name, param in rnn.named_parameters():
+            if name.startswith("bias_ih"):
+                param[hidden : 2 * hidden].fill_(1.0)

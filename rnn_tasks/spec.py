@@ -16,30 +16,32 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self, TypeVar
 
+from rnn_tasks.errors import InputError
+
 ARCHES = ("lstm", "gru", "rnn")
-# task -> "module:Class" of its TrainBase subclass (stdlib-only modules, imported lazily).
+# task -> "module:Class" of its TrainSpec subclass (stdlib-only modules, imported lazily).
 TASKS = {
-    "lm": "rnn_tasks.spec:TrainSpec",
+    "lm": "rnn_tasks.lm.spec:LMSpec",
     "classify": "rnn_tasks.classify.spec:ClassifySpec",
     "forecast": "rnn_tasks.forecast.spec:ForecastSpec",
     "translate": "rnn_tasks.translate.spec:TranslateSpec",
     "transcribe": "rnn_tasks.transcribe.spec:TranscribeSpec",
 }
 TOKENIZERS = ("char", "word", "bpe")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,3})$")
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,3})$")  # the CLI's --device checks this too
 # Artifact keys are produced by rnnq itself (content hashes, job ids); anything else,
 # such as "../x" or an absolute path, is refused before it can reach a filesystem.
 ARTIFACT_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A spec field is missing, unknown, of the wrong type or out of range."""
 
+    field: str
+
     def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-        self.message = message
+        super().__init__(message, field_name)
 
 
 S = TypeVar("S", bound="_Spec")
@@ -73,7 +75,7 @@ class _Spec:
         for key in data:
             if key not in known:
                 task = getattr(cls, "TASK", "")
-                raise SpecError(str(key), f"does not apply to --task {task}" if task else f"unknown field for a {cls.kind} spec")
+                raise SpecError(str(key), f"does not apply to task {task}" if task else f"unknown field for a {cls.kind} spec")
         try:
             return cls(**data)
         except TypeError as exc:  # a required field is missing
@@ -132,6 +134,16 @@ def _between(name: str, value: float | None, lo: float, hi: float, *, lo_open: b
         raise SpecError(name, f"must be in {left}{lo:g}, {hi:g}], got {value!r}")
 
 
+def check_tokenizer_fields(spec: Any, kinds: tuple[str, ...] = TOKENIZERS, min_vocab_size: int = 2) -> None:
+    """The tokenizer fields a text task's spec shares (tokenizer, min_freq, max_vocab,
+    vocab_size), checked in one place; each task keeps its own defaults."""
+    if spec.tokenizer not in kinds:
+        raise SpecError("tokenizer", f"must be one of {', '.join(kinds)}, got {spec.tokenizer!r}")
+    _between("min_freq", spec.min_freq, 1, 10**9)
+    _between("max_vocab", spec.max_vocab, 2, 10**7)
+    _between("vocab_size", spec.vocab_size, min_vocab_size, 10**6)
+
+
 def min_corpus_chars(seq_len: int, val_fraction: float) -> int:
     """Smallest corpus that leaves seq_len + 1 training and 2 validation characters."""
     total = seq_len + 1
@@ -146,7 +158,7 @@ def check_artifact_key(name: str, key: str) -> None:
 
 
 @dataclass(frozen=True)
-class TrainBase(_Spec):
+class TrainSpec(_Spec):
     """What every training task shares: the input, the recurrent core, optimisation,
     stop conditions, evaluation and checkpoints. Each task's spec adds its own fields.
 
@@ -156,6 +168,18 @@ class TrainBase(_Spec):
 
     kind: ClassVar[str] = "train"
     TASK: ClassVar[str] = ""
+    # What "data" holds, which decides how the CLI reads it: a text corpus (decoded with
+    # its --encoding, sized against a worker's memory), a speech corpus (a manifest or a
+    # folder of recordings, bundled), or neither (any file, as bytes).
+    TEXT_INPUT: ClassVar[bool] = False
+    AUDIO_INPUT: ClassVar[bool] = False
+    # What the task's trained models do beyond evaluate, and which fields of a predict or
+    # eval request (PredictSpec, EvalSpec) they take; submit refuses the others, naming
+    # them, and the worker passes only these to the task.
+    GENERATES: ClassVar[bool] = False  # continues text (generate jobs) instead of predict
+    PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ()
+    EVAL_OPTIONS: ClassVar[tuple[str, ...]] = ()
+    PREDICT_FROM_TRAINING_DATA: ClassVar[bool] = False  # predict with no inputs continues the training data
 
     data: str  # artifact key of the input (content-addressed, uploaded by the CLI)
     task: str = ""
@@ -219,46 +243,18 @@ class TrainBase(_Spec):
         _between("checkpoint_every", self.checkpoint_every, 1, 10**12)
         _between("checkpoint_seconds", self.checkpoint_seconds, 0.0, 1e8, lo_open=True)
         _between("seed", self.seed, 0, 2**63 - 1)
-        if not _DEVICE_RE.match(self.device):
+        if not DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
-@dataclass(frozen=True)
-class TrainSpec(TrainBase):
-    """A language model (text generation). Defaults are rnnq's CPU-tuned char-LM config."""
-
-    TASK: ClassVar[str] = "lm"
-
-    task: str = "lm"
-    hidden: int = 512  # GRU 1x512 learned fastest per CPU second (README)
-    lr: float = 8e-3
-    tokenizer: str = "char"  # char | word | bpe
-    min_freq: int = 1  # word: words seen fewer times become <unk>
-    max_vocab: int | None = None  # word: keep only the most frequent words
-    vocab_size: int = 8000  # bpe: target vocabulary size
-    tie_weights: bool = False  # share the embedding and output matrices
-    seq_len: int = 128  # truncated-BPTT window; state is carried across windows
-
-    def validate(self) -> None:
-        super().validate()
-        if self.tokenizer not in TOKENIZERS:
-            raise SpecError("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
-        _between("min_freq", self.min_freq, 1, 10**9)
-        _between("max_vocab", self.max_vocab, 2, 10**7)
-        _between("vocab_size", self.vocab_size, 2, 10**6)
-        if self.tie_weights and self.embed != self.hidden:
-            raise SpecError("tie_weights", f"needs embed == hidden, got {self.embed} and {self.hidden}")
-        _between("seq_len", self.seq_len, 1, 1_000_000)
-
-
-def train_spec_class(task: str) -> type[TrainBase]:
+def train_spec_class(task: str) -> type[TrainSpec]:
     if task not in TASKS:
         raise SpecError("task", f"must be one of {', '.join(TASKS)}, got {task!r}")
     module, _, name = TASKS[task].partition(":")
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-def train_spec_from_dict(data: Any) -> TrainBase:
+def train_spec_from_dict(data: Any) -> TrainSpec:
     """The spec of a training job of any task (by its "task" field; default "lm")."""
     if not isinstance(data, dict):
         raise SpecError("spec", f"expected a JSON object, got {type(data).__name__}")
@@ -304,7 +300,7 @@ class GenerateSpec(_Spec):
         _between("top_k", self.top_k, 1, 10**9)
         _between("top_p", self.top_p, 0.0, 1.0, lo_open=True)
         _between("seed", self.seed, 0, 2**63 - 1)
-        if not _DEVICE_RE.match(self.device):
+        if not DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -352,7 +348,7 @@ class PredictSpec(_Spec):
         _between("beam", self.beam, 1, 64)
         _between("max_len", self.max_len, 1, 10_000)
         _check_lm(self.lm, self.lm_weight, self.lm_bonus)
-        if not _DEVICE_RE.match(self.device):
+        if not DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -384,7 +380,7 @@ class EvalSpec(_Spec):
             check_artifact_key("target", self.target)
         _between("beam", self.beam, 1, 64)
         _check_lm(self.lm, self.lm_weight, self.lm_bonus)
-        if not _DEVICE_RE.match(self.device):
+        if not DEVICE_RE.match(self.device):
             raise SpecError("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
@@ -392,16 +388,6 @@ def _check_lm(lm: str | None, weight: float | None, bonus: float | None) -> None
     if lm is not None and not JOB_ID_RE.match(lm):
         raise SpecError("lm", f"not a job id: {lm!r}")
     if lm is None and (weight is not None or bonus is not None):
-        raise SpecError("lm_weight" if weight is not None else "lm_bonus", "needs a language model (--lm JOB)")
+        raise SpecError("lm_weight" if weight is not None else "lm_bonus", "needs a language model (lm)")
     _between("lm_weight", weight, 0.0, 10.0)
     _between("lm_bonus", bonus, -20.0, 20.0)
-
-
-def spec_from_dict(kind: str, data: Any) -> _Spec:
-    """Rebuild the spec of a job of the given kind."""
-    if kind == "train":
-        return train_spec_from_dict(data)
-    specs: dict[str, type[_Spec]] = {"generate": GenerateSpec, "predict": PredictSpec, "eval": EvalSpec}
-    if kind not in specs:
-        raise SpecError("kind", f"unknown job kind {kind!r}")
-    return specs[kind].from_dict(data)

@@ -19,9 +19,10 @@ from typing import Any, Protocol, runtime_checkable
 from tokenizers import Tokenizer as HfTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from rnn_tasks.errors import DataError, InputError
+from rnn_tasks.spec import TOKENIZERS as KINDS
 from rnn_tasks.text import WORD_RE
 
-KINDS = ("char", "word", "bpe")
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
 # decode() glues these to their neighbours instead of putting a space around them.
@@ -30,11 +31,11 @@ _NO_SPACE_BEFORE = frozenset(".,;:!?)]}%'")
 _NO_SPACE_AFTER = frozenset("([{'")
 
 
-class UnknownCharacterError(ValueError):
+class UnknownCharacterError(DataError):
     """Text contains characters the model never saw in training."""
 
 
-class TokenizerError(ValueError):
+class TokenizerError(InputError):
     """A tokenizer cannot be built or read back (bad kind, corrupt JSON)."""
 
 

@@ -14,7 +14,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from workers import settings as settings_mod
-from workers.queues import GENERATE_QUEUE, TASK_QUEUES, TRAIN_QUEUE
+from workers.queues import QUEUES, TASK_QUEUES, TRAIN_QUEUE
 
 
 def make_app(settings: settings_mod.Settings | None = None) -> Celery:
@@ -45,7 +45,7 @@ def make_app(settings: settings_mod.Settings | None = None) -> Celery:
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # keep reconnecting while Redis restarts
-        task_queues=[Queue(q, Exchange(q), routing_key=q) for q in (TRAIN_QUEUE, GENERATE_QUEUE)],
+        task_queues=[Queue(q, Exchange(q), routing_key=q) for q in QUEUES],
         task_default_queue=TRAIN_QUEUE,
         task_routes={name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
         task_create_missing_queues=True,  # `--queue gpu-a100` needs no configuration

@@ -23,6 +23,8 @@ class InvalidJob(InputError):
     already a flag ("--input"); the CLI maps it to the flag the user typed.
     """
 
+    field: str
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message, field)
 

@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from workers.jobstore import STATES, JobStore
+from workers.queues import QUEUES
 from workers.sweep import SWEEPS
 
 log = logging.getLogger("rnnq.exporter")
@@ -43,7 +44,6 @@ log = logging.getLogger("rnnq.exporter")
 KOMBU_PRIORITY_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 KOMBU_UNACKED = "unacked"  # hash: delivery tag -> JSON [message, exchange, routing key]
-DEFAULT_QUEUES = ("train", "generate")
 SWEEPS_SHOWN = 50  # sweeps whose trials are counted: the newest, so the label set stays bounded
 TRIAL_STATES = (*STATES, "pruned")
 
@@ -85,7 +85,7 @@ class ClusterCollector(Collector):
 
     def _families(self) -> list[Metric]:
         store, r = self.store, self.store.redis
-        queues = sorted(set(DEFAULT_QUEUES) | set(store.queues()))
+        queues = sorted(set(QUEUES) | set(store.queues()))
         ids = store.all_ids()
         records = store.fields(ids, "state", "queue", "created_at", "sweep")
         running = store.fields(store.running_ids(), "id", "state", "kind", "queue", "name", "worker", "progress",

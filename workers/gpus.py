@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from rnn_tasks.errors import ConfigError
+
 # A GPU as CUDA_VISIBLE_DEVICES names it: an index, or a GPU-/MIG- UUID.
 _GPU_ID = re.compile(r"^(\d{1,3}|GPU-[0-9A-Fa-f\-]+|MIG-[0-9A-Za-z\-/]+)$")
 
 
-class GpuSpecError(ValueError):
+class GpuSpecError(ConfigError, ValueError):
     """`--gpus` is neither `all` nor a list of GPU ids."""
 
 

@@ -238,7 +238,6 @@ class Job:
     result: dict[str, Any] | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     progress: dict[str, Any] | None = None  # the latest metric event
-    vocab: str | None = None  # a finished training job's characters, for prompt checks
     worker_losses: int = 0  # deliveries whose worker died mid-job
     resumed_from: int | None = None  # step the latest attempt resumed from
     pid: int | None = None  # process running the latest attempt
@@ -264,10 +263,9 @@ class Job:
             attempts=int(h.get("attempts", 0)),
             error=h.get("error") or None,
             traceback=h.get("traceback") or None,
-            result=json.loads(h["result"]) if h.get("result") else None,
+            result=_result(h),
             artifacts=_artifacts(h),
             progress=json.loads(h["progress"]) if h.get("progress") else None,
-            vocab=h.get("vocab") or None,
             worker_losses=int(h.get("worker_losses") or 0),
             resumed_from=int(h["resumed_from"]) if h.get("resumed_from") else None,
             pid=int(h["pid"]) if h.get("pid") else None,
@@ -281,6 +279,15 @@ class Job:
 
 # Published checkpoints by name, and the artifact label each is shown under.
 CHECKPOINT_LABELS = {"best": "checkpoint", "last": "last"}
+
+
+def _result(h: dict[str, str]) -> dict[str, Any] | None:
+    """The job's result. A char LM finished before its characters moved into the result kept
+    them in a "vocab" field of the record; they are read into the result, where submit looks."""
+    result: dict[str, Any] | None = json.loads(h["result"]) if h.get("result") else None
+    if result is not None and h.get("vocab"):
+        result.setdefault("vocab", h["vocab"])
+    return result
 
 
 def _artifacts(h: dict[str, str]) -> dict[str, str]:

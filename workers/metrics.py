@@ -29,9 +29,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from workers.jobstore import FINAL_STATES
+
 log = logging.getLogger("rnnq.metrics")
 
-FINAL_STATES = ("succeeded", "failed", "cancelled")
 # Jobs wait and run for hours: buckets from half a second to a day.
 LONG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 57600, 86400)
 STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

@@ -3,7 +3,9 @@ store results.
 
 Everything a job can do wrong ends here as a failed record with a readable reason and
 the traceback; nothing propagates into Celery, so a bad job never takes down the
-worker or its other jobs. torch is imported only inside the job functions.
+worker or its other jobs. torch is imported only inside the job functions. The job's
+task module is looked up by name (rnn_tasks.task.lookup) and what it takes comes from its
+spec class: no task is special here, the language model included.
 
 A training job stops early, at its next step, for three reasons, each checked at most
 once a second: the user cancelled it (ends `cancelled`), its worker is shutting down
@@ -27,13 +29,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainBase, TrainSpec, train_spec_from_dict
+from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainSpec, train_spec_class, train_spec_from_dict
 from workers import dispatch, inputcache, metrics
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, job_key, open_store
 from workers.jobstore import Attempt, Fenced, Job, JobStore
+
+if TYPE_CHECKING:  # torch: imported only inside the job functions
+    from rnn_tasks.loop import StepMetrics
 
 log = logging.getLogger("rnnq.worker")
 
@@ -270,16 +275,17 @@ def _reason(exc: BaseException) -> str:
     return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
 
 
-def _reporter(r: Run) -> Callable[[Any], None]:
+def _reporter(r: Run) -> Callable[[StepMetrics], None]:
     """on_step for the training loop: progress goes to the job's event stream, tagged
     with the attempt (so the log shows which delivery trained which steps), and to the
     worker's Prometheus counters. A fenced refusal stops this copy."""
     job = r.job
     meter = metrics.TrainingMeter(job.kind, job.queue, r.control.node)
 
-    def on_step(report: Any) -> None:
-        meter.report(report.step, report.tokens, report.elapsed, report.device,
-                     None if report.memory_allocated is None else (report.memory_allocated, report.memory_reserved))
+    def on_step(report: StepMetrics) -> None:
+        allocated, reserved = report.memory_allocated, report.memory_reserved
+        memory = None if allocated is None or reserved is None else (allocated, reserved)
+        meter.report(report.step, report.tokens, report.elapsed, report.device, memory)
         event = {k: v for k, v in asdict(report).items() if v is not None}
         event["time"] = time.time()
         event["attempt"] = r.attempt.number
@@ -325,7 +331,7 @@ def _publisher(r: Run) -> Callable[[str, Path, int], None]:
     return publish
 
 
-S = TypeVar("S", TrainBase, GenerateSpec, PredictSpec, EvalSpec)
+S = TypeVar("S", TrainSpec, GenerateSpec, PredictSpec, EvalSpec)
 T = TypeVar("T")
 
 
@@ -338,7 +344,8 @@ def _on_worker_device(spec: S) -> S:
 
 
 def _train(r: Run) -> Outcome:
-    from rnn_tasks.train import BEST, LAST, Callbacks
+    from rnn_tasks import checkpoint, task
+    from rnn_tasks.loop import BEST, LAST, Callbacks
 
     job, spec = r.job, _on_worker_device(train_spec_from_dict(r.job.spec))
     # The loop writes into this attempt's own directory; what the job has published
@@ -350,7 +357,7 @@ def _train(r: Run) -> Outcome:
             r.artifacts.get_file(job.artifacts[label], checkpoint_dir / name)
     resume = checkpoint_dir / LAST if (checkpoint_dir / LAST).exists() else None
     if resume is not None:
-        step = _checkpoint_step(spec, resume)
+        step = checkpoint.read(resume).step
         r.store.update_owned(r.attempt, resumed_from=step)
         log.info("job %s resumes from its checkpoint at step %d", job.id, step)
     on_step = _reporter(r)
@@ -360,11 +367,8 @@ def _train(r: Run) -> Outcome:
         on_step = Pruning(r.store, job, owned=lambda: not r.control.lease.lost, stop=lambda: _stop(r, "pruned")).wrap(
             on_step)
     callbacks = Callbacks(on_step=on_step, should_stop=r.control.should_stop, on_checkpoint=_publisher(r))
-    if isinstance(spec, TrainSpec):
-        summary = _train_lm(r, spec, callbacks, checkpoint_dir, resume)
-    else:  # every other task: its module's train(), same callbacks and checkpoints
-        files = {name: r.input(key) for name, key in spec.input_keys().items()}
-        summary = _task_module(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
+    files = {name: r.input(key) for name, key in spec.input_keys().items()}
+    summary = task.lookup(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
     if r.control.reason == "pruned" and summary.get("stopped_by") != "requested":
         r.control.reason = None  # pruned at the final evaluation: the trial had already run its course
     summary["stopped_by"] = r.control.reason or summary.get("stopped_by")
@@ -376,50 +380,6 @@ def _stop(r: Run, reason: str) -> None:
         r.control.reason = reason
 
 
-def _checkpoint_step(spec: TrainBase, path: Any) -> int:
-    if isinstance(spec, TrainSpec):
-        from rnn_tasks.checkpoint import read_meta
-
-        return read_meta(path).step
-    from rnn_tasks.task_checkpoint import read
-
-    return read(path).step
-
-
-def _task_module(task: str) -> Any:
-    import importlib
-
-    return importlib.import_module(f"rnn_tasks.{task}.task")
-
-
-def _train_lm(r: Run, spec: TrainSpec, callbacks: Any, checkpoint_dir: Path, resume: Path | None) -> dict[str, Any]:
-    from rnn_tasks.checkpoint import read_meta
-    from rnn_tasks.train import BEST, train
-
-    text = r.input(spec.data).decode("utf-8")
-    result = train(spec, text, callbacks, checkpoint_dir=checkpoint_dir, resume=resume)
-    summary = {
-        "steps": result.steps,
-        "epochs": round(result.epochs, 4),
-        "tokens": result.tokens,
-        "train_loss": result.train_loss,
-        "val_loss": result.val_loss,
-        "best_val_loss": result.best_val_loss,
-        "tokens_per_s": round(result.tokens_per_s, 1),
-        "elapsed_s": round(result.elapsed, 2),
-        "stopped_by": result.stopped_by,
-        "parameters": result.parameters,
-        "vocab_size": result.vocab_size,
-        "device": result.device,
-    }
-    for figure in ("perplexity", "bpc"):  # by tokenizer: perplexity per token, bits per character
-        if getattr(result, figure, None) is not None:
-            summary[figure] = getattr(result, figure)
-    if (checkpoint_dir / BEST).exists():
-        r.store.update_owned(r.attempt, vocab=read_meta(checkpoint_dir / BEST).vocab)
-    return summary
-
-
 def _source_checkpoint(r: Run, source_id: str, name: str = "source") -> tuple[Job, Path]:
     """A training job and a local copy (scratch/<name>.safetensors) of its best checkpoint."""
     source = r.store.get(source_id)
@@ -428,93 +388,65 @@ def _source_checkpoint(r: Run, source_id: str, name: str = "source") -> tuple[Jo
     return source, r.artifacts.get_file(source.artifacts["checkpoint"], r.scratch / f"{name}.safetensors")
 
 
-def _predict(r: Run) -> Outcome:
-    spec = _on_worker_device(PredictSpec.from_dict(r.job.spec))
-    source, path = _source_checkpoint(r, spec.source)
-    task = source.spec.get("task", "lm")
-    if spec.input is not None:
-        data = r.input(spec.input)
-    elif spec.texts:
-        data = "\n".join(spec.texts).encode("utf-8")
-    else:  # a forecast continues the series it was trained on
-        data = r.input(source.spec["data"])
-    options: dict[str, Any] = {}  # what each task's predict() takes
-    if task == "classify":
-        options["format"] = "lines" if spec.texts else spec.format
-    elif task == "translate":
-        options.update({k: v for k, v in (("beam", spec.beam), ("max_len", spec.max_len)) if v is not None})
-    elif task == "transcribe":
-        options.update(_decoding(r, spec))
-    result = _Interruptible(r.control)(lambda: _task_module(task).predict(path, data, options, spec.device))
-    key = job_key(r.job.id, "predictions.json")
-    r.artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
-    return {**result, "source": spec.source, "task": task}, {"predictions_file": key}
+def _options(r: Run, request: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The request's options that the task takes; an "lm" job id becomes its checkpoint's path."""
+    from rnn_tasks import task
 
-
-def _decoding(r: Run, spec: PredictSpec | EvalSpec) -> dict[str, Any]:
-    """Beam width and language-model fusion options (the LM as its checkpoint's path)."""
-    options: dict[str, Any] = {k: v for k, v in (("beam", spec.beam), ("lm_weight", spec.lm_weight),
-                                                  ("lm_bonus", spec.lm_bonus)) if v is not None}
-    if spec.lm is not None:
-        options["lm"] = _source_checkpoint(r, spec.lm, "lm")[1]
+    options = task.options(request, names)
+    if "lm" in options:
+        options["lm"] = _source_checkpoint(r, options["lm"], "lm")[1]
     return options
 
 
+def _predict(r: Run) -> Outcome:
+    from rnn_tasks import task
+
+    spec = _on_worker_device(PredictSpec.from_dict(r.job.spec))
+    source, path = _source_checkpoint(r, spec.source)
+    kind = source.spec.get("task", "lm")
+    request = spec.to_dict()
+    if spec.input is not None:
+        data = r.input(spec.input)
+    elif spec.texts:  # inline texts are lines, whatever format says
+        data, request["format"] = "\n".join(spec.texts).encode("utf-8"), "lines"
+    else:  # no inputs: continue from the training data (a forecast extends its series)
+        data = r.input(source.spec["data"])
+    module = task.lookup(kind)
+    options = _options(r, request, train_spec_class(kind).PREDICT_OPTIONS)
+    result = _Interruptible(r.control)(lambda: module.predict(path, data, options, spec.device))
+    key = job_key(r.job.id, "predictions.json")
+    r.artifacts.put_bytes(key, json.dumps(result, indent=1).encode())
+    return {**result, "source": spec.source, "task": kind}, {"predictions_file": key}
+
+
 def _eval(r: Run) -> Outcome:
+    from rnn_tasks import task
+
     spec = _on_worker_device(EvalSpec.from_dict(r.job.spec))
     source, path = _source_checkpoint(r, spec.source)
-    task = source.spec.get("task", "lm")
+    kind = source.spec.get("task", "lm")
     files = {"data": r.input(spec.data)}
     if spec.target is not None:
         files["target"] = r.input(spec.target)
-    if task == "lm":
-        from rnn_tasks import lm_task
-
-        module: Any = lm_task
-    else:
-        module = _task_module(task)
-    extra = _decoding(r, spec)
-    figures = _Interruptible(r.control)(lambda: module.evaluate(path, files, spec.device, **extra))
-    return {**figures, "source": spec.source, "task": task}, {}
+    module = task.lookup(kind)
+    options = _options(r, spec.to_dict(), train_spec_class(kind).EVAL_OPTIONS)
+    figures = _Interruptible(r.control)(lambda: module.evaluate(path, files, spec.device, options))
+    return {**figures, "source": spec.source, "task": kind}, {}
 
 
 def _generate(r: Run) -> Outcome:
-    from rnn_tasks import checkpoint
-    from rnn_tasks import device as devices
-    from rnn_tasks.sample import SampleOptions, generate
+    from rnn_tasks import task
 
     spec = _on_worker_device(GenerateSpec.from_dict(r.job.spec))
-    _, path = _source_checkpoint(r, spec.source)
-    dev = devices.resolve(spec.device)
-    devices.configure(dev)
-    meta, model = checkpoint.load_model(path, dev)
-    opts = SampleOptions(
-        max_tokens=spec.max_tokens,
-        temperature=spec.temperature,
-        top_k=spec.top_k,
-        top_p=spec.top_p,
-        greedy=spec.greedy,
-        seed=spec.seed,
-    )
-    start = time.perf_counter()
-    texts = generate(model, meta.tokenizer(), list(spec.prompts), opts, should_stop=r.control.should_stop)
-    elapsed = time.perf_counter() - start
-    partial = r.control.reason is not None  # cancelled or handed back: what was produced so far
+    source, path = _source_checkpoint(r, spec.source)
+    module = task.generator(source.spec.get("task", "lm"))
+    result = module.generate(path, spec, r.control.should_stop)
+    result["partial"] = result["partial"] or r.control.reason is not None  # cancelled or handed back
     key = job_key(r.job.id, "samples.json")
-    body = {"prompts": list(spec.prompts), "texts": texts, "partial": partial}
+    body = {"prompts": result["prompts"], "texts": result["texts"], "partial": result["partial"]}
     r.artifacts.put_bytes(key, json.dumps(body, indent=1).encode())
-    tokens = len(texts) * (len(texts[0]) if partial and texts and meta.tokenizer().kind == "char" else spec.max_tokens)
-    metrics.tokens_generated(r.job.kind, r.job.queue, r.control.node, tokens)
-    summary = {
-        "texts": texts,
-        "prompts": list(spec.prompts),
-        "tokens": tokens,
-        "tokens_per_s": round(tokens / max(elapsed, 1e-9), 1),
-        "source": spec.source,
-        "device": str(dev),
-        "partial": partial,
-    }
-    return summary, {"samples": key}
+    metrics.tokens_generated(r.job.kind, r.job.queue, r.control.node, result["tokens"])
+    return {**result, "source": spec.source}, {"samples": key}
 
 
 _KINDS: dict[str, Callable[[Run], Outcome]] = {

@@ -14,21 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnn_tasks import windows
-from rnn_tasks.spec import (
-    EvalSpec,
-    GenerateSpec,
-    PredictSpec,
-    SpecError,
-    TrainBase,
-    TrainSpec,
-    train_spec_class,
-)
+from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, SpecError, TrainSpec, train_spec_class
 from workers import dispatch
-from workers.artifacts import ArtifactStore, put_corpus, put_input
+from workers.artifacts import ArtifactStore, put_input
 from workers.errors import InvalidJob, UploadFailed
 from workers.jobstore import Job, JobStore
-from workers.queues import TASK_QUEUES
+from workers.queues import KIND_QUEUES
 from workers.settings import CORPUS_MEMORY_PER_CHAR, DEFAULT_MAX_CORPUS_BYTES, DEFAULT_WORKER_MEMORY_BYTES
 
 if TYPE_CHECKING:
@@ -54,37 +45,58 @@ def read_input(path: Path, max_bytes: int, field: str = "DATA") -> bytes:
         raise InvalidJob(field, f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def read_corpus(path: Path, encoding: str, max_bytes: int) -> str:
-    """The corpus text, or InvalidJob naming what is wrong with the file."""
+def read_text(path: Path, encoding: str, max_bytes: int, worker_memory: int) -> bytes:
+    """A text input re-encoded as UTF-8, after checking it decodes and a worker can hold it
+    while preparing it (see corpus_memory); InvalidJob otherwise."""
     raw = read_input(path, max_bytes)
     try:
-        return raw.decode(encoding)
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise InvalidJob("DATA", f"{path} is not valid {encoding} ({exc.reason} at byte {exc.start}); pass --encoding") from None
     except LookupError:
         raise InvalidJob("--encoding", f"unknown encoding {encoding!r}") from None
+    need = corpus_memory(text)
+    if need > worker_memory:
+        raise InvalidJob(
+            "DATA",
+            f"{path} is {_size(path.stat().st_size)}; preparing it takes a worker about {_size(need)}, over the "
+            f"worker memory of {_size(worker_memory)} (RNNQ_WORKER_MEMORY_BYTES)",
+        )
+    return raw if encoding.replace("-", "").lower() == "utf8" else text.encode("utf-8")
 
 
-def build_train_spec(fields: dict[str, Any]) -> TrainSpec:
-    """A TrainSpec from CLI fields (data filled in after upload); SpecError names the field."""
-    return TrainSpec.from_dict({"data": _PENDING_DATA, **fields})
-
-
-def build_task_spec(task: str, fields: dict[str, Any], inputs: tuple[str, ...] = ("data",)) -> TrainBase:
-    """The spec of a non-LM task from CLI fields; input keys are placeholders until upload."""
+def build_spec(task: str, fields: dict[str, Any], inputs: tuple[str, ...] = ("data",)) -> TrainSpec:
+    """The training spec of any task from CLI fields; input keys are placeholders until upload.
+    SpecError names the field."""
     return train_spec_class(task).from_dict({**{name: _PENDING_DATA for name in inputs}, **fields, "task": task})
 
 
-def check_task(spec: TrainBase, paths: dict[str, Path], max_bytes: int) -> dict[str, bytes]:
-    """Read and check a task's input files (named like spec.input_keys()) before any upload."""
-    files = {name: read_input(path, max_bytes, "DATA" if name == "data" else f"--{name}") for name, path in paths.items()}
-    checker = importlib.import_module(f"rnn_tasks.{spec.task}.spec").check_inputs  # stdlib only: no torch
-    checker(spec, files)
+def check_inputs(spec: TrainSpec, paths: dict[str, Path], max_bytes: int = DEFAULT_MAX_CORPUS_BYTES, *,
+                 encoding: str = "utf-8", worker_memory: int = DEFAULT_WORKER_MEMORY_BYTES) -> dict[str, bytes]:
+    """Read a training job's input files (named like spec.input_keys()) and run its task's
+    submit-time check (rnn_tasks.<task>.spec.check_inputs, stdlib only) before any upload.
+
+    How a file is read depends on what it holds, not on the task's name: a text corpus
+    (TEXT_INPUT) is decoded with `encoding` and sized against the worker's memory; a
+    speech corpus (AUDIO_INPUT: a manifest or folder) becomes one bundle of checked recordings."""
+    if spec.AUDIO_INPUT:
+        files = {"data": _speech_corpus(spec, paths["data"], max_bytes)}
+    elif spec.TEXT_INPUT:
+        files = {"data": read_text(paths["data"], encoding, max_bytes, worker_memory)}
+    else:
+        files = {name: read_input(path, max_bytes, "DATA" if name == "data" else f"--{name}")
+                 for name, path in paths.items()}
+    check_files(spec, files)
     return files
 
 
-def submit_task(store: JobStore, artifacts: ArtifactStore, app: Celery, spec: TrainBase, files: dict[str, bytes], *,
-                queue: str | None = None, name: str | None = None) -> Job:
+def check_files(spec: TrainSpec, files: dict[str, bytes]) -> None:
+    """The task's own submit-time check of input files already read (SpecError naming the field)."""
+    importlib.import_module(type(spec).__module__).check_inputs(spec, files)
+
+
+def submit_train(store: JobStore, artifacts: ArtifactStore, app: Celery, spec: TrainSpec, files: dict[str, bytes], *,
+                 queue: str | None = None, name: str | None = None) -> Job:
     """Upload the (checked) input files, record the training job and send it."""
     store.ping()
     with _uploading("the input files"):
@@ -132,14 +144,11 @@ def audio_bundle(paths: list[Path], field: str, *, transcripts: bool, max_second
         raise InvalidJob(field, exc.message) from None
 
 
-def check_transcribe(spec: TrainBase, path: Path, max_bytes: int) -> dict[str, bytes]:
-    """The bundle of a speech corpus (a manifest or a folder), checked before any upload."""
-    bundle = audio_bundle([path], "DATA", transcripts=True, max_seconds=spec.max_seconds,  # type: ignore[attr-defined]
-                          max_bytes=max_bytes, lowercase=spec.lowercase,  # type: ignore[attr-defined]
-                          punctuation=spec.punctuation)  # type: ignore[attr-defined]
-    files = {"data": bundle}
-    importlib.import_module("rnn_tasks.transcribe.spec").check_inputs(spec, files)
-    return files
+def _speech_corpus(spec: TrainSpec, path: Path, max_bytes: int) -> bytes:
+    """The bundle of a speech corpus (a manifest or a folder), every recording checked."""
+    return audio_bundle([path], "DATA", transcripts=True, max_seconds=spec.max_seconds,  # type: ignore[attr-defined]
+                        max_bytes=max_bytes, lowercase=spec.lowercase,  # type: ignore[attr-defined]
+                        punctuation=spec.punctuation)  # type: ignore[attr-defined]
 
 
 def trained_task(store: JobStore, source: str) -> str:
@@ -170,20 +179,34 @@ def speech_inputs(store: JobStore, source: str, paths: list[Path], field: str, m
     return bundle
 
 
-def _check_lm(store: JobStore, fields: dict[str, Any], recogniser: Job) -> dict[str, Any]:
+def _check_options(job: Job, fields: dict[str, Any], taken: tuple[str, ...], what: str) -> None:
+    """Refuse request options the trained model's task does not take (its spec class says which)."""
+    task = job.spec.get("task", "lm")
+    for name in ("beam", "max_len", "lm", "lm_weight", "lm_bonus"):
+        if fields.get(name) is not None and name not in taken:
+            uses = "" if not taken else f"; it takes {', '.join('--' + t.replace('_', '-') for t in taken)}"
+            raise InvalidJob("--" + name.replace("_", "-"), f"job {job.id} trained a {task} model, whose {what} does "
+                                                           f"not take it{uses}")
+
+
+def _check_lm(store: JobStore, fields: dict[str, Any]) -> dict[str, Any]:
     """--lm JOB names a finished character LM whose characters cover the recogniser's; its id goes in the spec."""
     if fields.get("lm") is None:
         return fields
-    if recogniser.spec.get("task") != "transcribe":
-        raise InvalidJob("--lm", f"job {recogniser.id} trained a {recogniser.spec.get('task')} model; only speech "
-                                 "recognition fuses a language model")
     lm = _trained(store, fields["lm"], "--lm")
-    if lm.spec.get("task", "lm") != "lm" or lm.spec.get("tokenizer", "char") != "char":
+    if not train_spec_class(lm.spec.get("task", "lm")).GENERATES or lm.spec.get("tokenizer", "char") != "char":
         raise InvalidJob("--lm", f"job {lm.id} is not a character language model")
-    missing = "".join(c for c in (recogniser.result or {}).get("alphabet", "") if c not in (lm.vocab or ""))
+    return {**fields, "lm": lm.id}
+
+
+def _check_lm_covers(store: JobStore, fields: dict[str, Any], recogniser: Job) -> None:
+    """The fused LM saw every character the recogniser writes."""
+    if fields.get("lm") is None:
+        return
+    lm = store.get(fields["lm"])
+    missing = "".join(c for c in (recogniser.result or {}).get("alphabet", "") if c not in (lm.result or {}).get("vocab", ""))
     if missing:
         raise InvalidJob("--lm", f"language model {lm.id} never saw {missing!r}, which the recogniser writes")
-    return {**fields, "lm": lm.id}
 
 
 def _trained(store: JobStore, source: str, flag: str = "JOB") -> Job:
@@ -197,16 +220,18 @@ def _trained(store: JobStore, source: str, flag: str = "JOB") -> Job:
 
 def submit_predict(store: JobStore, artifacts: ArtifactStore, app: Celery, source: str, fields: dict[str, Any],
                    data: bytes | None, queue: str | None = None, name: str | None = None) -> Job:
-    """Batch inference with a trained classify, forecast or translate model."""
+    """Batch inference with a trained model of any task but the language model (which generates)."""
     job = _trained(store, source)
-    task = job.spec.get("task", "lm")
-    if task == "lm":
+    cls = train_spec_class(job.spec.get("task", "lm"))
+    if cls.GENERATES:
         raise InvalidJob("JOB", f"job {job.id} is a language model: use `rnnq generate`")
-    if data is None and not fields.get("texts") and task != "forecast":
+    if data is None and not fields.get("texts") and not cls.PREDICT_FROM_TRAINING_DATA:
         raise InvalidJob("--input", "give --input FILE or --text")
-    if task == "transcribe" and fields.get("texts"):
+    if cls.AUDIO_INPUT and fields.get("texts"):
         raise InvalidJob("--text", f"job {job.id} recognises speech: give recordings with --input")
-    fields = _check_lm(store, fields, job)
+    _check_options(job, fields, cls.PREDICT_OPTIONS, "predict")
+    fields = _check_lm(store, fields)
+    _check_lm_covers(store, fields, job)
     spec = PredictSpec.from_dict({"source": job.id, **fields})
     if data is not None:
         with _uploading("--input"):
@@ -218,45 +243,20 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
                 fields: dict[str, Any], queue: str | None = None, name: str | None = None) -> Job:
     """Evaluate a trained model of any task on new data (laid out like its training input)."""
     job = _trained(store, source)
-    task = job.spec.get("task", "lm")
-    if fields.get("beam") is not None and task not in ("translate", "transcribe"):
-        raise InvalidJob("--beam", f"job {job.id} trained a {task} model; only translation and speech recognition "
-                                   "decode with a beam")
-    fields = _check_lm(store, fields, job)
-    if task == "translate" and "target" not in files:
-        _check_pairs(files["data"])
+    cls = train_spec_class(job.spec.get("task", "lm"))
+    _check_options(job, fields, cls.EVAL_OPTIONS, "evaluation")
+    fields = _check_lm(store, fields)
+    _check_lm_covers(store, fields, job)
+    check_eval = getattr(importlib.import_module(cls.__module__), "check_eval_inputs", None)  # stdlib, if it has one
+    if check_eval is not None:
+        try:
+            check_eval(files)
+        except SpecError as exc:
+            raise InvalidJob(exc.field, exc.message) from None
     with _uploading("--data"):
         keys = {name: put_input(artifacts, data) for name, data in files.items()}
     spec = EvalSpec.from_dict({"source": job.id, "data": keys["data"], "target": keys.get("target"), **fields})
     return _enqueue(store, app, "eval", spec.to_dict(), queue, name)
-
-
-def _check_pairs(data: bytes) -> None:
-    """An eval file without a target file must parse as source<TAB>target lines (plain or gzip)."""
-    from rnn_tasks.translate.spec import read_lines, split_tsv  # stdlib only
-
-    lines = read_lines(data, "data")
-    if not any("\t" in line for line in lines[:100]):
-        raise InvalidJob("target", "translation needs the reference translations (a target file) or a TSV of pairs")
-    split_tsv(lines)  # SpecError naming the first line that is not one pair
-
-
-def check_train(corpus: Path, spec: TrainSpec, encoding: str = "utf-8", max_bytes: int = DEFAULT_MAX_CORPUS_BYTES,
-                worker_memory: int = DEFAULT_WORKER_MEMORY_BYTES) -> str:
-    """The corpus text, after checking a worker can hold it and it can train `spec`; InvalidJob otherwise."""
-    text = read_corpus(corpus, encoding, max_bytes)
-    need = corpus_memory(text)
-    if need > worker_memory:
-        raise InvalidJob(
-            "DATA",
-            f"{corpus} is {_size(corpus.stat().st_size)}; preparing it takes a worker about {_size(need)}, over the "
-            f"worker memory of {_size(worker_memory)} (RNNQ_WORKER_MEMORY_BYTES)",
-        )
-    try:
-        windows.check(str(corpus), text, spec)
-    except SpecError as exc:
-        raise InvalidJob(exc.field, exc.message) from None
-    return text
 
 
 def corpus_memory(text: str) -> int:
@@ -271,24 +271,16 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
-def submit_train(store: JobStore, artifacts: ArtifactStore, app: Celery, text: str, spec: TrainSpec, *,
-                 queue: str | None = None, name: str | None = None) -> Job:
-    """Upload the (checked) corpus, record the job and send it to its queue."""
-    store.ping()
-    with _uploading("the corpus"):
-        spec = replace(spec, data=put_corpus(artifacts, text))
-    return _enqueue(store, app, "train", spec.to_dict(), queue, name)
-
-
 def submit_generate(store: JobStore, app: Celery, source: str, fields: dict[str, Any], queue: str | None = None,
                     name: str | None = None) -> Job:
     """Sample from a finished training job, given by id or name."""
     job = _trained(store, source, "JOB_OR_NAME")
-    if job.spec.get("task", "lm") != "lm":
+    if not train_spec_class(job.spec.get("task", "lm")).GENERATES:
         raise InvalidJob("JOB_OR_NAME", f"job {job.id} trained a {job.spec['task']} model: use `rnnq predict`")
     spec = GenerateSpec.from_dict({"source": job.id, **fields})
-    if job.vocab is not None:
-        vocab = set(job.vocab)
+    chars = (job.result or {}).get("vocab")  # a char model's characters (rnn_tasks.lm.task.train)
+    if chars is not None:
+        vocab = set(chars)
         for i, prompt in enumerate(spec.prompts):
             unknown = "".join(dict.fromkeys(c for c in prompt if c not in vocab))
             if unknown:
@@ -307,8 +299,7 @@ def _uploading(what: str) -> Iterator[None]:
 
 
 def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queue: str | None, name: str | None) -> Job:
-    task = f"rnnq.{kind}"
-    queue = queue or TASK_QUEUES[task]
+    queue = queue or KIND_QUEUES[kind]
     job = store.create(kind, spec, queue, name=name)
     try:
         dispatch.send_job(job.id, kind, queue, app)
@@ -318,6 +309,5 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
     return job
 
 
-__all__ = ["SpecError", "audio_bundle", "build_task_spec", "build_train_spec", "check_task", "check_train",
-           "check_transcribe", "corpus_memory", "read_corpus", "read_input", "speech_inputs", "submit_eval",
-           "submit_generate", "submit_predict", "submit_task", "submit_train", "trained_task"]
+__all__ = ["audio_bundle", "build_spec", "check_files", "check_inputs", "corpus_memory", "read_input", "read_text", "speech_inputs",
+           "submit_eval", "submit_generate", "submit_predict", "submit_train", "trained_task"]

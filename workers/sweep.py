@@ -48,11 +48,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from rnn_tasks import windows
-from rnn_tasks.spec import SpecError, TrainSpec, train_spec_class
+from rnn_tasks.spec import SpecError, train_spec_class
 from workers import settings as settings_mod
 from workers import submit as submitter
-from workers.artifacts import ArtifactStore, put_corpus, put_input
+from workers.artifacts import ArtifactStore, put_input
 from workers.errors import InvalidJob, JobNotFound, RnnqError
 from workers.jobstore import FINAL_STATES, Job, JobStore
 from workers.sweepfile import INPUT_FIELDS, Param, Sweep, SweepError
@@ -229,18 +228,11 @@ def prepare(sweep: Sweep, artifacts: ArtifactStore, max_bytes: int, worker_memor
     base = cls.from_dict({**sweep.spec_fields(), **placeholders, "task": sweep.task})
     variants = [(f"space.{p.name} = {v!r}", cls.from_dict({**base.to_dict(), p.name: v}))
                 for p in sweep.space for v in p.extremes()]
-    if isinstance(base, TrainSpec):
-        text = _checked(lambda: submitter.check_train(paths["data"], base, "utf-8", max_bytes, worker_memory), "base")
-        for where, spec in variants:
-            _checked(partial(windows.check, str(paths["data"]), text, cast(TrainSpec, spec)), where)
-        with submitter._uploading("the corpus"):
-            keys = {"data": put_corpus(artifacts, text)}
-    else:
-        files = _checked(lambda: submitter.check_task(base, paths, max_bytes), "base")
-        for where, spec in variants:
-            _checked(partial(submitter.check_task, spec, paths, max_bytes), where)
-        with submitter._uploading("the input files"):
-            keys = {name: put_input(artifacts, data) for name, data in files.items()}
+    files = _checked(lambda: submitter.check_inputs(base, paths, max_bytes, worker_memory=worker_memory), "base")
+    for where, spec in variants:
+        _checked(partial(submitter.check_files, spec, files), where)
+    with submitter._uploading("the input files"):
+        keys = {name: put_input(artifacts, data) for name, data in files.items()}
     fields = {field: keys[name] for field, name in INPUT_FIELDS.items() if name in keys}
     return cls.from_dict({**base.to_dict(), **fields}).to_dict()
 

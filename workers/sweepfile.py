@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from rnn_tasks.spec import TASKS, SpecError, TrainBase, train_spec_class
+from rnn_tasks.spec import TASKS, SpecError, TrainSpec, train_spec_class
 from workers.errors import InvalidJob
 
 # What each task reports at every evaluation (rnn_tasks' Problem.evaluate / the LM's
@@ -338,7 +338,7 @@ def _grid_size(space: tuple[Param, ...], lines: _Lines) -> int:
     return size
 
 
-def spec_class(task: str) -> type[TrainBase]:
+def spec_class(task: str) -> type[TrainSpec]:
     return train_spec_class(task)
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnn_tasks.models import recurrent
+from rnn_tasks.models import open_forget_gates, recurrent
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,7 @@ class TextClassifier(nn.Module):
         self.rnn = recurrent(config.arch, config.embed, config.hidden, config.layers, config.dropout,
                              config.bidirectional)
         self.head = nn.Linear(dirs * config.hidden, config.n_classes)
-        if config.arch == "lstm":
-            # A forget-gate bias of 1 lets gradients flow through time from the start.
-            for name, param in self.rnn.named_parameters():
-                if name.startswith("bias_ih"):
-                    with torch.no_grad():
-                        param[config.hidden : 2 * config.hidden].fill_(1.0)
+        open_forget_gates(self.rnn)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids (B, T) padded on the right, lengths (B,) >= 1 on the CPU -> logits (B, classes)."""

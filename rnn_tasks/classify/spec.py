@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from rnn_tasks.classify import table
-from rnn_tasks.spec import TOKENIZERS, SpecError, TrainBase, _between
+from rnn_tasks.spec import SpecError, TrainSpec, _between, check_tokenizer_fields
 
 POOLINGS = ("mean", "max", "last")
 CLASS_WEIGHTS = ("balanced", "none")
@@ -15,7 +15,7 @@ _TAB_ALIASES = {"\\t": "\t", "tab": "\t", "TAB": "\t"}
 
 
 @dataclass(frozen=True)
-class ClassifySpec(TrainBase):
+class ClassifySpec(TrainSpec):
     """Labelled texts in a CSV/TSV file -> a recurrent classifier.
 
     Defaults are tuned for sentence sentiment on CPU (benchmarks/quality_classify.py, UCI
@@ -27,6 +27,7 @@ class ClassifySpec(TrainBase):
     """
 
     TASK: ClassVar[str] = "classify"
+    PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ("format",)
 
     task: str = "classify"
     # Common fields re-tuned for a few thousand sentences; see the class docstring.
@@ -73,11 +74,7 @@ class ClassifySpec(TrainBase):
             raise SpecError("label_column", f"must differ from text_column, both are {self.text_column!r}")
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '\r\n"'):
             raise SpecError("delimiter", f"must be one character such as , or TAB (\\t), got {self.delimiter!r}")
-        if self.tokenizer not in TOKENIZERS:
-            raise SpecError("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
-        _between("min_freq", self.min_freq, 1, 10**9)
-        _between("max_vocab", self.max_vocab, 2, 10**7)
-        _between("vocab_size", self.vocab_size, 2, 10**6)
+        check_tokenizer_fields(self)
         _between("max_len", self.max_len, 1, 1_000_000)
         _between("token_dropout", self.token_dropout, 0.0, 0.95)
         if self.pooling not in POOLINGS:

@@ -12,24 +12,25 @@ evaluate best checkpoint + a labelled file in the training format -> figures, an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
-from rnn_tasks import loop, task_checkpoint
 from rnn_tasks.classify import baseline, metrics, table
 from rnn_tasks.classify.data import PAD_ID, UNK_ID, Batch, Encoded, TextEncoder, class_weights, encode
 from rnn_tasks.classify.model import ClassifierConfig, TextClassifier
 from rnn_tasks.classify.spec import ClassifySpec, labelled_splits, read_labelled
-from rnn_tasks.spec import SpecError, TrainBase
-from rnn_tasks.train import Callbacks
+from rnn_tasks.loop import Callbacks
+from rnn_tasks.spec import SpecError, TrainSpec
 
 EVAL_BATCH = 256  # rows per batch when nothing is trained: bigger is faster, padding cannot change results
-PREDICT_OPTIONS = ("format", "delimiter", "header", "text_column")
+# predict's options: the request's format, and for direct callers the CSV layout (the training spec's by default)
+PREDICT_OPTIONS = (*ClassifySpec.PREDICT_OPTIONS, "delimiter", "header", "text_column")
 
 
 class ClassifyProblem(loop.Problem):
@@ -81,7 +82,7 @@ def predict_logits(model: TextClassifier, rows: Encoded) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0, model.config.n_classes)
 
 
-def train(spec: TrainBase, files: dict[str, bytes], callbacks: Callbacks | None = None,
+def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None = None,
           checkpoint_dir: Path | None = None, resume: Path | None = None) -> dict[str, Any]:
     if not isinstance(spec, ClassifySpec):
         raise TypeError(f"classify.train needs a ClassifySpec, got {type(spec).__name__}")
@@ -94,7 +95,7 @@ def train(spec: TrainBase, files: dict[str, bytes], callbacks: Callbacks | None 
     y = [class_id[x] for x in rows.labels]
     train_texts = [rows.texts[i] for i in train_idx]
     if resume is not None:  # the resumed model's vocabulary, whatever a refit would give
-        encoder = TextEncoder.from_meta(task_checkpoint.read(resume).meta["encoder"])
+        encoder = TextEncoder.from_meta(checkpoint.read(resume).meta["encoder"])
     else:
         encoder = TextEncoder.fit(spec.tokenizer, train_texts, lowercase=spec.lowercase, max_len=spec.max_len,
                                   min_freq=spec.min_freq, max_vocab=spec.max_vocab, vocab_size=spec.vocab_size)
@@ -230,9 +231,12 @@ def _csv_texts(loaded: _Loaded, inputs: bytes, options: dict[str, Any]) -> tuple
     return kept, len(texts) - len(kept)
 
 
-def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto") -> dict[str, Any]:
+def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
+             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Figures on a labelled file in the training format. Labels the model never saw get
     rows of their own in the confusion matrix (always wrong) and are listed."""
+    if options:
+        raise SpecError(next(iter(options)), "unknown option; evaluating classification takes none")
     loaded = _Loaded(checkpoint, device)
     rows, _ = read_labelled(loaded.spec, files["data"])
     unseen = sorted(set(rows.labels) - set(loaded.labels))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rnn_tasks.models import recurrent
+from rnn_tasks.models import open_forget_gates, recurrent
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,7 @@ class _Member(nn.Module):
         self.rnn = recurrent(config.arch, config.inputs, config.hidden, config.layers, config.dropout)
         self.drop = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.head = nn.Linear(config.hidden, config.horizon)
-        if config.arch == "lstm":
-            # A forget-gate bias of 1 lets gradients flow through the window from the start.
-            for name, param in self.rnn.named_parameters():
-                if name.startswith("bias_ih"):
-                    with torch.no_grad():
-                        param[config.hidden : 2 * config.hidden].fill_(1.0)
+        open_forget_gates(self.rnn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from rnn_tasks.spec import SpecError, TrainBase, _between
+from rnn_tasks.spec import SpecError, TrainSpec, _between
 
 # How the target is rewritten before normalisation (features are only normalised):
 #   log     log(y), for series whose swings grow with their level (needs y > 0)
@@ -36,7 +36,7 @@ _YEAR_MONTH = re.compile(r"^\d{4}-\d{2}$")
 
 
 @dataclass(frozen=True)
-class ForecastSpec(TrainBase):
+class ForecastSpec(TrainSpec):
     """Forecast the next `horizon` values of one numeric CSV column from the last `lookback` rows.
 
     Defaults suit short series (tens to thousands of rows): a small GRU trained for a
@@ -44,6 +44,7 @@ class ForecastSpec(TrainBase):
     """
 
     TASK: ClassVar[str] = "forecast"
+    PREDICT_FROM_TRAINING_DATA: ClassVar[bool] = True  # the forecast after the series it was trained on
 
     task: str = "forecast"
     hidden: int = 64  # small series overfit a wide state
@@ -79,7 +80,7 @@ class ForecastSpec(TrainBase):
         if self.transform not in (AUTO, *TRANSFORMS):
             raise SpecError("transform", f"must be one of {AUTO}, {', '.join(TRANSFORMS)}, got {self.transform!r}")
         if self.transform.endswith("sdiff") and self.season is None:
-            raise SpecError("transform", f"{self.transform} differences over the season: set --season too")
+            raise SpecError("transform", f"{self.transform} differences over the season: set season too")
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in "\r\n\"'"):
             raise SpecError("delimiter", f"must be one character other than a quote or newline, got {self.delimiter!r}")
         names = [n for n in (self.time_column, self.target) if n is not None]
@@ -240,9 +241,9 @@ def _only_numeric(header: list[str], rows: list[tuple[int, list[str]]], taken: s
         return numeric[0]
     if not numeric:
         raise SpecError("target", "no numeric column to forecast besides the time column and features; "
-                        "name one with --target")
-    raise SpecError("target", f"ambiguous: columns {', '.join(map(repr, numeric))} are all numeric; choose one "
-                    "with --target")
+                        "name one")
+    raise SpecError("target", f"ambiguous: columns {', '.join(map(repr, numeric))} are all numeric; "
+                    "choose one")
 
 
 def _is_number(value: str | None) -> bool:

@@ -11,7 +11,7 @@ and show the model beside seasonal naive and Holt-Winters.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
-from rnn_tasks import loop, task_checkpoint
 from rnn_tasks.forecast import data, holt_winters, metrics, select
 from rnn_tasks.forecast.model import Forecaster, ForecasterConfig, upgrade_state_dict
 from rnn_tasks.forecast.spec import ForecastSpec, Series, check_series, check_transform, read_series, split_point
-from rnn_tasks.spec import SpecError
-from rnn_tasks.train import Callbacks
+from rnn_tasks.loop import Callbacks
+from rnn_tasks.spec import SpecError, TrainSpec
 
 _EVAL_BATCH = 1024  # windows per forward pass when evaluating
 
@@ -112,14 +112,16 @@ def _evaluate(spec: ForecastSpec, model: torch.nn.Module, norm: data.Normaliser,
     return {"val_loss": float(sum(losses)) / (len(origins) * spec.horizon), **figures}
 
 
-def train(spec: ForecastSpec, files: dict[str, bytes], callbacks: Callbacks | None, checkpoint_dir: Path | None,
+def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None, checkpoint_dir: Path | None,
           resume: Path | None) -> dict[str, Any]:
+    if not isinstance(spec, ForecastSpec):
+        raise TypeError(f"forecast.train needs a ForecastSpec, got {type(spec).__name__}")
     series = read_series(files["data"], spec.time_column, spec.target, spec.features, spec.delimiter)
     check_series(spec, series)
     dev = _device(spec, spec.device)
     split = split_point(len(series), spec.val_fraction)
     if resume is not None:  # the choice made before the interruption, whatever a rerun would pick
-        ckpt = task_checkpoint.read(resume)
+        ckpt = checkpoint.read(resume)
         resolved = replace(spec, transform=ckpt.spec["transform"], season=ckpt.spec["season"])
         chosen = ckpt.meta.get("choice")
     else:
@@ -232,8 +234,11 @@ def _with_skill(figures: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def evaluate(checkpoint: Path, files: dict[str, bytes], device: str) -> dict[str, Any]:
+def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
+             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Rolling-origin errors over every window of files["data"] whose targets lie in it."""
+    if options:
+        raise SpecError(next(iter(options)), "unknown option; evaluating a forecast takes none")
     spec, meta, model, dev = _restore(checkpoint, device)
     series = _read(spec, meta, files["data"])
     origins = data.heldout_origins(spec, 0, len(series))

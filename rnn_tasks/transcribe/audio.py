@@ -10,10 +10,12 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from rnn_tasks.errors import DataError
+
 RATE = 16_000  # every model hears 16 kHz
 
 
-class AudioError(ValueError):
+class AudioError(DataError):
     """A recording cannot be decoded."""
 
 

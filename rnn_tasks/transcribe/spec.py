@@ -22,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
-from rnn_tasks.spec import SpecError, TrainBase, _between
+from rnn_tasks.spec import SpecError, TrainSpec, _between
 
 MANIFEST = "manifest.tsv"
 DATA_FIELD = "DATA"
@@ -31,7 +31,7 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 
 
 @dataclass(frozen=True)
-class TranscribeSpec(TrainBase):
+class TranscribeSpec(TrainSpec):
     """Log-mel features -> strided 1-D convolutions -> bidirectional LSTM/GRU -> characters + blank, CTC.
 
     Defaults are run 1 of benchmarks/quality.py --task transcribe (README): 80 mel bands
@@ -41,6 +41,9 @@ class TranscribeSpec(TrainBase):
     """
 
     TASK: ClassVar[str] = "transcribe"
+    AUDIO_INPUT: ClassVar[bool] = True
+    PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ("beam", "lm", "lm_weight", "lm_bonus")  # lm: a character LM job
+    EVAL_OPTIONS: ClassVar[tuple[str, ...]] = PREDICT_OPTIONS
 
     task: str = "transcribe"
     arch: str = "gru"

@@ -12,7 +12,7 @@ evaluate best checkpoint + a bundle with transcripts -> CER and WER (jiwer)
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +21,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rnn_tasks import checkpoint as lm_checkpoint
+from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
-from rnn_tasks import loop, task_checkpoint
-from rnn_tasks.spec import SpecError
+from rnn_tasks.loop import Callbacks
+from rnn_tasks.spec import SpecError, TrainSpec
 from rnn_tasks.tokenizer import CharTokenizer
-from rnn_tasks.train import Callbacks
 from rnn_tasks.transcribe import audio, data, decode, features
 from rnn_tasks.transcribe.model import AcousticConfig, AcousticModel
 from rnn_tasks.transcribe.spec import TranscribeSpec, Utterance, check_transcripts, read_bundle, split_indices
 
 EVAL_BATCH = 32  # utterances per inference batch (padding cannot change a result)
-OPTIONS = ("beam", "lm", "lm_weight", "lm_bonus")
+OPTIONS = TranscribeSpec.PREDICT_OPTIONS
 LM_WEIGHT = 0.5  # shallow fusion defaults (benchmarks/quality.py --task transcribe)
 LM_BONUS = 1.0
 
@@ -134,8 +133,10 @@ def _labelled(alphabet: data.Alphabet, feats: list[torch.Tensor], texts: list[st
     return data.Utterances(feats, [alphabet.encode("".join(c for c in t if c in known)) for t in texts])
 
 
-def train(spec: TranscribeSpec, files: dict[str, bytes], callbacks: Callbacks | None = None,
+def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None = None,
           checkpoint_dir: Path | None = None, resume: Path | None = None) -> dict[str, Any]:
+    if not isinstance(spec, TranscribeSpec):
+        raise TypeError(f"transcribe.train needs a TranscribeSpec, got {type(spec).__name__}")
     if not isinstance(spec, TranscribeSpec):
         raise TypeError(f"transcribe.train needs a TranscribeSpec, got {type(spec).__name__}")
     dev = devices.resolve(spec.device)
@@ -145,7 +146,7 @@ def train(spec: TranscribeSpec, files: dict[str, bytes], callbacks: Callbacks | 
     texts = check_transcripts(spec, utterances)
     train_idx, val_idx = split_indices(len(utterances), spec.val_fraction, spec.seed)
     if resume is not None:  # the resumed model's alphabet, whatever a refit would give
-        alphabet = data.Alphabet(task_checkpoint.read(resume).meta["alphabet"])
+        alphabet = data.Alphabet(checkpoint.read(resume).meta["alphabet"])
     else:
         alphabet = data.Alphabet.fit([texts[i] for i in train_idx])
     feats = featurize(utterances, audio_files, spec.n_mels)
@@ -202,24 +203,24 @@ class _Loaded:
 
     def run(self, raw: bytes, options: dict[str, Any]) -> tuple[list[Utterance], list[str], dict[str, Any]]:
         beam, scorer, weight, bonus = self.decoder(options)
-        utterances, audio_files = read_bundle(raw, "--input")
-        feats = featurize(utterances, audio_files, self.model.config.n_mels, "--input")
+        utterances, audio_files = read_bundle(raw, "inputs")
+        feats = featurize(utterances, audio_files, self.model.config.n_mels, "inputs")
         hyps = transcribe(self.model, self.alphabet, data.Utterances(feats, None), beam, scorer, weight, bonus)
         return utterances, hyps, {"beam": beam, "lm_weight": weight, "lm_bonus": bonus}
 
 
 def lm_scorer(path: Path, alphabet: data.Alphabet, dev: torch.device) -> decode.CharLMScorer:
     """A finished character LM job's checkpoint as a shallow-fusion scorer over `alphabet`."""
-    meta, model = lm_checkpoint.load_model(path, dev)
-    tokenizer = meta.tokenizer()
+    from rnn_tasks.lm.task import load_model  # only when an LM is fused
+
+    model, tokenizer, _ = load_model(path, dev)
     if not isinstance(tokenizer, CharTokenizer):
-        raise SpecError("--lm", f"is a {tokenizer.kind} language model; fusion needs a character model")
+        raise SpecError("lm", f"is a {tokenizer.kind} language model; fusion needs a character model")
     ids = {c: i for i, c in enumerate(tokenizer.chars)}
     missing = "".join(c for c in alphabet.chars if c not in ids)
     if missing:
-        raise SpecError("--lm", f"the language model never saw {missing!r}, which the recogniser writes")
+        raise SpecError("lm", f"the language model never saw {missing!r}, which the recogniser writes")
     context = next((c for c in ("\n", " ") if c in ids), tokenizer.chars[0])
-    model.eval()
     return decode.CharLMScorer(model, [0] + [ids[c] for c in alphabet.chars], [ids[context]], dev)
 
 
@@ -230,16 +231,17 @@ def predict(checkpoint: Path, inputs: bytes, options: dict[str, Any], device: st
     return {"transcripts": [{"audio": u.name, "text": h} for u, h in zip(utterances, hyps, strict=True)], **how}
 
 
-def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto", **options: Any) -> dict[str, Any]:
-    """CER and WER on a bundle with transcripts (normalised as in training)."""
+def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
+             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """CER and WER on a bundle with transcripts (normalised as in training); options as predict's."""
     loaded = _Loaded(checkpoint, device)
-    utterances, _ = read_bundle(files["data"], "--data")
-    refs = check_transcripts(loaded.spec, utterances, "--data")
+    utterances, _ = read_bundle(files["data"], "data")
+    refs = check_transcripts(loaded.spec, utterances, "data")
     for utt, ref in zip(utterances, refs, strict=True):
         unseen = loaded.alphabet.unknown(ref)
         if unseen:
-            raise SpecError("--data", f"{utt.name}: characters the model never saw in training: {unseen!r}")
-    _, hyps, how = loaded.run(files["data"], options)
+            raise SpecError("data", f"{utt.name}: characters the model never saw in training: {unseen!r}")
+    _, hyps, how = loaded.run(files["data"], dict(options or {}))
     return {**error_rates(refs, hyps), "n": len(refs), **how,
             "examples": [{"audio": u.name, "reference": r, "hypothesis": h}
                          for u, r, h in list(zip(utterances, refs, hyps, strict=True))[:5]]}

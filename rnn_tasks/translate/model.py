@@ -66,10 +66,6 @@ def select_state(state: State, rows: torch.Tensor) -> State:
     return state.index_select(1, rows)
 
 
-def _rnn(arch: str, inputs: int, hidden: int, layers: int, dropout: float, bidirectional: bool) -> nn.RNNBase:
-    return recurrent(arch, inputs, hidden, layers, dropout, bidirectional)
-
-
 class Encoder(nn.Module):
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
@@ -77,7 +73,7 @@ class Encoder(nn.Module):
         self.directions = 2 if config.bidirectional else 1
         self.embed = nn.Embedding(config.src_vocab, config.embed, padding_idx=config.pad_id)
         self.drop = nn.Dropout(config.dropout)
-        self.rnn = _rnn(config.arch, config.embed, config.hidden // self.directions, config.layers, config.dropout,
+        self.rnn = recurrent(config.arch, config.embed, config.hidden // self.directions, config.layers, config.dropout,
                         config.bidirectional)
 
     def forward(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
@@ -109,7 +105,7 @@ class Decoder(nn.Module):
         h = config.hidden
         self.embed = nn.Embedding(config.tgt_vocab, config.embed, padding_idx=config.pad_id)
         self.drop = nn.Dropout(config.dropout)
-        self.rnn = _rnn(config.arch, config.embed, h, config.layers, config.dropout, False)
+        self.rnn = recurrent(config.arch, config.embed, h, config.layers, config.dropout, False)
         if config.attention:
             self.score = nn.Linear(h, h, bias=False)  # W_a of the "general" score
             self.combine = nn.Linear(2 * h, h)  # W_c

@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import ClassVar
 
-from rnn_tasks.spec import SpecError, TrainBase, _between, check_artifact_key
+from rnn_tasks.spec import SpecError, TrainSpec, _between, check_artifact_key, check_tokenizer_fields
 
 TOKENIZERS = ("bpe", "word")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -25,7 +25,7 @@ TARGET_FIELD = "target_data"
 
 
 @dataclass(frozen=True)
-class TranslateSpec(TrainBase):
+class TranslateSpec(TrainSpec):
     """A sequence-to-sequence translator: recurrent encoder, attentive recurrent decoder.
 
     Defaults suit a CPU: a 1-layer GRU of 256 with a bidirectional encoder trains a
@@ -33,6 +33,8 @@ class TranslateSpec(TrainBase):
     """
 
     TASK: ClassVar[str] = "translate"
+    PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ("beam", "max_len")
+    EVAL_OPTIONS: ClassVar[tuple[str, ...]] = ("beam",)
 
     task: str = "translate"
     hidden: int = 256  # decoder state size; each encoder direction has hidden // 2 when bidirectional
@@ -64,11 +66,7 @@ class TranslateSpec(TrainBase):
         if self.target_data is not None:  # before the base class, which names it by its input key
             check_artifact_key("target_data", self.target_data)
         super().validate()
-        if self.tokenizer not in TOKENIZERS:
-            raise SpecError("tokenizer", f"must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
-        _between("vocab_size", self.vocab_size, 16, 10**6)
-        _between("min_freq", self.min_freq, 1, 10**9)
-        _between("max_vocab", self.max_vocab, 2, 10**7)
+        check_tokenizer_fields(self, TOKENIZERS, min_vocab_size=16)
         _between("max_len", self.max_len, 1, 10_000)
         _between("beam", self.beam, 1, 64)
         _between("teacher_forcing", self.teacher_forcing, 0.0, 1.0)
@@ -123,6 +121,17 @@ def read_pairs(files: dict[str, bytes]) -> tuple[list[str], list[str]]:
         raise SpecError(TARGET_FIELD, f"misaligned: the source has {len(sources)} lines and the target "
                                       f"{len(targets)}; line i of one must translate line i of the other")
     return sources, targets
+
+
+def check_eval_inputs(files: dict[str, bytes]) -> None:
+    """Submit-time check of an evaluation's files: references come as a target file or
+    as the second column of a TSV of pairs (plain or gzip), every line one pair."""
+    if "target" in files:
+        return
+    lines = read_lines(files["data"], "data")
+    if not any("\t" in line for line in lines[:100]):
+        raise SpecError("target", "translation needs the reference translations, or a TSV of pairs as data")
+    split_tsv(lines)  # SpecError naming the first line that is not one pair
 
 
 def split_sizes(n: int, val_fraction: float) -> tuple[int, int]:

@@ -10,17 +10,17 @@ spec's beam from the best checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
-from rnn_tasks import loop, task_checkpoint
-from rnn_tasks.spec import SpecError
+from rnn_tasks.loop import Callbacks
+from rnn_tasks.spec import SpecError, TrainSpec
 from rnn_tasks.tokenizer import Tokenizer, fit_tokenizer, tokenizer_from_json
-from rnn_tasks.train import Callbacks
 from rnn_tasks.translate import data
 from rnn_tasks.translate.decode import translate
 from rnn_tasks.translate.metrics import bleu_chrf, cross_entropy
@@ -28,7 +28,7 @@ from rnn_tasks.translate.model import Seq2Seq, Seq2SeqConfig, token_loss
 from rnn_tasks.translate.spec import TranslateSpec, load_pairs, read_lines, read_pairs, split_sizes
 
 BLEU_SUBSET = 200  # validation pairs decoded at every evaluation during training
-OPTIONS = ("beam", "max_len")
+OPTIONS = TranslateSpec.PREDICT_OPTIONS
 
 
 class TranslateProblem(loop.Problem):
@@ -47,7 +47,7 @@ class TranslateProblem(loop.Problem):
         self.train_pairs, dropped = data.drop_long(pairs, spec.max_len)
         if not self.train_pairs:
             raise SpecError("max_len", f"all {len(pairs)} training pairs have a side longer than {spec.max_len} "
-                                       "tokens; raise --max-len")
+                                       "tokens; raise max_len")
         self.val_sources, self.val_targets = sources[n_train:], targets[n_train:]
         self.val_pairs = data.encode_pairs(self.src_tok, self.tgt_tok, self.val_sources, self.val_targets)
         config = Seq2SeqConfig(
@@ -96,14 +96,16 @@ def _fit(spec: TranslateSpec, texts: list[str]) -> Tokenizer:
                          vocab_size=spec.vocab_size)
 
 
-def train(spec: TranslateSpec, files: dict[str, bytes], callbacks: Callbacks | None, checkpoint_dir: Path | None,
+def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None, checkpoint_dir: Path | None,
           resume: Path | None) -> dict[str, Any]:
     """Train until a stop condition; the summary adds BLEU/chrF of the best model on the validation split."""
+    if not isinstance(spec, TranslateSpec):
+        raise TypeError(f"translate.train needs a TranslateSpec, got {type(spec).__name__}")
     sources, targets = load_pairs(spec, files)
     dev = devices.resolve(spec.device)
     devices.configure(dev)
     torch.manual_seed(spec.seed)
-    meta = task_checkpoint.read(resume).meta if resume is not None else None
+    meta = checkpoint.read(resume).meta if resume is not None else None
     problem = TranslateProblem(spec, sources, targets, dev, meta)
     summary = loop.fit(spec, problem, callbacks, checkpoint_dir, resume)
     best = checkpoint_dir / loop.BEST if checkpoint_dir is not None else None
@@ -155,8 +157,10 @@ def predict(checkpoint: Path, inputs: bytes, options: dict[str, Any], device: st
     return {"translations": loaded.translate(sentences, beam, cap), "beam": beam}
 
 
-def evaluate(checkpoint: Path, files: dict[str, bytes], device: str, beam: int | None = None) -> dict[str, Any]:
-    """BLEU and chrF of the checkpoint's translations of new parallel text (beam: the spec's by default)."""
+def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
+             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """BLEU and chrF of the checkpoint's translations of new parallel text; options: beam (the spec's by default)."""
+    beam = (options or {}).get("beam")
     sources, references = read_pairs(files)
     loaded = _Loaded(checkpoint, device)
     beam = beam or loaded.spec.beam

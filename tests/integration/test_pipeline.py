@@ -150,6 +150,13 @@ def test_generate_checks_the_source_and_prompt(env: Env, worker: Worker) -> None
     assert res.exit_code != 0 and "--prompt" in res.output and "✓" in res.output
     res = env.cli("generate", job_id, "--prompt", "The", "--top-p", "2")
     assert res.exit_code != 0 and "--top-p" in res.output
+    # A record written before the characters moved into the result kept them in a field of its own.
+    key = f"rnnq:job:{job_id}"
+    result = json.loads(env.redis.hget(key, "result"))
+    env.redis.hset(key, mapping={"result": json.dumps({k: v for k, v in result.items() if k != "vocab"}),
+                                 "vocab": result["vocab"]})
+    res = env.cli("generate", job_id, "--prompt", "Zebra ✓")
+    assert res.exit_code != 0 and "✓" in res.output
     assert env.job_count() == 1
 
 

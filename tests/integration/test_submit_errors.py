@@ -50,7 +50,7 @@ def test_upload_failure_is_one_line_and_queues_nothing(env: Env) -> None:
     before = env.queued("train")
     res = env.cli("train", _corpus(env), *TINY)
     assert res.exit_code == 1
-    assert "could not store the corpus in the artifact store" in _one_line_error(res.output)
+    assert "could not store the input files in the artifact store" in _one_line_error(res.output)
     assert env.job_count() == 0 and env.queued("train") == before
 
 

@@ -19,9 +19,8 @@ from rnn_tasks.classify.data import TextEncoder, class_weights, encode
 from rnn_tasks.classify.model import ClassifierConfig, TextClassifier
 from rnn_tasks.classify.spec import ClassifySpec, check_inputs, labelled_splits
 from rnn_tasks.classify.task import evaluate, predict, train
-from rnn_tasks.loop import BEST, LAST
+from rnn_tasks.loop import BEST, LAST, Callbacks, StepMetrics
 from rnn_tasks.spec import SpecError, train_spec_from_dict
-from rnn_tasks.train import Callbacks, StepMetrics
 
 SMALL = {"data": "inputs/reviews", "hidden": 16, "embed": 16, "batch_size": 16, "lr": 0.01, "dropout": 0.1,
          "eval_every": 25, "warmup_steps": 5, "device": "cpu"}

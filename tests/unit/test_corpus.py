@@ -11,11 +11,12 @@ import pytest
 import torch
 from tokenizers import pre_tokenizers
 
-from rnn_tasks import corpus, windows
-from rnn_tasks.spec import SpecError, TrainSpec
+from rnn_tasks.lm import corpus, windows
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.lm.task import prepare_corpus
+from rnn_tasks.spec import SpecError
 from rnn_tasks.text import chunk_bounds, count_words, split_point
 from rnn_tasks.tokenizer import CharTokenizer, UnknownCharacterError, WordTokenizer, fit_tokenizer
-from rnn_tasks.train import prepare_corpus, split_text
 from tests.support import make_corpus
 
 # Multi-byte characters of every UTF-8 length, odd whitespace runs, contractions,
@@ -89,7 +90,7 @@ def test_chunked_fit_and_encode_equal_the_whole_text(kind: str) -> None:
         new = corpus.fit(kind, text, cut, vocab_size=400, size=size)
         assert new.to_json() == old.to_json()
         train_ids, val_ids, val_chars = corpus.split(new, text, 0.1, size=size)
-        train_text, val_text = split_text(text, 0.1, whole_words=True)
+        train_text, val_text = text[:cut], text[cut:]
         assert torch.equal(train_ids.long(), _old_encode(old, train_text))
         assert torch.equal(val_ids.long(), _old_encode(old, val_text))
         assert val_chars == len(val_text)
@@ -116,8 +117,8 @@ def test_count_words_stops_at_the_limit() -> None:
 # --- submit-time window check (rnn_tasks.windows), against what the worker really gets ---
 
 
-def _spec(kind: str, seq_len: int, **extra: object) -> TrainSpec:
-    return TrainSpec.from_dict({"data": "x", "tokenizer": kind, "seq_len": seq_len, "vocab_size": 300, **extra})
+def _spec(kind: str, seq_len: int, **extra: object) -> LMSpec:
+    return LMSpec.from_dict({"data": "x", "tokenizer": kind, "seq_len": seq_len, "vocab_size": 300, **extra})
 
 
 def _worker_fits(kind: str, text: str, seq_len: int) -> bool:
@@ -126,11 +127,11 @@ def _worker_fits(kind: str, text: str, seq_len: int) -> bool:
     return len(train_ids) >= seq_len + 1 and len(val_ids) >= 2
 
 
-def test_word_window_is_counted_in_tokens_and_names_the_flag() -> None:
+def test_word_window_is_counted_in_tokens_and_names_the_field() -> None:
     text = make_corpus(5000)  # ~1400 word tokens: enough characters for a 2000 window, not words
     with pytest.raises(SpecError) as err:
         windows.check("corpus.txt", text, _spec("word", 2000))
-    assert err.value.field == "--seq-len" and "word tokens" in err.value.message
+    assert err.value.field == "seq_len" and "word tokens" in err.value.message
     windows.check("corpus.txt", text, _spec("word", 200))
     windows.check("corpus.txt", text, _spec("char", 2000))  # characters are enough
 
@@ -146,7 +147,7 @@ def test_window_check_agrees_with_the_worker(kind: str) -> None:
         if fits:
             windows.check("c.txt", text, _spec(kind, seq_len))
         else:
-            with pytest.raises(SpecError, match="--seq-len"):
+            with pytest.raises(SpecError, match="seq_len"):
                 windows.check("c.txt", text, _spec(kind, seq_len))
 
 
@@ -166,4 +167,4 @@ def test_held_out_part_too_short_names_val_fraction() -> None:
     text = "word " * 300 + "end"
     with pytest.raises(SpecError) as err:
         windows.check("c.txt", text, _spec("word", 8, val_fraction=0.001))
-    assert err.value.field == "--val-fraction"
+    assert err.value.field == "val_fraction"

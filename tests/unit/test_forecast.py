@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import torch
 
-from rnn_tasks import task_checkpoint
+from rnn_tasks import checkpoint
 from rnn_tasks.forecast import data, holt_winters, metrics, select, task
 from rnn_tasks.forecast.spec import ForecastSpec, check_inputs, read_series, rows_needed, split_point
+from rnn_tasks.loop import Callbacks, StepMetrics
 from rnn_tasks.spec import SpecError, train_spec_from_dict
-from rnn_tasks.train import Callbacks, StepMetrics
 
 TINY = {"hidden": 16, "batch_size": 16, "warmup_steps": 5, "device": "cpu", "ensemble": 1}
 
@@ -165,7 +165,7 @@ def test_loss_falls_and_beats_persistence_on_a_noisy_sine(tmp_path: Path) -> Non
 
 def _trained_normaliser(raw: bytes, ckpt_dir: Path, s: ForecastSpec) -> list[list[float]]:
     task.train(s, {"data": raw}, None, ckpt_dir, None)
-    norm = task_checkpoint.read(ckpt_dir / "best.safetensors").meta["normaliser"]
+    norm = checkpoint.read(ckpt_dir / "best.safetensors").meta["normaliser"]
     return [norm["mean"], norm["std"]]
 
 
@@ -232,7 +232,7 @@ def test_auto_picks_a_season_and_transform_that_beat_seasonal_naive(tmp_path: Pa
     assert set(choice["validation_rmse"]) == {"diff", "log_diff", "sdiff", "log_sdiff"}  # differencing, with a season
     assert summary["transform"] == min(choice["validation_rmse"], key=choice["validation_rmse"].get)
     assert summary["rmse"] < summary["baseline_rmse"]  # beats seasonal naive (season 12) on the held-out tail
-    saved = task_checkpoint.read(tmp_path / "best.safetensors")
+    saved = checkpoint.read(tmp_path / "best.safetensors")
     assert saved.spec["transform"] == summary["transform"] and saved.meta["choice"] == choice
 
 

@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from safetensors import safe_open
 from safetensors.torch import save_file
 
-from rnn_tasks import checkpoint, lm_task
-from rnn_tasks.models import CharLM, ModelConfig
-from rnn_tasks.sample import SampleOptions, generate
-from rnn_tasks.spec import TrainSpec
+from rnn_tasks import checkpoint
+from rnn_tasks.lm import task
+from rnn_tasks.lm.model import LanguageModel, LMConfig
+from rnn_tasks.lm.sampling import SampleOptions, generate
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.loop import BEST, LAST, Callbacks, StepMetrics
+from rnn_tasks.text import split_point
 from rnn_tasks.tokenizer import (
     WORD_RE,
     BpeTokenizer,
@@ -27,7 +29,6 @@ from rnn_tasks.tokenizer import (
     fit_tokenizer,
     tokenizer_from_json,
 )
-from rnn_tasks.train import BEST, LAST, TrainResult, split_text, train
 
 TEXT = "Hello, world! Don't (stop) now.\nSocrates said: the just man is happy; the unjust man is not.\n"
 
@@ -144,43 +145,47 @@ def test_corrupt_json_is_a_tokenizer_error() -> None:
 # --- word and BPE language models end to end: train -> checkpoint -> generate / evaluate ---
 
 LM = {"data": "corpora/test", "hidden": 48, "embed": 16, "seq_len": 16, "batch_size": 8, "lr": 0.01}
+Run = tuple[dict[str, Any], Path, str, list[float]]  # result, checkpoint dir, text, validation losses
+
+
+def train(spec: LMSpec, text: str, checkpoint_dir: Path, resume: Path | None = None,
+          reports: list[StepMetrics] | None = None) -> dict[str, Any]:
+    callbacks = Callbacks(on_step=reports.append) if reports is not None else None
+    return task.train(spec, {"data": text.encode()}, callbacks, checkpoint_dir, resume)
 
 
 @pytest.fixture(scope="module")
-def word_run(tmp_path_factory: pytest.TempPathFactory, corpus_text: str) -> tuple[TrainResult, Path, str]:
+def word_run(tmp_path_factory: pytest.TempPathFactory, corpus_text: str) -> Run:
     # "zebra" appears only in the held-out tenth, so the tokenizer (fitted on the rest) lacks it.
     text = corpus_text * 2 + "The zebra sat on a mat.\n"
     out = tmp_path_factory.mktemp("word")
-    spec = TrainSpec.from_dict({**LM, "tokenizer": "word", "max_steps": 80, "eval_every": 40})
-    return train(spec, text, checkpoint_dir=out), out, text
+    spec = LMSpec.from_dict({**LM, "tokenizer": "word", "max_steps": 80, "eval_every": 40})
+    reports: list[StepMetrics] = []
+    result = train(spec, text, out, reports=reports)
+    return result, out, text, [r.val_loss for r in reports if r.val_loss is not None]
 
 
-def test_word_lm_learns_and_reports_perplexity(word_run: tuple[TrainResult, Path, str]) -> None:
-    result, _, _ = word_run
-    assert result.tokenizer == "word"
-    assert result.history[-1][1] < result.history[0][1]
-    assert result.perplexity == pytest.approx(math.exp(result.best_val_loss))
-    assert result.perplexity < 0.5 * result.vocab_size  # far better than guessing
-    assert 0 < result.bpc < 8
-    summary = result.summary()
-    assert summary["perplexity"] == result.perplexity and summary["bpc"] == result.bpc
-    json.dumps(summary)
+def test_word_lm_learns_and_reports_perplexity(word_run: Run) -> None:
+    result, _, _, evaluations = word_run
+    assert result["tokenizer"] == "word" and "vocab" not in result  # a char model's characters only
+    assert evaluations[-1] < evaluations[0]
+    assert result["perplexity"] == pytest.approx(math.exp(result["best_val_loss"]))
+    assert result["perplexity"] < 0.5 * result["vocab_size"]  # far better than guessing
+    assert 0 < result["bpc"] < 8
+    json.dumps(result)
 
 
-def test_word_checkpoint_stores_the_tokenizer_fitted_on_training_text(word_run: tuple[TrainResult, Path, str]) -> None:
-    _, out, _ = word_run
-    meta = checkpoint.read_meta(out / BEST)
-    assert meta.vocab is None  # prompt checks by character apply to char models only
-    tok = meta.tokenizer()
+def test_word_checkpoint_stores_the_tokenizer_fitted_on_training_text(word_run: Run) -> None:
+    _, out, _, _ = word_run
+    model, tok, _ = task.load_model(out / BEST)
     assert isinstance(tok, WordTokenizer)
     assert tok.unknown("The zebra sat") == ["zebra"]
-    assert meta.model.vocab_size == len(tok)
+    assert model.config.vocab_size == len(tok)
 
 
-def test_word_generation_maps_unknown_prompt_words_to_unk(word_run: tuple[TrainResult, Path, str]) -> None:
-    _, out, _ = word_run
-    meta, model = checkpoint.load_model(out / BEST)
-    tok = meta.tokenizer()
+def test_word_generation_maps_unknown_prompt_words_to_unk(word_run: Run) -> None:
+    _, out, _, _ = word_run
+    model, tok, _ = task.load_model(out / BEST)
     opts = SampleOptions(max_tokens=12, seed=1)
     texts = generate(model, tok, ["The cat", "The quagga", "\n"], opts)
     assert len(texts) == 3 and all(texts)
@@ -192,54 +197,53 @@ def test_word_generation_maps_unknown_prompt_words_to_unk(word_run: tuple[TrainR
     assert generate(model, tok, ["The quagga"], greedy) == generate(model, tok, ["The okapi"], greedy)
 
 
-def test_evaluate_on_the_held_out_text_matches_training(word_run: tuple[TrainResult, Path, str]) -> None:
-    result, out, text = word_run
-    _, held_out = split_text(text, 0.1, whole_words=True)
-    figures = lm_task.evaluate(out / BEST, {"data": held_out.encode()}, "cpu")
-    assert figures["loss"] == pytest.approx(result.best_val_loss, rel=1e-5)
-    assert figures["perplexity"] == pytest.approx(result.perplexity, rel=1e-4)
-    assert figures["bpc"] == pytest.approx(result.bpc, rel=1e-4)
+def test_evaluate_on_the_held_out_text_matches_training(word_run: Run) -> None:
+    result, out, text, _ = word_run
+    held_out = text[split_point(text, 0.1, whole_words=True):]
+    figures = task.evaluate(out / BEST, {"data": held_out.encode()}, "cpu")
+    assert figures["loss"] == pytest.approx(result["best_val_loss"], rel=1e-5)
+    assert figures["perplexity"] == pytest.approx(result["perplexity"], rel=1e-4)
+    assert figures["bpc"] == pytest.approx(result["bpc"], rel=1e-4)
     assert figures["tokenizer"] == "word" and figures["tokens"] > 0 and figures["unk_rate"] > 0
     json.dumps(figures)
 
 
-def test_word_resume_keeps_the_tokenizer(word_run: tuple[TrainResult, Path, str], tmp_path: Path) -> None:
-    _, out, text = word_run
-    spec = TrainSpec.from_dict({**LM, "tokenizer": "word", "max_steps": 90, "eval_every": 40})
-    result = train(spec, text, checkpoint_dir=tmp_path, resume=out / LAST)
-    assert result.steps == 90
-    assert checkpoint.read_meta(tmp_path / LAST).tokenizer_json == checkpoint.read_meta(out / LAST).tokenizer_json
+def test_word_resume_keeps_the_tokenizer(word_run: Run, tmp_path: Path) -> None:
+    _, out, text, _ = word_run
+    spec = LMSpec.from_dict({**LM, "tokenizer": "word", "max_steps": 90, "eval_every": 40})
+    result = train(spec, text, tmp_path, resume=out / LAST)
+    assert result["steps"] == 90
+    assert checkpoint.read(tmp_path / LAST).meta["tokenizer"] == checkpoint.read(out / LAST).meta["tokenizer"]
 
 
 def test_bpe_lm_trains_generates_and_evaluates(tmp_path: Path, corpus_text: str) -> None:
-    spec = TrainSpec.from_dict({**LM, "tokenizer": "bpe", "vocab_size": 300, "max_steps": 40, "eval_every": 20})
-    result = train(spec, corpus_text * 2, checkpoint_dir=tmp_path)
-    assert result.tokenizer == "bpe" and result.vocab_size <= 300
-    assert result.best_val_loss < math.log(result.vocab_size)
-    meta, model = checkpoint.load_model(tmp_path / BEST)
-    assert meta.format_version == checkpoint.TOKENIZER_FORMAT_VERSION and meta.vocab is None
-    texts = generate(model, meta.tokenizer(), ["Socrates 日本 ✓", "\n"], SampleOptions(max_tokens=10, seed=0))
+    spec = LMSpec.from_dict({**LM, "tokenizer": "bpe", "vocab_size": 300, "max_steps": 40, "eval_every": 20})
+    result = train(spec, corpus_text * 2, tmp_path)
+    assert result["tokenizer"] == "bpe" and result["vocab_size"] <= 300
+    assert result["best_val_loss"] < math.log(result["vocab_size"])
+    assert checkpoint.read(tmp_path / BEST).format == checkpoint.FORMAT
+    model, tok, _ = task.load_model(tmp_path / BEST)
+    texts = generate(model, tok, ["Socrates 日本 ✓", "\n"], SampleOptions(max_tokens=10, seed=0))
     assert len(texts) == 2
-    figures = lm_task.evaluate(tmp_path / BEST, {"data": "Any text at all: ünïcödé ✓\n".encode()}, "cpu")
+    figures = task.evaluate(tmp_path / BEST, {"data": "Any text at all: ünïcödé ✓\n".encode()}, "cpu")
     assert math.isfinite(figures["loss"]) and figures["bpc"] > 0
 
 
 def test_char_lm_reports_bits_per_character(tmp_path: Path, corpus_text: str) -> None:
-    result = train(TrainSpec.from_dict({**LM, "max_steps": 30, "eval_every": 30}), corpus_text, checkpoint_dir=tmp_path)
-    assert result.tokenizer == "char"
-    assert result.bpc == pytest.approx(result.best_val_loss / math.log(2))
-    meta = checkpoint.read_meta(tmp_path / BEST)
-    assert meta.format_version == 1 and meta.vocab == "".join(sorted(set(corpus_text)))
-    assert isinstance(meta.tokenizer(), CharTokenizer)
+    result = train(LMSpec.from_dict({**LM, "max_steps": 30, "eval_every": 30}), corpus_text, tmp_path)
+    assert result["tokenizer"] == "char"
+    assert result["bpc"] == pytest.approx(result["best_val_loss"] / math.log(2))
+    assert result["vocab"] == "".join(sorted(set(corpus_text)))  # what generate's prompt check reads
+    _, tok, _ = task.load_model(tmp_path / BEST)
+    assert isinstance(tok, CharTokenizer)
 
 
 def test_char_checkpoints_without_a_stored_tokenizer_still_load(tmp_path: Path) -> None:
     # What rnnq wrote before tokenizers were stored: format 1, a vocab string and no tokenizer_json.
-    config = ModelConfig(vocab_size=3, embed=4, hidden=4)
+    config = LMConfig(vocab_size=3, embed=4, hidden=4)
+    header = {"format_version": 1, "spec": {}, "model": config.to_dict(), "vocab": "abc", "step": 1}
+    weights = {f"model.{k}": v.contiguous() for k, v in LanguageModel(config).state_dict().items()}
     path = tmp_path / "old.safetensors"
-    checkpoint.save(path, checkpoint.Checkpoint(spec={}, model=config, vocab="abc", step=1), CharLM(config))
-    header = json.loads(safe_open(str(path), framework="pt").metadata()["rnnq"])
-    assert header.pop("tokenizer_json") is None
-    save_file({"model.embed.weight": torch.zeros(3, 4)}, str(path), metadata={"rnnq": json.dumps(header)})
-    meta = checkpoint.read_meta(path)
-    assert meta.tokenizer_json is None and meta.tokenizer().encode("cab") == [2, 0, 1]
+    save_file(weights, str(path), metadata={"rnnq": json.dumps(header)})
+    _, tok, _ = task.load_model(path)
+    assert tok.encode("cab") == [2, 0, 1]

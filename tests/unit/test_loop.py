@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from rnn_tasks import loop
-from rnn_tasks.spec import TrainBase
-from rnn_tasks.train import Callbacks, StepMetrics
+from rnn_tasks.loop import Callbacks, StepMetrics
+from rnn_tasks.spec import TrainSpec
 
 
 @dataclass(frozen=True)
-class ToySpec(TrainBase):
+class ToySpec(TrainSpec):
     TASK: ClassVar[str] = "toy"
     task: str = "toy"
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnn_tasks.models import CharLM, ModelConfig
-from rnn_tasks.sample import MODULE_STEP_BATCH, SampleOptions, _filter, generate
+from rnn_tasks.lm.model import LanguageModel, LMConfig
+from rnn_tasks.lm.sampling import MODULE_STEP_BATCH, SampleOptions, _filter, generate
 from rnn_tasks.tokenizer import CharTokenizer
 
 TOK = CharTokenizer("abcdefgh ")
 
 
-def _model(arch: str, seed: int = 0) -> CharLM:
+def _model(arch: str, seed: int = 0) -> LanguageModel:
     torch.manual_seed(seed)
-    return CharLM(ModelConfig(vocab_size=len(TOK), arch=arch, embed=8, hidden=24, layers=2))
+    return LanguageModel(LMConfig(vocab_size=len(TOK), arch=arch, embed=8, hidden=24, layers=2))
 
 
-def _greedy_reference(model: CharLM, prompt: str, n: int) -> str:
+def _greedy_reference(model: LanguageModel, prompt: str, n: int) -> str:
     """Re-read the whole sequence for every new character: slow but obviously right."""
     ids = TOK.encode(prompt)
     out = []

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnn_tasks.spec import GenerateSpec, SpecError, TrainSpec, min_corpus_chars
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.spec import GenerateSpec, SpecError, min_corpus_chars
 
 BAD_TRAIN_VALUES = [
     ("data", "../etc/passwd"),
@@ -49,32 +50,32 @@ BAD_TRAIN_VALUES = [
 @pytest.mark.parametrize(("field", "value"), BAD_TRAIN_VALUES)
 def test_bad_train_value_names_the_field(field: str, value: object) -> None:
     with pytest.raises(SpecError) as info:
-        TrainSpec.from_dict({"data": "corpora/abc.txt", field: value})
+        LMSpec.from_dict({"data": "corpora/abc.txt", field: value})
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}:")
 
 
 def test_tie_weights_needs_equal_sizes() -> None:
     with pytest.raises(SpecError, match="tie_weights"):
-        TrainSpec(data="corpora/a", tie_weights=True, embed=32, hidden=64)
-    assert TrainSpec(data="corpora/a", tie_weights=True, embed=64, hidden=64).tie_weights
+        LMSpec(data="corpora/a", tie_weights=True, embed=32, hidden=64)
+    assert LMSpec(data="corpora/a", tie_weights=True, embed=64, hidden=64).tie_weights
 
 
 def test_unknown_key_is_rejected() -> None:
     with pytest.raises(SpecError) as info:
-        TrainSpec.from_dict({"data": "corpora/a", "learning_rate": 0.1})
+        LMSpec.from_dict({"data": "corpora/a", "learning_rate": 0.1})
     assert info.value.field == "learning_rate"
 
 
 def test_missing_required_field() -> None:
     with pytest.raises(SpecError) as info:
-        TrainSpec.from_dict({"arch": "gru"})
+        LMSpec.from_dict({"arch": "gru"})
     assert info.value.field == "data"
 
 
 def test_json_round_trip() -> None:
-    spec = TrainSpec(data="corpora/a", arch="gru", layers=2, max_steps=10, clip=None)
-    again = TrainSpec.from_json(spec.to_json())
+    spec = LMSpec(data="corpora/a", arch="gru", layers=2, max_steps=10, clip=None)
+    again = LMSpec.from_json(spec.to_json())
     assert again == spec
     gen = GenerateSpec(source="0123456789ab", prompts=("a", "b"), top_k=5, seed=3)
     assert GenerateSpec.from_dict(json.loads(gen.to_json())) == gen
@@ -119,8 +120,8 @@ field_names = st.sampled_from([f for f, _ in BAD_TRAIN_VALUES] + ["data", "hidde
 @given(st.dictionaries(field_names, json_values, max_size=6))
 def test_any_json_object_is_a_spec_or_a_spec_error(data: dict[str, object]) -> None:
     try:
-        spec = TrainSpec.from_dict(data)
+        spec = LMSpec.from_dict(data)
     except SpecError as exc:
         assert exc.field
     else:
-        assert TrainSpec.from_json(spec.to_json()) == spec
+        assert LMSpec.from_json(spec.to_json()) == spec

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rnn_tasks.spec import TrainSpec
+from rnn_tasks.lm.spec import LMSpec
 from tests.support import make_corpus
 from workers import submit
 from workers.errors import InvalidJob
@@ -34,12 +34,12 @@ def test_corpus_memory_counts_the_width_of_the_text() -> None:
     assert submit.corpus_memory(wide) >= 6_000_000
 
 
-def test_check_train_refuses_a_corpus_the_worker_memory_cannot_hold(tmp_path: Path) -> None:
+def test_check_inputs_refuses_a_corpus_the_worker_memory_cannot_hold(tmp_path: Path) -> None:
     path = tmp_path / "corpus.txt"
     path.write_text(make_corpus(50_000))
-    spec = TrainSpec.from_dict({"data": "x"})
-    assert submit.check_train(path, spec, worker_memory=1 << 20)
+    spec = LMSpec.from_dict({"data": "x"})
+    assert submit.check_inputs(spec, {"data": path}, worker_memory=1 << 20)["data"] == path.read_bytes()
     with pytest.raises(InvalidJob) as err:
-        submit.check_train(path, spec, worker_memory=100_000)
+        submit.check_inputs(spec, {"data": path}, worker_memory=100_000)
     assert err.value.field == "DATA" and "RNNQ_WORKER_MEMORY_BYTES" in str(err.value)
     assert "is 50,000 bytes" in str(err.value) and "about 150,0" in str(err.value) and "of 100,000 bytes" in str(err.value)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from rnn_tasks.train import Callbacks, StepMetrics
+from rnn_tasks.loop import Callbacks, StepMetrics
 from workers.jobstore import Job
 from workers.sweep import figure, outcome
 

@@ -108,7 +108,7 @@ def test_prepare_checks_the_corpus_at_every_extreme_then_uploads(tmp_path: Path)
     (tmp_path / "c.txt").write_text(make_corpus(3_000))
     store = open_store(str(tmp_path / "artifacts"))
     too_long = parse("base: {data: c.txt, hidden: 16}\nspace:\n  seq_len: [16, 100000]\n", tmp_path)
-    with pytest.raises(SweepError, match=r"space.seq_len = 100000: DATA: .* characters"):
+    with pytest.raises(SweepError, match=r"space.seq_len = 100000: data: .* characters"):
         sweeps.prepare(too_long, store, 10**8, 2**32)
     assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]  # nothing uploaded
     base = sweeps.prepare(parse("base: {data: c.txt, hidden: 16}\nspace: {seq_len: [16, 32]}\nbudget: {max_steps: 5}\n",

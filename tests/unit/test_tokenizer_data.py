@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from rnn_tasks.data import Streams, eval_windows, split
+from rnn_tasks.lm.data import Streams, eval_windows
 from rnn_tasks.tokenizer import CharTokenizer, UnknownCharacterError
 
 
@@ -48,8 +48,3 @@ def test_eval_windows_score_every_character_once() -> None:
     targets = torch.cat([y.flatten() for _, y in eval_windows(ids, batch=7, seq_len=13)])
     assert len(targets.unique()) == len(targets)
     assert len(targets) >= 1000 - 7
-
-
-def test_split_holds_out_the_tail() -> None:
-    train, val = split(torch.arange(100), 0.1)
-    assert train.tolist() == list(range(90)) and val.tolist() == list(range(90, 100))

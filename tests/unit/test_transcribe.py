@@ -16,9 +16,9 @@ import soundfile as sf
 import torch
 
 from rnn_tasks import device as devices
-from rnn_tasks.models import CharLM, ModelConfig
+from rnn_tasks.lm.model import LanguageModel, LMConfig
+from rnn_tasks.loop import Callbacks, StepMetrics
 from rnn_tasks.spec import EvalSpec, PredictSpec, SpecError, train_spec_from_dict
-from rnn_tasks.train import Callbacks, StepMetrics
 from rnn_tasks.transcribe import audio, data, decode, features, manifest
 from rnn_tasks.transcribe.model import AcousticConfig, AcousticModel
 from rnn_tasks.transcribe.spec import TranscribeSpec, check_inputs, normalize, read_bundle, write_bundle
@@ -238,7 +238,7 @@ def test_beam_search_with_a_language_model_flips_an_ambiguous_letter() -> None:
 
 def test_char_lm_scorer_matches_reading_the_whole_prefix() -> None:
     torch.manual_seed(0)
-    lm = CharLM(ModelConfig(vocab_size=6, arch="lstm", embed=8, hidden=12))
+    lm = LanguageModel(LMConfig(vocab_size=6, arch="lstm", embed=8, hidden=12))
     lm.eval()
     lm_ids = [0, 3, 5, 1]  # decoder symbols 1..3 are LM ids 3, 5, 1
     scorer = decode.CharLMScorer(lm, lm_ids, [2], torch.device("cpu"))
@@ -332,7 +332,7 @@ def test_predict_and_evaluate_from_the_checkpoint(trained: tuple[Path, dict[str,
     more = predict(best, again, {"beam": 1}, "cpu")
     assert [t["audio"] for t in one["transcripts"]] == [u.name for u in utterances[:3]]
     assert one["transcripts"] == more["transcripts"][:3]  # the batch around an utterance changes nothing
-    figures = evaluate(best, {"data": spoken[1]}, "cpu", beam=2)
+    figures = evaluate(best, {"data": spoken[1]}, "cpu", {"beam": 2})
     # Every recording, the training ones included: at least as good as on the unseen ones
     # (test_ctc_loss_falls...); an output of nothing scores CER 1.0.
     assert figures["n"] == N_SPOKEN and figures["cer"] < 0.8 and figures["beam"] == 2

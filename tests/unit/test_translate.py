@@ -20,8 +20,8 @@ import torch
 
 from rnn_tasks import device as devices
 from rnn_tasks import loop
+from rnn_tasks.loop import Callbacks, StepMetrics
 from rnn_tasks.spec import SpecError, train_spec_from_dict
-from rnn_tasks.train import Callbacks, StepMetrics
 from rnn_tasks.translate import task
 from rnn_tasks.translate.data import encode_sources, pad
 from rnn_tasks.translate.decode import beam_search, greedy, limits_for, translate

@@ -21,17 +21,18 @@ from __future__ import annotations
 
 from itertools import islice
 
-from rnn_tasks.spec import SpecError, TrainSpec, min_corpus_chars
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.spec import SpecError, min_corpus_chars
 from rnn_tasks.text import chunk_bounds, count_words, split_point
 
 
-def check(name: str, text: str, spec: TrainSpec) -> None:
-    """SpecError naming the flag to change when `text` cannot train `spec`."""
+def check(name: str, text: str, spec: LMSpec) -> None:
+    """SpecError naming the field to change when `text` cannot train `spec`."""
     if spec.tokenizer == "char":
         need = min_corpus_chars(spec.seq_len, spec.val_fraction)
         if len(text) < need:
-            raise SpecError("DATA", f"{name} has {len(text)} characters; with --seq-len {spec.seq_len} and "
-                                    f"--val-fraction {spec.val_fraction} it needs at least {need}")
+            raise SpecError("data", f"{name} has {len(text)} characters; with seq_len {spec.seq_len} and "
+                                    f"val_fraction {spec.val_fraction} it needs at least {need}")
         return
     cut = split_point(text, spec.val_fraction, whole_words=True)
     need = spec.seq_len + 1
@@ -41,14 +42,14 @@ def check(name: str, text: str, spec: TrainSpec) -> None:
         train, held_out = _bpe_tokens(text, cut, spec, need)
     kind = spec.tokenizer
     if train < need:
-        raise SpecError("--seq-len", f"{name} has {train} {kind} tokens before its held-out part; a window of "
-                                     f"--seq-len {spec.seq_len} {kind} tokens needs at least {need}")
+        raise SpecError("seq_len", f"{name} has {train} {kind} tokens before its held-out part; a window of "
+                                   f"seq_len {spec.seq_len} {kind} tokens needs at least {need}")
     if held_out < 2:
-        raise SpecError("--val-fraction", f"the held-out {spec.val_fraction:g} of {name} has {held_out} {kind} "
-                                          "tokens; it needs at least 2 (use a longer corpus or a larger --val-fraction)")
+        raise SpecError("val_fraction", f"the held-out {spec.val_fraction:g} of {name} has {held_out} {kind} "
+                                        "tokens; it needs at least 2 (use a longer corpus or a larger val_fraction)")
 
 
-def _bpe_tokens(text: str, cut: int, spec: TrainSpec, need: int) -> tuple[int, int]:
+def _bpe_tokens(text: str, cut: int, spec: LMSpec, need: int) -> tuple[int, int]:
     """(training, held-out) BPE token counts, each exact or at least what is needed."""
     from tokenizers import pre_tokenizers  # HF's Rust tokenizers; not torch
 

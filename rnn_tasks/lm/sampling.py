@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-from rnn_tasks.models import CharLM, State
+from rnn_tasks.lm.model import LanguageModel, State
 from rnn_tasks.tokenizer import Tokenizer
 
 MODULE_STEP_BATCH = 16  # from this many prompts on, CPU steps use nn.LSTM/GRU/RNN (measured)
@@ -44,7 +44,7 @@ class _Stepper:
     step. State is a list with one tensor (or (h, c) pair for LSTM) per layer.
     """
 
-    def __init__(self, model: CharLM) -> None:
+    def __init__(self, model: LanguageModel) -> None:
         rnn = model.rnn
         self.arch = model.config.arch
         self.relu = self.arch == "rnn" and rnn.nonlinearity == "relu"
@@ -108,7 +108,7 @@ def _filter(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate(model: CharLM, tokenizer: Tokenizer, prompts: list[str], opts: SampleOptions,
+def generate(model: LanguageModel, tokenizer: Tokenizer, prompts: list[str], opts: SampleOptions,
              should_stop: Callable[[], bool] = lambda: False) -> list[str]:
     """Continue each prompt by opts.max_tokens tokens; returns the new text only.
 
@@ -172,7 +172,7 @@ def _continuation(tokenizer: Tokenizer, prompt: list[int], new: list[int]) -> st
     return whole[len(head) :] if whole.startswith(head) else tokenizer.decode(new)
 
 
-def _read_prompts(model: CharLM, encoded: list[list[int]], dev: torch.device) -> tuple[torch.Tensor, State]:
+def _read_prompts(model: LanguageModel, encoded: list[list[int]], dev: torch.device) -> tuple[torch.Tensor, State]:
     """All prompts in one packed sequence call: last-position logits and the state.
 
     Packing lets prompts of different lengths share one kernel call; each prompt's

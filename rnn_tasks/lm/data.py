@@ -14,7 +14,7 @@ across windows always has real context:
 Each epoch starts the streams at a random offset below seq_len, so window boundaries
 move between epochs while every character is still trained on once per epoch.
 
-`ids` may be any integer dtype (rnn_tasks.corpus keeps them as narrow as the vocabulary
+`ids` may be any integer dtype (rnn_tasks.lm.corpus keeps them as narrow as the vocabulary
 allows); the windows come out as int64, which embeddings and cross_entropy index with.
 """
 
@@ -25,20 +25,14 @@ from dataclasses import dataclass
 
 import torch
 
-from rnn_tasks.spec import min_corpus_chars
+from rnn_tasks.errors import DataError
 
 
-class CorpusTooShortError(ValueError):
+class CorpusTooShortError(DataError):
     """The corpus cannot fill one training window and a validation split."""
 
 
-__all__ = ["CorpusTooShortError", "Streams", "eval_windows", "min_corpus_chars", "split"]
-
-
-def split(ids: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hold out the last val_fraction of the corpus."""
-    n_val = int(len(ids) * val_fraction)
-    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+__all__ = ["CorpusTooShortError", "Streams", "eval_windows"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The language model task: spec, data, model, sampling and the task entry points."""
