@@ -1,6 +1,6 @@
 """Artifact store: corpora, checkpoints and generated text, addressed by key.
 
-Keys are relative, slash-separated names that rnnq creates itself ("corpora/<sha256>",
+Keys are relative, slash-separated names that rnnq creates itself ("inputs/<sha256>",
 "jobs/<job id>/best.safetensors"). Every key is checked against a strict pattern and
 resolved under the root, so no key can reach outside it. The local implementation
 serves a directory, which can be a shared filesystem mounted on every worker;
@@ -190,15 +190,6 @@ def open_store(location: str | Path) -> ArtifactStore:
 
         return S3ArtifactStore(location)
     return LocalArtifactStore(Path(location))
-
-
-def put_corpus(store: ArtifactStore, text: str) -> str:
-    """Store a corpus as UTF-8 under its content hash; the same text is stored once."""
-    data = text.encode("utf-8")
-    key = f"corpora/{hashlib.sha256(data).hexdigest()}.txt"
-    if not store.exists(key):
-        store.put_bytes(key, data)
-    return key
 
 
 def put_input(store: ArtifactStore, data: bytes) -> str:

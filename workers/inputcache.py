@@ -1,7 +1,7 @@
 """A worker node's cache of content-addressed inputs, so a dataset is downloaded once.
 
-Corpora and input files are stored under their SHA-256 (`corpora/<sha256>.txt`,
-`inputs/<sha256>`, see workers.artifacts). The key is therefore a checksum: every read
+Input files are stored under their SHA-256 (`inputs/<sha256>`, see workers.artifacts;
+jobs submitted by earlier versions put LM corpora at `corpora/<sha256>.txt`, still read). The key is therefore a checksum: every read
 is verified against it, and a node keeps verified copies by hash:
 
     <cache>/ab/ab12...ef        one verified file per hash, shared by every pool process

@@ -15,7 +15,7 @@ from tests.integration.conftest import Env
 from tests.integration.s3server import S3Server
 from tests.support import make_corpus
 from workers import settings
-from workers.artifacts import ArtifactError, ArtifactStore, LocalArtifactStore, open_store, put_corpus, put_input
+from workers.artifacts import ArtifactError, ArtifactStore, LocalArtifactStore, open_store, put_input
 from workers.inputcache import cached_input, read_input
 from workers.objectstore import S3ArtifactStore
 
@@ -119,7 +119,7 @@ def test_s3_conditional_puts_reach_the_server(s3: S3Server) -> None:
 
 def test_cache_downloads_once_per_node(s3: S3Server, tmp_path: Path) -> None:
     store = open_store(s3.url())
-    key = put_corpus(store, "to be or not to be\n" * 100)
+    key = put_input(store, ("to be or not to be\n" * 100).encode())
     cache = tmp_path / "cache"
     first = cached_input(store, key, cache)
     assert first.read_text() == "to be or not to be\n" * 100
@@ -151,7 +151,7 @@ def test_corrupt_object_in_the_bucket_is_refused(s3: S3Server, tmp_path: Path) -
 
 def test_local_store_is_read_in_place_and_verified(tmp_path: Path) -> None:
     store = LocalArtifactStore(tmp_path / "artifacts")
-    key = put_corpus(store, "abc")
+    key = put_input(store, b"abc")
     assert cached_input(store, key, tmp_path / "cache") == store.local_path(key)
     assert not (tmp_path / "cache").exists()
     store.local_path(key).write_text("abd")
@@ -179,7 +179,7 @@ def test_cli_context_writes_corpora_to_the_bucket(s3: S3Server, monkeypatch: pyt
 
     monkeypatch.setenv("RNNQ_ARTIFACTS", s3.url("x"))
     ctx = Context(redis_url="redis://127.0.0.1:1/0", artifacts=None)
-    key = put_corpus(ctx.artifacts, "hello bucket")
+    key = put_input(ctx.artifacts, b"hello bucket")
     body = s3.client().get_object(Bucket=s3.bucket, Key=f"x/{key}")["Body"].read()
     assert body == b"hello bucket"
     assert not Path("s3:").exists()
@@ -197,6 +197,6 @@ def test_rnnq_train_uploads_the_corpus_to_the_bucket(s3: S3Server, env: Env, mon
     env.redis.delete(queue)
     assert result.exit_code == 0, result.output
     digest = hashlib.sha256(corpus.read_bytes()).hexdigest()
-    body = s3.client().get_object(Bucket=s3.bucket, Key=f"x/corpora/{digest}.txt")["Body"].read()
+    body = s3.client().get_object(Bucket=s3.bucket, Key=f"x/inputs/{digest}")["Body"].read()
     assert body == corpus.read_bytes()
     assert not (env.tmp / "s3:").exists()

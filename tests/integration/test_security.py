@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from kombu import Connection, Exchange, Producer
+from kombu import Connection, Exchange, Producer, Queue
 
 from tests.integration.conftest import (
     Env,
@@ -72,7 +72,9 @@ def test_pickle_message_is_refused_and_the_worker_goes_on(env: Env, worker: Work
     evil = {"job_id": "0123456789ab"}
     with Connection(env.vars["RNNQ_REDIS_URL"]) as conn:
         producer = Producer(conn.channel(), exchange=Exchange("train"), routing_key="train", serializer="pickle")
-        producer.publish(evil, headers={"task": "rnnq.train", "id": "pickled-message"}, declare=[])
+        # Declared here too: the per-test FLUSHDB also drops kombu's routing table.
+        producer.publish(evil, headers={"task": "rnnq.train", "id": "pickled-message"},
+                         declare=[Queue("train", Exchange("train"), routing_key="train")])
     wait_for(lambda: "untrusted content" in worker.log.read_text(), 30, "the worker to refuse the pickle")
     _train_and_generate(env)  # the same worker still serves jobs
 

@@ -12,8 +12,7 @@ import pytest
 
 from rnn_tasks.classify.table import delimiter_for, read_table
 from rnn_tasks.spec import SpecError
-from workers.errors import InvalidJob
-from workers.submit import _check_pairs
+from rnn_tasks.translate.spec import check_eval_inputs
 
 WORDS = ["good", "bad", "movie", "plot,", "really", "fine;", '"quoted"', "a|b", "tab\there", "ok"]
 
@@ -51,10 +50,10 @@ def test_the_name_tells_the_delimiter(name: str, delimiter: str | None) -> None:
 
 def test_translation_pairs_parse_plain_or_gzip() -> None:
     pairs = b"the cat\tle chat\na dog\tun chien\n"
-    _check_pairs(pairs)
-    _check_pairs(gzip.compress(pairs))
-    with pytest.raises(InvalidJob) as err:
-        _check_pairs(b"the cat\na dog\n")  # sources alone: the references are missing
+    check_eval_inputs({"data": pairs})
+    check_eval_inputs({"data": gzip.compress(pairs)})
+    with pytest.raises(SpecError) as err:
+        check_eval_inputs({"data": b"the cat\na dog\n"})  # sources alone: the references are missing
     assert err.value.field == "target"
     with pytest.raises(SpecError, match="line 2 has 2 tabs"):
-        _check_pairs(b"the cat\tle chat\na\tb\tc\n")
+        check_eval_inputs({"data": b"the cat\tle chat\na\tb\tc\n"})

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from workers import settings
-from workers.artifacts import ArtifactError, LocalArtifactStore, put_corpus
+from workers.artifacts import ArtifactError, LocalArtifactStore, put_input
 
 
 def test_flag_beats_environment_beats_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -50,10 +50,10 @@ def test_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
         LocalArtifactStore(root).local_path("jobs/link/secret")
 
 
-def test_corpus_is_stored_once_by_content(tmp_path: Path) -> None:
+def test_an_input_is_stored_once_by_content(tmp_path: Path) -> None:
     store = LocalArtifactStore(tmp_path)
-    first = put_corpus(store, "hello world")
-    assert put_corpus(store, "hello world") == first
-    assert put_corpus(store, "other text") != first
+    first = put_input(store, b"hello world")
+    assert put_input(store, b"hello world") == first
+    assert put_input(store, b"other text") != first
     assert store.get_bytes(first) == b"hello world"
-    assert len(list((tmp_path / "corpora").iterdir())) == 2
+    assert len(list((tmp_path / "inputs").iterdir())) == 2
