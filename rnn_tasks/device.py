@@ -19,10 +19,12 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>"
 # synchronisation. Measured on the 2-core development machine: a tiny LM (~10k
 # parameters) steps in 26-28 ms on one thread whatever runs beside it, but in 40 ms on
 # two threads alone, 317 ms beside one busy process and 1.6 s beside a loop of CLI
-# calls; a 512-wide two-layer LSTM (~4M) is ~1.6x faster on two threads than on one.
-# Forecast models measured the same way under load (hidden 16-256, batch 32): one thread
-# 0.01-0.09 s/step, two 0.15-2.4 s; a 256-wide GRU (~200k parameters) falls below it.
-PARAMS_PER_THREAD = 500_000
+# calls. Forecast models measured the same way under load (hidden 16-256, batch 32): one
+# thread 0.01-0.09 s/step, two 0.15-2.4 s; a 256-wide GRU (~200k parameters) is still
+# better on one. The default LM (GRU 1x512, ~925k parameters) trains at 14,021 tokens/s
+# on two threads and 8,176 on one, idle (benchmarks/shakespeare.py, README): it must get
+# both cores.
+PARAMS_PER_THREAD = 300_000
 
 
 def resolve(device: str) -> torch.device:
@@ -94,8 +96,13 @@ def choose_threads(parameters: int, cores: int) -> int:
 def fit_threads(model: torch.nn.Module, dev: torch.device) -> int:
     """Set the intra-op threads for running `model` on `dev`; returns the count (0 on
     a GPU, where the host threads only feed the device and are left as they are)."""
+    return set_threads(sum(p.numel() for p in model.parameters()), dev)
+
+
+def set_threads(parameters: int, dev: torch.device) -> int:
+    """fit_threads() for a model known by its parameter count (a checkpoint's weights)."""
     if dev.type != "cpu":
         return 0
-    threads = choose_threads(sum(p.numel() for p in model.parameters()), usable_cores())
+    threads = choose_threads(parameters, usable_cores())
     torch.set_num_threads(threads)
     return threads

@@ -350,5 +350,9 @@ def fit(spec: TrainSpec, problem: Problem, callbacks: Callbacks | None = None, c
 
 
 def load(path: Path, device: torch.device | str = "cpu") -> tuple[Checkpoint, dict[str, torch.Tensor]]:
-    """A checkpoint's description and model weights; see rnn_tasks.checkpoint."""
-    return checkpoint.load(path, device)
+    """A checkpoint's description and model weights; see rnn_tasks.checkpoint. Every
+    predict, evaluate and generate loads its model here, so the CPU threads for running
+    it are set here too (rnn_tasks.device), as fit() sets them for training."""
+    ckpt, weights = checkpoint.load(path, device)
+    devices.set_threads(sum(w.numel() for w in weights.values()), torch.device(device))
+    return ckpt, weights

@@ -184,8 +184,7 @@ def _restore(checkpoint: Path, device: str) -> tuple[ForecastSpec, dict[str, Any
     dev = _device(spec, device)
     model = Forecaster(_config(spec, int(ckpt.meta["inputs"]))).to(dev)
     model.load_state_dict(upgrade_state_dict(weights))
-    model.eval()
-    devices.fit_threads(model, dev)
+    model.eval()  # CPU threads: set by loop.load
     heldout = {k: ckpt.metrics[k] for k in FIGURES if ckpt.metrics.get(k) is not None}
     return spec, {**ckpt.meta, "heldout": heldout}, model, dev
 

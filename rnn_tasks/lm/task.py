@@ -137,7 +137,7 @@ def _fit(spec: LMSpec, text: str) -> Tokenizer:
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[LanguageModel, Tokenizer, dict[str, Any]]:
     """The trained model (eval mode, on `device`), its tokenizer and its spec, from any LM checkpoint."""
-    ckpt, weights = checkpoint.load(path, device)
+    ckpt, weights = loop.load(path, device)
     if ckpt.task != LMSpec.TASK:
         raise SpecError("source", f"{path.name} is a {ckpt.task!r} checkpoint, not a language model")
     model = LanguageModel(LMConfig(**ckpt.meta["model"]))
