@@ -54,6 +54,7 @@ from workers import submit as submitter
 from workers.artifacts import ArtifactStore, put_input
 from workers.errors import InvalidJob, JobNotFound, RnnqError
 from workers.jobstore import FINAL_STATES, Job, JobStore
+from workers.queues import TRAIN_QUEUE
 from workers.sweepfile import INPUT_FIELDS, Param, Sweep, SweepError
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
 
     _quiet()
     config = {**sweep.to_dict(), "name": name, "parallel": parallel or sweep.parallel,
-              "queue": queue or sweep.queue or "train"}
+              "queue": queue or sweep.queue or TRAIN_QUEUE}
     created = store.call(lambda: store.redis.zadd(SWEEPS, {name: time.time()}, nx=True))
     if not created:
         raise InvalidJob("--name", f"a sweep named {name!r} exists; choose another --name")

@@ -200,14 +200,18 @@ def test_cancel_every_kind_while_it_runs(cluster: Cluster, corpus_file: Path) ->
     held_out = cluster.base / "held_out.txt"
     held_out.write_text(corpus_file.read_text() * 100)
     expect = {base: "succeeded", clf: "succeeded"}
-    started = {
-        "train": train(cluster, corpus_file, "3600"),
-        "generate": cluster.submit("generate", base, "--prompt", "The ", "--max-tokens", "1000000"),
-        "predict": cluster.submit("predict", clf, "--input", str(many)),
-        "eval": cluster.submit("eval", base, "--data", str(held_out)),
+    # Each kind is sent just before it is cancelled, so none can finish while the test
+    # deals with the ones before it (an idle machine scores the held-out text quickly).
+    submit = {
+        "train": lambda: train(cluster, corpus_file, "3600"),
+        "generate": lambda: cluster.submit("generate", base, "--prompt", "The ", "--max-tokens", "1000000"),
+        "predict": lambda: cluster.submit("predict", clf, "--input", str(many)),
+        "eval": lambda: cluster.submit("eval", base, "--data", str(held_out)),
     }
+    started: dict[str, str] = {}
     with CheckpointMonitor(cluster) as monitor:
-        for kind, job in started.items():
+        for kind, send in submit.items():
+            job = started[kind] = send()
             cluster.wait_state(job, ("running",))
             if kind == "train":
                 cluster.wait_running(job, min_step=20)
