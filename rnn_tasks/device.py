@@ -74,26 +74,15 @@ def cgroup_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> float | None:
     return int(quota) / int(period)
 
 
-_processes = 1  # processes sharing this machine's cores for jobs (a worker's pool); see share_cores()
-
-
-def share_cores(processes: int) -> None:
-    """Declare that `processes` job processes (a worker's pool) share the cores, so each
-    counts only its share in usable_cores(). Called by the worker before a job runs."""
-    global _processes
-    _processes = max(1, processes)
-
-
 def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
     """Cores this process may run on at once: its affinity mask (a container's cpuset,
     taskset), capped by the cgroup CPU quota (docker --cpus, a Kubernetes limit), which
-    throttles a process that runs more threads than it allows, then divided among the
-    processes that share them (share_cores). At least 1."""
+    throttles a process that runs more threads than it allows. At least 1."""
     cores = len(os.sched_getaffinity(0))
     quota = cgroup_cpus(cpu_max)
     if quota is not None:
         cores = min(cores, math.floor(quota))
-    return max(1, cores // _processes)
+    return max(1, cores)
 
 
 def choose_threads(parameters: int, cores: int) -> int:

@@ -138,9 +138,6 @@ def run(kind: str, job_id: str, worker: str) -> None:
         return
     job = store.get(job_id)
     log.info("job %s (%s) started, attempt %d", job_id, kind, attempt.number)
-    from rnn_tasks import device as devices  # torch: this process runs a job now
-
-    devices.share_cores(s.worker_processes)  # the pool's processes share the node's cores
     began = time.monotonic()
     metrics.job_started(kind, job.queue, worker, time.time() - job.created_at if attempt.number == 1 else None)
     ended: str | None = None

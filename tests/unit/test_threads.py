@@ -87,17 +87,3 @@ def test_fit_threads_leaves_gpu_jobs_alone() -> None:
     torch.set_num_threads(1)
     assert fit_threads(torch.nn.Linear(2, 2), torch.device("cuda")) == 0
     assert torch.get_num_threads() == 1
-
-
-def test_a_worker_pool_divides_the_cores_among_its_processes(tmp_path: Path) -> None:
-    from rnn_tasks import device as devices
-
-    affinity = len(os.sched_getaffinity(0))
-    try:
-        devices.share_cores(2)
-        assert usable_cores(tmp_path / "missing") == max(1, affinity // 2)
-        devices.share_cores(affinity * 4)  # more processes than cores: still one thread each
-        assert usable_cores(tmp_path / "missing") == 1
-    finally:
-        devices.share_cores(1)
-    assert usable_cores(tmp_path / "missing") == affinity
