@@ -11,7 +11,7 @@ import re
 
 import click
 
-from rnn_tasks.errors import ConfigError, RnnqError
+from rnn_tasks.errors import ConfigError
 
 # Spec fields whose flag is not simply --field-name (the CLI renamed them for clarity).
 _RENAMED = {
@@ -49,10 +49,3 @@ def to_click(exc: Exception, command: click.Command | None) -> click.ClickExcept
     if isinstance(exc, ConfigError) or field is None:
         return click.ClickException(f"{field}: {message}" if field else message)
     return click.BadParameter(message, param_hint=flag_for(field, command))
-
-
-def handled() -> tuple[type[Exception], ...]:
-    """The exception classes the CLI group turns into one line."""
-    from rnn_tasks.spec import SpecError  # stdlib only; it may not derive from RnnqError yet
-
-    return (RnnqError, SpecError)

@@ -9,6 +9,7 @@ import click
 
 from cli import errors
 from cli.context import Context
+from rnn_tasks.errors import RnnqError
 
 # Each command's module, imported only when the command runs (or help lists it): `rnnq
 # list` loads neither the submit path (spec modules) nor Celery, the sweeps (Optuna's
@@ -44,7 +45,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except errors.handled() as exc:
+        except RnnqError as exc:
             raise errors.to_click(exc, ctx.meta.get("rnnq.command")) from None
 
 
