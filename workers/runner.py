@@ -144,6 +144,7 @@ def run(kind: str, job_id: str, worker: str) -> None:
     scratch = s.home / "scratch" / f"{job_id}-a{attempt.number}-{uuid.uuid4().hex[:6]}"
     try:
         with Lease(store, attempt) as lease:
+            _share_cores(s.worker_processes)
             control = _Control(store, job_id, worker, lease)
             ended = _attempt(Run(job, attempt, store, artifacts, control, scratch, s.input_cache), kind)
     finally:
@@ -151,6 +152,16 @@ def run(kind: str, job_id: str, worker: str) -> None:
         metrics.job_ended(kind, job.queue, worker, ended, time.monotonic() - began)
     if job.sweep and ended is not None:
         _next_trials(store, job.sweep)
+
+
+def _share_cores(processes: int) -> None:
+    """Tell rnn_tasks how many pool processes share this node's cores, so this job's CPU
+    threads are its share. It imports torch (seconds in a fresh pool process), so it is
+    called only inside the Lease block: before it, nothing renews the lease yet and a
+    slow import lets it lapse, and the reaper takes the live job back."""
+    from rnn_tasks import device as devices
+
+    devices.share_cores(processes)
 
 
 def _next_trials(store: JobStore, sweep: str) -> None:
