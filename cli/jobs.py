@@ -194,7 +194,7 @@ def resume(ctx: Context, job: str, wait: bool) -> None:
     state = ctx.store.reopen(record.id)
     if state != "queued":
         raise click.ClickException(f"job {record.id} is {state}; only cancelled or failed jobs can be resumed")
-    dispatch.send_job(record.id, record.kind, record.queue, ctx.app)
+    dispatch.send_job(ctx.store, record.id, record.kind, record.queue, ctx.app)
     has_checkpoint = ctx.artifacts.exists(f"jobs/{record.id}/last.safetensors")
     click.echo(f"resumed {record.id}" + ("" if has_checkpoint else " (no checkpoint yet: starting from step 0)"))
     if wait:

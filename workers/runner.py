@@ -170,7 +170,7 @@ def _next_trials(store: JobStore, sweep: str) -> None:
     from workers import sweep as sweeps
 
     try:
-        sweeps.advance(store, sweep, dispatch.send_job)
+        sweeps.advance(store, sweep, lambda job_id, kind, queue: dispatch.send_job(store, job_id, kind, queue))
     except Exception:  # the job is recorded; the sweep catches up later
         log.warning("could not advance sweep %s", sweep, exc_info=True)
 
@@ -211,7 +211,7 @@ def _settle(r: Run, result: dict[str, Any], keys: dict[str, str]) -> str | None:
     if reason == "draining":
         log.info("job %s: worker shutting down; checkpointed and handed back to the queue", job.id)
         _retry(lambda: r.store.hand_back(r.attempt), "hand back")
-        dispatch.send_job(job.id, job.kind, job.queue)  # after the lease is gone; see jobstore
+        dispatch.send_job(r.store, job.id, job.kind, job.queue)  # after the lease is gone; see jobstore
         return None
     if reason == "cancelled":
         _retry(lambda: r.store.finish(r.attempt, "cancelled", result=result, artifacts=keys), "record cancel")
