@@ -1,4 +1,10 @@
-"""Per-invocation state shared by the commands: settings and lazily opened clients."""
+"""Per-invocation state shared by the commands: settings and lazily opened clients.
+
+Startup time of the read commands (`rnnq list`, `rnnq status`) is their imports: what
+only some commands need is imported where it is used. The local stack's process
+management (workers.local: subprocess, signals) only when there is no RNNQ_REDIS_URL;
+Celery only for a command that sends a message (tests/integration/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from workers import local
 from workers import settings as settings_mod
 from workers.jobstore import JobStore
 
@@ -40,6 +45,8 @@ class Context:
     def ensure_stack(self) -> None:
         """With no RNNQ_REDIS_URL, start the local Redis and worker if they are not up."""
         if self.settings.local:
+            from workers import local
+
             before = set(local.status(self.settings))
             started = set(local.up(self.settings)) - before
             if started:
@@ -48,6 +55,8 @@ class Context:
     def ensure_redis(self) -> None:
         """Read commands against the local default need its Redis, not a worker."""
         if self.settings.local:
+            from workers import local
+
             local.up(self.settings, worker=False)
 
 

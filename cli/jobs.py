@@ -11,7 +11,6 @@ import click
 
 from cli import follow
 from cli.context import Context, pass_ctx
-from workers import dispatch
 from workers.jobstore import FINAL_STATES, STATES, Job
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -194,7 +193,9 @@ def resume(ctx: Context, job: str, wait: bool) -> None:
     state = ctx.store.reopen(record.id)
     if state != "queued":
         raise click.ClickException(f"job {record.id} is {state}; only cancelled or failed jobs can be resumed")
-    dispatch.send_job(record.id, record.kind, record.queue, ctx.app)
+    from workers import dispatch
+
+    dispatch.send_job(ctx.store, record.id, record.kind, record.queue, ctx.app)
     has_checkpoint = ctx.artifacts.exists(f"jobs/{record.id}/last.safetensors")
     click.echo(f"resumed {record.id}" + ("" if has_checkpoint else " (no checkpoint yet: starting from step 0)"))
     if wait:

@@ -53,6 +53,7 @@ def worker(ctx: Context, queues: list[str], concurrency: int, device: str | None
         s = replace(s, worker_gpus=",".join(ids), worker_device=device or "cuda")
     elif device:
         s = replace(s, worker_device=device)
+    s = replace(s, worker_processes=concurrency)  # its jobs share the node's cores (rnn_tasks.device)
     node = name or f"rnnq-{os.getpid()}"
     if metrics_port is not None:
         s = replace(s, metrics_port=metrics_port)

@@ -39,7 +39,7 @@ def sweep() -> None:
 
 
 def _sender(ctx: Context) -> sweeps.Send:
-    return lambda job_id, kind, queue: dispatch.send_job(job_id, kind, queue, ctx.app)
+    return lambda job_id, kind, queue: dispatch.send_job(ctx.store, job_id, kind, queue, ctx.app)
 
 
 @sweep.command("run")

@@ -2,7 +2,13 @@
 
 CPU threads are decided here and nowhere else: choose_threads() from the model's size
 and the cores this process really has (usable_cores()), applied by fit_threads() once a
-job's model is built.
+job's model is built. A worker running N jobs at once (N pool processes on one node)
+tells each process its share first (share_cores(N)), so the N jobs do not oversubscribe
+the node's cores:
+
+    node, 8 usable cores, `rnnq worker --concurrency 2`
+    pool process 1: usable_cores() = 8 // 2 = 4  -> a large model's job runs 4 threads
+    pool process 2: usable_cores() = 8 // 2 = 4  -> so does the job beside it
 """
 
 from __future__ import annotations
@@ -74,15 +80,29 @@ def cgroup_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> float | None:
     return int(quota) / int(period)
 
 
+# Processes that run jobs side by side on this process's cores (a worker's pool): 1 unless
+# the worker says otherwise through share_cores(). A plain value, set per process.
+_sharing_processes = 1
+
+
+def share_cores(processes: int) -> None:
+    """Declare that `processes` job processes (a worker's pool) share this process's
+    cores, so usable_cores() counts only this process's share. The worker calls it
+    before each job; a library caller that never does keeps every core."""
+    global _sharing_processes
+    _sharing_processes = max(1, processes)
+
+
 def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
     """Cores this process may run on at once: its affinity mask (a container's cpuset,
     taskset), capped by the cgroup CPU quota (docker --cpus, a Kubernetes limit), which
-    throttles a process that runs more threads than it allows. At least 1."""
+    throttles a process that runs more threads than it allows, then divided among the
+    processes that share them (share_cores). At least 1."""
     cores = len(os.sched_getaffinity(0))
     quota = cgroup_cpus(cpu_max)
     if quota is not None:
         cores = min(cores, math.floor(quota))
-    return max(1, cores)
+    return max(1, cores // _sharing_processes)
 
 
 def choose_threads(parameters: int, cores: int) -> int:

@@ -123,7 +123,7 @@ class _Fit:
         self.on_checkpoint: Callable[[str, Path, int], None] = Callbacks.on_checkpoint
         self.dev = next(problem.model.parameters()).device
         model = problem.model
-        devices.fit_threads(model, self.dev)  # every kind's training passes here
+        self.threads = devices.fit_threads(model, self.dev)  # every kind's training passes here
         decay = [p for p in model.parameters() if p.dim() > 1]
         rest = [p for p in model.parameters() if p.dim() <= 1]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
@@ -346,6 +346,7 @@ def fit(spec: TrainSpec, problem: Problem, callbacks: Callbacks | None = None, c
         "stopped_by": stopped_by,
         "parameters": sum(p.numel() for p in problem.model.parameters()),
         "device": str(run.dev),
+        "threads": run.threads,  # CPU intra-op threads it trained with (0 on a GPU); rnn_tasks.device
     }
 
 

@@ -106,13 +106,13 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
                 reaped, unsent = reaper.pass_once()
                 for job in reaped:
                     _log.warning("job %s lost its worker (%d so far); queued again", job.id, job.worker_losses)
-                    dispatch.send_job(job.id, job.kind, job.queue, app)
+                    dispatch.send_job(store, job.id, job.kind, job.queue, app)
                 for job in unsent:
                     _log.warning("job %s has been queued with no message; sending it again", job.id)
-                    dispatch.send_job(job.id, job.kind, job.queue, app)
+                    dispatch.send_job(store, job.id, job.kind, job.queue, app)
                 # Sweeps whose trials ended untold or that have room for more (an advance
                 # lost with its worker, a trial failed by the reaper): workers.sweep.
-                sweeps.advance_all(store, lambda job_id, kind, queue: dispatch.send_job(job_id, kind, queue, app))
+                sweeps.advance_all(store, lambda job_id, kind, queue: dispatch.send_job(store, job_id, kind, queue, app))
             except Exception:  # noqa: BLE001 - the reaper must outlive a Redis restart
                 _log.warning("reaper pass failed", exc_info=True)
 

@@ -144,6 +144,7 @@ def run(kind: str, job_id: str, worker: str) -> None:
     scratch = s.home / "scratch" / f"{job_id}-a{attempt.number}-{uuid.uuid4().hex[:6]}"
     try:
         with Lease(store, attempt) as lease:
+            _share_cores(s.worker_processes)
             control = _Control(store, job_id, worker, lease)
             ended = _attempt(Run(job, attempt, store, artifacts, control, scratch, s.input_cache), kind)
     finally:
@@ -153,13 +154,23 @@ def run(kind: str, job_id: str, worker: str) -> None:
         _next_trials(store, job.sweep)
 
 
+def _share_cores(processes: int) -> None:
+    """Tell rnn_tasks how many pool processes share this node's cores, so this job's CPU
+    threads are its share. It imports torch (seconds in a fresh pool process), so it is
+    called only inside the Lease block: before it, nothing renews the lease yet and a
+    slow import lets it lapse, and the reaper takes the live job back."""
+    from rnn_tasks import device as devices
+
+    devices.share_cores(processes)
+
+
 def _next_trials(store: JobStore, sweep: str) -> None:
     """A trial ended: tell its study and queue the sweep's next trials. Best effort: the
     reaper advances every sweep with work to do, so a failure here only delays it."""
     from workers import sweep as sweeps
 
     try:
-        sweeps.advance(store, sweep, dispatch.send_job)
+        sweeps.advance(store, sweep, lambda job_id, kind, queue: dispatch.send_job(store, job_id, kind, queue))
     except Exception:  # the job is recorded; the sweep catches up later
         log.warning("could not advance sweep %s", sweep, exc_info=True)
 
@@ -200,7 +211,7 @@ def _settle(r: Run, result: dict[str, Any], keys: dict[str, str]) -> str | None:
     if reason == "draining":
         log.info("job %s: worker shutting down; checkpointed and handed back to the queue", job.id)
         _retry(lambda: r.store.hand_back(r.attempt), "hand back")
-        dispatch.send_job(job.id, job.kind, job.queue)  # after the lease is gone; see jobstore
+        dispatch.send_job(r.store, job.id, job.kind, job.queue)  # after the lease is gone; see jobstore
         return None
     if reason == "cancelled":
         _retry(lambda: r.store.finish(r.attempt, "cancelled", result=result, artifacts=keys), "record cancel")

@@ -97,6 +97,10 @@ class Settings:
     metrics_dir: str | None  # PROMETHEUS_MULTIPROC_DIR: where pool processes write their values
     input_cache: Path = DEFAULT_HOME / INPUT_CACHE_DIR  # RNNQ_INPUT_CACHE; resolve() puts it under home
     sweep_storage: str | None = DEFAULT_SWEEP_STORAGE  # RNNQ_SWEEP_STORAGE: an RDB URL for Optuna studies
+    # RNNQ_WORKER_PROCESSES: the node's pool processes (set by `rnnq worker --concurrency`,
+    # or one per GPU with --gpus); each job's CPU threads come from its share of the
+    # cores (rnn_tasks.device.share_cores). 1: a job may use every core.
+    worker_processes: int = 1
 
 
 def _env(name: str) -> str | None:
@@ -172,6 +176,7 @@ def resolve(redis_url: str | None = None, artifacts: str | Path | None = None) -
         metrics_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
         input_cache=Path(_env("RNNQ_INPUT_CACHE") or home / INPUT_CACHE_DIR).expanduser(),
         sweep_storage=_env("RNNQ_SWEEP_STORAGE") or DEFAULT_SWEEP_STORAGE,
+        worker_processes=_int("RNNQ_WORKER_PROCESSES", 1),
     )
 
 
@@ -221,6 +226,7 @@ def export(settings: Settings) -> dict[str, str]:
         "RNNQ_LEASE_SECONDS": str(settings.lease_seconds),
         "RNNQ_REAP_SECONDS": str(settings.reap_seconds),
         "RNNQ_MAX_WORKER_LOSSES": str(settings.max_worker_losses),
+        "RNNQ_WORKER_PROCESSES": str(settings.worker_processes),
     }
     if settings.worker_gpus:
         env["RNNQ_WORKER_GPUS"] = settings.worker_gpus

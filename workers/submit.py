@@ -302,7 +302,7 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
     queue = queue or KIND_QUEUES[kind]
     job = store.create(kind, spec, queue, name=name)
     try:
-        dispatch.send_job(job.id, kind, queue, app)
+        dispatch.send_job(store, job.id, kind, queue, app)
     except Exception as exc:
         store.fail_unsent(job.id, f"could not enqueue: {exc}")
         raise

@@ -130,10 +130,11 @@ class Worker:
 
 
 def start_worker(variables: dict[str, str], log: Path, queues: str = "train,generate",
-                 argv: list[str] | None = None) -> Worker:
+                 argv: list[str] | None = None, concurrency: int = 1) -> Worker:
     """A real worker process; returns once Celery reports it is ready."""
     name = f"test-{uuid.uuid4().hex[:8]}"
-    cmd = argv or [sys.executable, "-m", "cli.main", "worker", "--queues", queues, "--name", name]
+    cmd = argv or [sys.executable, "-m", "cli.main", "worker", "--queues", queues, "--name", name,
+                   "--concurrency", str(concurrency)]
     out = open(log, "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
                             env={**os.environ, **variables})

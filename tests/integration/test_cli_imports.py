@@ -1,5 +1,6 @@
 """Read commands import only what they need: no Celery, kombu, torch, rich or YAML for
-`rnnq list` and `rnnq status`, run for real against Redis (startup time is imports)."""
+`rnnq list` and `rnnq status`, nor the local stack's or the senders' modules, run for
+real against Redis (startup time is imports)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = {"celery", "kombu", "billiard", "torch", "rich", "yaml", "optuna", "boto3", "botocore", "prometheus_client"}
+# rnnq's own modules a read command against RNNQ_REDIS_URL has no use for: the local
+# stack's process management, and building and sending task messages (Celery's side).
+NOT_FOR_READS = {"workers.local", "workers.dispatch", "workers.celeryconf", "workers.submit", "workers.app"}
 _PROBE = """
 import json, sys
 from cli.main import rnnq
@@ -45,6 +49,7 @@ def test_list_and_status_load_no_heavy_modules(env: Env) -> None:
     assert {"cli.jobs", "redis"} <= loaded  # sanity: the commands ran
     assert not HEAVY & {m.split(".")[0] for m in loaded}
     assert not {m for m in loaded if m.startswith("rnn_tasks.") and m != "rnn_tasks.errors"}
+    assert not NOT_FOR_READS & loaded
 
 
 def _corpus(env: Env) -> Path:

@@ -32,6 +32,7 @@ def _rnnq(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.Co
     ("RNNQ_REAP_SECONDS", "nan", "must be a positive number"),
     ("RNNQ_MAX_CORPUS_BYTES", "1e3", "'1e3' is not a whole number"),
     ("RNNQ_VISIBILITY_TIMEOUT", "0", "must be at least 1"),
+    ("RNNQ_WORKER_PROCESSES", "0", "must be at least 1"),
     ("RNNQ_METRICS_PORT", "99999", "not a TCP port"),
     ("RNNQ_LOCAL_PORT", "http", "not a whole number"),
 ])

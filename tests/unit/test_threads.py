@@ -87,3 +87,29 @@ def test_fit_threads_leaves_gpu_jobs_alone() -> None:
     torch.set_num_threads(1)
     assert fit_threads(torch.nn.Linear(2, 2), torch.device("cuda")) == 0
     assert torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize(("affinity", "quota", "processes", "share"), [
+    (8, None, 2, 4),  # --concurrency 2 on 8 cores: 4 each
+    (8, None, 3, 2),  # a remainder core is left idle rather than oversubscribed
+    (8, 2.5, 2, 1),  # the cgroup quota (2 cores) is divided, not the affinity mask
+    (2, None, 2, 1),  # this development machine with --concurrency 2
+    (2, None, 8, 1),  # more processes than cores: still one thread each
+    (4, None, 1, 4),  # a single process keeps every core
+])
+def test_a_worker_pool_divides_the_cores_among_its_processes(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, affinity: int, quota: float | None, processes: int,
+        share: int) -> None:
+    monkeypatch.setattr(devices.os, "sched_getaffinity", lambda pid: set(range(affinity)))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n" if quota is None else f"{int(quota * 100000)} 100000\n")
+    monkeypatch.setattr(devices, "_sharing_processes", 1)  # restored after the test
+    devices.share_cores(processes)
+    assert usable_cores(cpu_max) == share
+    assert choose_threads(100 * PARAMS_PER_THREAD, usable_cores(cpu_max)) == share  # a large model gets the share
+
+
+def test_share_cores_never_goes_below_one_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(devices, "_sharing_processes", 1)
+    devices.share_cores(0)
+    assert usable_cores(tmp_path / "missing") == len(os.sched_getaffinity(0))
