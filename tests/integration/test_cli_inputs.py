@@ -82,6 +82,46 @@ def test_classify_on_a_standard_csv_trains_and_predicts(env: Env, worker: Worker
     assert [p["label"] for p in predicted["predictions"]] == ["pos", "neg"]
 
 
+def _tsv_copy(csv_file: Path, txt_file: Path) -> Path:
+    """The same table re-written as TSV under a .txt name (quoted cells stay whole)."""
+    with csv_file.open(newline="") as src, txt_file.open("w", newline="") as dst:
+        csv.writer(dst, delimiter="\t").writerows(csv.reader(src))
+    return txt_file
+
+
+def _result(env: Env, *args: str) -> dict[str, object]:
+    res = env.cli(*args, "--wait", "--json")
+    assert res.exit_code == 0, res.output
+    return dict(json.loads(res.stdout))
+
+
+def test_predict_and_eval_take_the_delimiter_from_the_content_not_the_name(env: Env, worker: Worker) -> None:
+    # Trained from .csv names, so the training specs say ","; the new inputs are TSV in .txt files.
+    data = reviews(env.tmp / "reviews.csv", ",", rows=120)
+    trained = _result(env, "train", str(data), *CLASSIFY, *SMALL, "--max-steps", "20", "--name", "csv-trained")
+    assert trained["state"] == "succeeded" and trained["spec"]["delimiter"] == ","  # type: ignore[index]
+    tsv = _tsv_copy(data, env.tmp / "reviews.txt")
+    figures = _result(env, "eval", "csv-trained", "--data", str(tsv))
+    assert figures["state"] == "succeeded" and figures["n"] == 120, figures
+    predicted = _result(env, "predict", "csv-trained", "--input", str(tsv), "--format", "csv")
+    texts = [row[0] for row in csv.reader(data.open(newline=""))][1:]
+    assert [p["text"] for p in predicted["predictions"]] == texts  # type: ignore[attr-defined]
+
+    series = env.tmp / "sales.csv"
+    series.write_text("month,note,sales\n" + "".join(f'{i},"week {i % 4}, {i % 3}",{10 + i % 12 + 0.1 * i:.2f}\n'
+                                                      for i in range(60)))
+    fast = ["--task", "forecast", "--target-column", "sales", "--lookback", "6", "--horizon", "2", "--max-steps",
+            "20", "--set", "transform=diff", "--set", "ensemble=1"]
+    trained = _result(env, "train", str(series), *fast, "--name", "csv-sales")
+    assert trained["state"] == "succeeded" and trained["spec"]["delimiter"] == ","  # type: ignore[index]
+    tsv = _tsv_copy(series, env.tmp / "sales.txt")
+    forecast = _result(env, "predict", "csv-sales", "--input", str(tsv))
+    assert forecast["after"] == "59" and len(forecast["forecast"]) == 2  # type: ignore[arg-type]
+    from_tsv, from_csv = (_result(env, "eval", "csv-sales", "--data", str(f)) for f in (tsv, series))
+    assert from_tsv["state"] == "succeeded" and from_tsv["windows"] > 40, from_tsv  # type: ignore[operator]
+    assert {k: from_tsv[k] for k in ("windows", "rmse", "mae")} == {k: from_csv[k] for k in ("windows", "rmse", "mae")}
+
+
 @pytest.mark.parametrize("kind", ["classify", "lm"])
 def test_status_spec_round_trips_through_a_job_file(env: Env, kind: str) -> None:
     if kind == "lm":
