@@ -113,6 +113,26 @@ def test_manifest_layouts(tmp_path: Path) -> None:
     assert manifest.collect(libri, "--input", transcripts=False)[0].transcript is None
 
 
+def test_a_manifest_is_split_by_comma_or_tab_as_its_content_parses(tmp_path: Path) -> None:
+    for name in ("x", "y"):
+        (tmp_path / f"{name}.wav").write_bytes(wav_bytes(tone(300)))
+    quoted = tmp_path / "quoted.csv"  # the csv module's quoting: commas, a tab, a line break inside "..."
+    quoted.write_text('path,transcript\nx.wav,"say, x\tnow"\ny.wav,"say y,\nthen stop"\n')
+    assert [(e.name, e.transcript, e.where) for e in manifest.collect(quoted, "DATA")] == [
+        ("x.wav", "say, x\tnow", "quoted.csv line 2"), ("y.wav", "say y,\nthen stop", "quoted.csv line 3")]
+    stray = tmp_path / "cv.tsv"  # Common Voice: quotes are ordinary characters, one utterance a line
+    stray.write_text('\npath\tsentence\nx.wav\t"Hi, she said\ny.wav\tsay, y\n')  # the quote never closes
+    assert [(e.name, e.transcript) for e in manifest.collect(stray, "DATA")] == [
+        ("x.wav", '"Hi, she said'), ("y.wav", "say, y")]
+    ragged = tmp_path / "ragged.csv"  # an unquoted comma: half a transcript would be learned
+    ragged.write_text("path,transcript\nx.wav,say x\ny.wav,say, y\n")
+    with pytest.raises(SpecError, match=r"ragged.csv: cannot tell the delimiter.*line 3 has 3: 'y.wav,say, y'"):
+        manifest.collect(ragged, "DATA")
+    paths = tmp_path / "paths.csv"  # predict: audio paths alone
+    paths.write_text("path\nx.wav\ny.wav\n")
+    assert [e.name for e in manifest.collect(paths, "--input", transcripts=False)] == ["x.wav", "y.wav"]
+
+
 def _refusal(paths: list[Path], **kw: Any) -> str:
     with pytest.raises(InvalidJob) as err:
         audio_bundle(paths, "DATA", transcripts=kw.pop("transcripts", True), max_seconds=kw.pop("max_seconds", 30.0),
