@@ -111,8 +111,8 @@ def audio_bundle(paths: list[Path], field: str, *, transcripts: bool, max_second
     """Check every recording a speech corpus or a predict input lists, and pack them into one
     content-addressed bundle (rnn_tasks.transcribe.spec). Refusals name the file: missing,
     unreadable, longer than max_seconds, or (with transcripts) an empty transcript."""
-    from rnn_tasks.transcribe import audio, manifest  # soundfile and numpy, no torch
-    from rnn_tasks.transcribe.spec import normalize, write_bundle
+    from rnn_tasks.transcribe import manifest  # stdlib
+    from rnn_tasks.transcribe.spec import write_bundle
 
     utterances, total = [], 0
     for path in paths:
@@ -124,19 +124,12 @@ def audio_bundle(paths: list[Path], field: str, *, transcripts: bool, max_second
             where = f"{entry.name} ({entry.where})" if entry.where != entry.name else entry.name
             if not entry.path.is_file():
                 raise InvalidJob(field, f"{where}: audio file {entry.path} does not exist")
-            if transcripts and not normalize(entry.transcript or "", lowercase, punctuation):
-                raise InvalidJob(field, f"{where}: empty transcript")
             data = entry.path.read_bytes()
             total += len(data)
             if total > max_bytes:
                 raise InvalidJob(field, f"the audio passes {max_bytes} bytes at {where} (RNNQ_MAX_CORPUS_BYTES)")
-            try:
-                seconds = audio.seconds(data)
-            except audio.AudioError as exc:
-                raise InvalidJob(field, f"{where}: {exc}") from None
-            if seconds > max_seconds:
-                raise InvalidJob(field, f"{where}: {seconds:.1f} s long, over the bound of {max_seconds:g} s "
-                                        "(--set max_seconds=...)")
+            _check_recording(field, where, data, entry.transcript if transcripts else None, max_seconds,
+                             lowercase, punctuation)
             utterances.append((entry.name, data, entry.transcript or ""))
     try:
         return write_bundle(utterances)
@@ -144,11 +137,45 @@ def audio_bundle(paths: list[Path], field: str, *, transcripts: bool, max_second
         raise InvalidJob(field, exc.message) from None
 
 
+def _check_recording(field: str, where: str, data: bytes, transcript: str | None, max_seconds: float,
+                     lowercase: bool, punctuation: bool) -> None:
+    """One recording is readable audio within max_seconds, and its transcript (None: not
+    checked, as for predict) is not empty once normalised."""
+    from rnn_tasks.transcribe import audio  # soundfile and numpy, no torch
+    from rnn_tasks.transcribe.spec import normalize
+
+    if transcript is not None and not normalize(transcript, lowercase, punctuation):
+        raise InvalidJob(field, f"{where}: empty transcript")
+    try:
+        seconds = audio.seconds(data)
+    except audio.AudioError as exc:
+        raise InvalidJob(field, f"{where}: {exc}") from None
+    if seconds > max_seconds:
+        raise InvalidJob(field, f"{where}: {seconds:.1f} s long, over the bound of {max_seconds:g} s "
+                                "(--set max_seconds=...)")
+
+
 def _speech_corpus(spec: TrainSpec, path: Path, max_bytes: int) -> bytes:
-    """The bundle of a speech corpus (a manifest or a folder), every recording checked."""
-    return audio_bundle([path], "DATA", transcripts=True, max_seconds=spec.max_seconds,  # type: ignore[attr-defined]
-                        max_bytes=max_bytes, lowercase=spec.lowercase,  # type: ignore[attr-defined]
-                        punctuation=spec.punctuation)  # type: ignore[attr-defined]
+    """The bundle of a speech corpus (a manifest or a folder), every recording checked.
+
+    A job file from `rnnq status --spec` names the stored bundle itself: its recordings are
+    checked again (the re-run may bound them tighter) and it is sent as it is."""
+    from rnn_tasks.transcribe.spec import is_bundle, read_bundle
+
+    lowercase, punctuation = spec.lowercase, spec.punctuation  # type: ignore[attr-defined]
+    max_seconds = spec.max_seconds  # type: ignore[attr-defined]
+    if not is_bundle(path):
+        return audio_bundle([path], "DATA", transcripts=True, max_seconds=max_seconds, max_bytes=max_bytes,
+                            lowercase=lowercase, punctuation=punctuation)
+    raw = read_input(path, max_bytes)
+    try:
+        utterances, recordings = read_bundle(raw)
+    except SpecError as exc:
+        raise InvalidJob("DATA", f"{path}: {exc.message}") from None
+    for utt in utterances:
+        _check_recording("DATA", utt.name, recordings[utt.member], utt.transcript, max_seconds, lowercase,
+                         punctuation)
+    return raw
 
 
 def trained_task(store: JobStore, source: str) -> str:

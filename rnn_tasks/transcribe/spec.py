@@ -20,6 +20,7 @@ import re
 import tarfile
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 from rnn_tasks.spec import SpecError, TrainSpec, _between
@@ -127,6 +128,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), 0, 0o644
     tar.addfile(info, io.BytesIO(data))
+
+
+def is_bundle(path: Path) -> bool:
+    """Whether path is a bundle rnnq made (a tar file, such as the stored input a job file
+    names) rather than a manifest or a folder."""
+    return path.is_file() and tarfile.is_tarfile(path)
 
 
 def read_bundle(raw: bytes, field: str = DATA_FIELD) -> tuple[list[Utterance], dict[str, bytes]]:

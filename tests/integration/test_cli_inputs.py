@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from cli.train import KINDS
+from tests import speech
 from tests.integration.conftest import Env, Worker
 from tests.integration.s3server import S3Server
+from tests.support import parallel, series_csv
 
 pytestmark = pytest.mark.integration
 
@@ -122,15 +125,29 @@ def test_predict_and_eval_take_the_delimiter_from_the_content_not_the_name(env: 
     assert {k: from_tsv[k] for k in ("windows", "rmse", "mae")} == {k: from_csv[k] for k in ("windows", "rmse", "mae")}
 
 
-@pytest.mark.parametrize("kind", ["classify", "lm"])
-def test_status_spec_round_trips_through_a_job_file(env: Env, kind: str) -> None:
+def _first_run(env: Env, kind: str) -> dict[str, object]:
+    """A training job of `kind` sent with a few non-default fields."""
     if kind == "lm":
         corpus = env.tmp / "corpus.txt"
         corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 300)
-        first = _submit(env, str(corpus), "--hidden", "24", "--seq-len", "16", "--tokenizer", "word")
-    else:
-        first = _submit(env, str(reviews(env.tmp / "reviews.csv", ",")), *CLASSIFY, "--hidden", "24", "--set",
-                        "token_dropout=0.1")
+        return _submit(env, str(corpus), "--hidden", "24", "--seq-len", "16", "--tokenizer", "word")
+    if kind == "classify":
+        return _submit(env, str(reviews(env.tmp / "reviews.csv", ",")), *CLASSIFY, "--hidden", "24", "--set",
+                       "token_dropout=0.1")
+    if kind == "forecast":
+        return _submit(env, str(series_csv(env.tmp / "series.csv")), "--task", "forecast", "--horizon", "3",
+                       "--season", "12")
+    if kind == "translate":
+        source, target = parallel(env.tmp)
+        return _submit(env, "--task", "translate", "--source", str(source), "--target-file", str(target),
+                       "--tokenizer", "word")
+    manifest = speech.corpus(env.tmp / "speech", 3)
+    return _submit(env, str(manifest), "--task", "transcribe", "--hidden", "48", "--set", "max_seconds=20")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_status_spec_round_trips_through_a_job_file(env: Env, kind: str) -> None:
+    first = _first_run(env, kind)
     res = env.cli("status", str(first["job_id"]), "--spec")
     assert res.exit_code == 0, res.output
     job_file = env.tmp / "job.yaml"
@@ -140,6 +157,21 @@ def test_status_spec_round_trips_through_a_job_file(env: Env, kind: str) -> None
     # flags override the file, for its kind (the file's task: line)
     tuned = _submit(env, "-f", str(job_file), "--hidden", "40")
     assert tuned["spec"] == {**first["spec"], "hidden": 40}  # type: ignore[dict-item]
+
+
+def test_a_speech_job_file_re_runs_on_a_worker_and_rechecks_its_recordings(env: Env, worker: Worker) -> None:
+    # The job file names the stored bundle, not the manifest: it must read as a corpus again.
+    manifest = speech.corpus(env.tmp / "speech", 4)
+    tiny = ["--task", "transcribe", "--hidden", "16", "--embed", "16", "--layers", "1", "--batch-size", "2",
+            "--max-steps", "4", "--eval-every", "4", "--set", "n_mels=20", "--set", "subsample=4"]
+    first = _result(env, "train", str(manifest), *tiny)
+    assert first["state"] == "succeeded", first
+    job_file = env.tmp / "asr.yaml"
+    job_file.write_text(env.cli("status", str(first["job_id"]), "--spec").stdout)
+    again = _result(env, "train", "-f", str(job_file))
+    assert again["state"] == "succeeded" and again["spec"] == first["spec"] and again["steps"] == 4, again
+    res = env.cli("train", "-f", str(job_file), "--set", "max_seconds=0.2", "--queue", IDLE)
+    assert res.exit_code == 2 and "u0_0.wav" in res.output and "over the bound of 0.2 s" in res.output, res.output
 
 
 def test_a_job_file_re_runs_a_job_whose_inputs_are_in_a_bucket(env: Env, s3: S3Server) -> None:
