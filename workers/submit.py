@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, SpecError, TrainSpec, train_spec_class
+from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, SpecError, TrainedModel, TrainSpec, train_spec_class
 from workers import dispatch
 from workers.artifacts import ArtifactStore, put_input
 from workers.errors import InvalidJob, UploadFailed
@@ -216,24 +216,31 @@ def _check_options(job: Job, fields: dict[str, Any], taken: tuple[str, ...], wha
                                                            f"not take it{uses}")
 
 
-def _check_lm(store: JobStore, fields: dict[str, Any]) -> dict[str, Any]:
-    """--lm JOB names a finished character LM whose characters cover the recogniser's; its id goes in the spec."""
-    if fields.get("lm") is None:
+def _task_check(cls: type[TrainSpec], name: str) -> Callable[..., Any] | None:
+    """A submit-time check the task's spec module defines (stdlib only), or None: what
+    differs between kinds lives there, so the submit functions have no per-kind branches."""
+    return getattr(importlib.import_module(cls.__module__), name, None)
+
+
+def _check_request(store: JobStore, job: Job, cls: type[TrainSpec], fields: dict[str, Any]) -> dict[str, Any]:
+    """The predict or eval request's fields as the task's check_request returns them (it
+    may resolve other jobs they name, such as a speech recogniser's --lm); unchanged when
+    the task has none."""
+    check = _task_check(cls, "check_request")
+    if check is None:
         return fields
-    lm = _trained(store, fields["lm"], "--lm")
-    if not train_spec_class(lm.spec.get("task", "lm")).GENERATES or lm.spec.get("tokenizer", "char") != "char":
-        raise InvalidJob("--lm", f"job {lm.id} is not a character language model")
-    return {**fields, "lm": lm.id}
+
+    def find(source: str, field: str) -> TrainedModel:
+        return _model(_trained(store, source, field))
+
+    try:
+        return dict(check(fields, _model(job), find))
+    except SpecError as exc:
+        raise InvalidJob(exc.field, exc.message) from None
 
 
-def _check_lm_covers(store: JobStore, fields: dict[str, Any], recogniser: Job) -> None:
-    """The fused LM saw every character the recogniser writes."""
-    if fields.get("lm") is None:
-        return
-    lm = store.get(fields["lm"])
-    missing = "".join(c for c in (recogniser.result or {}).get("alphabet", "") if c not in (lm.result or {}).get("vocab", ""))
-    if missing:
-        raise InvalidJob("--lm", f"language model {lm.id} never saw {missing!r}, which the recogniser writes")
+def _model(job: Job) -> TrainedModel:
+    return TrainedModel(id=job.id, spec=dict(job.spec), result=dict(job.result or {}))
 
 
 def _trained(store: JobStore, source: str, flag: str = "JOB") -> Job:
@@ -257,8 +264,7 @@ def submit_predict(store: JobStore, artifacts: ArtifactStore, app: Celery, sourc
     if cls.AUDIO_INPUT and fields.get("texts"):
         raise InvalidJob("--text", f"job {job.id} recognises speech: give recordings with --input")
     _check_options(job, fields, cls.PREDICT_OPTIONS, "predict")
-    fields = _check_lm(store, fields)
-    _check_lm_covers(store, fields, job)
+    fields = _check_request(store, job, cls, fields)
     spec = PredictSpec.from_dict({"source": job.id, **fields})
     if data is not None:
         with _uploading("--input"):
@@ -272,9 +278,8 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
     job = _trained(store, source)
     cls = train_spec_class(job.spec.get("task", "lm"))
     _check_options(job, fields, cls.EVAL_OPTIONS, "evaluation")
-    fields = _check_lm(store, fields)
-    _check_lm_covers(store, fields, job)
-    check_eval = getattr(importlib.import_module(cls.__module__), "check_eval_inputs", None)  # stdlib, if it has one
+    fields = _check_request(store, job, cls, fields)
+    check_eval = _task_check(cls, "check_eval_inputs")
     if check_eval is not None:
         try:
             check_eval(files)

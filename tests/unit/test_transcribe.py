@@ -18,10 +18,10 @@ import torch
 from rnn_tasks import device as devices
 from rnn_tasks.lm.model import LanguageModel, LMConfig
 from rnn_tasks.loop import Callbacks, StepMetrics
-from rnn_tasks.spec import EvalSpec, PredictSpec, SpecError, train_spec_from_dict
+from rnn_tasks.spec import EvalSpec, PredictSpec, SpecError, TrainedModel, train_spec_from_dict
 from rnn_tasks.transcribe import audio, data, decode, features, manifest
 from rnn_tasks.transcribe.model import AcousticConfig, AcousticModel
-from rnn_tasks.transcribe.spec import TranscribeSpec, check_inputs, normalize, read_bundle, write_bundle
+from rnn_tasks.transcribe.spec import TranscribeSpec, check_inputs, check_request, normalize, read_bundle, write_bundle
 from tests import speech
 from workers.errors import InvalidJob
 from workers.submit import audio_bundle
@@ -131,6 +131,28 @@ def test_a_manifest_is_split_by_comma_or_tab_as_its_content_parses(tmp_path: Pat
     paths = tmp_path / "paths.csv"  # predict: audio paths alone
     paths.write_text("path\nx.wav\ny.wav\n")
     assert [e.name for e in manifest.collect(paths, "--input", transcripts=False)] == ["x.wav", "y.wav"]
+
+
+def test_a_request_lm_must_be_a_character_lm_that_saw_the_recognisers_characters() -> None:
+    recogniser = TrainedModel("a" * 12, {"task": "transcribe"}, {"alphabet": " abc"})
+    jobs = {"chars": TrainedModel("c" * 12, {"task": "lm"}, {"vocab": "\n abcd"}),
+            "words": TrainedModel("d" * 12, {"task": "lm", "tokenizer": "word"}, {}),
+            "asr": recogniser,
+            "no-c": TrainedModel("e" * 12, {"task": "lm"}, {"vocab": " ab"})}
+    asked: list[tuple[str, str]] = []
+
+    def find(source: str, field: str) -> TrainedModel:
+        asked.append((source, field))
+        return jobs[source]
+
+    assert check_request({"beam": 2}, recogniser, find) == {"beam": 2} and asked == []
+    assert check_request({"lm": "chars", "lm_weight": 0.3}, recogniser, find) == {"lm": "c" * 12, "lm_weight": 0.3}
+    assert asked == [("chars", "lm")]
+    for name, message in (("words", "not a character language model"), ("asr", "not a character language model"),
+                          ("no-c", "never saw 'c', which the recogniser writes")):
+        with pytest.raises(SpecError, match=message) as err:
+            check_request({"lm": name}, recogniser, find)
+        assert err.value.field == "lm"
 
 
 def _refusal(paths: list[Path], **kw: Any) -> str:
