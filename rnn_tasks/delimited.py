@@ -58,7 +58,8 @@ def name(delimiter: str) -> str:
     return "TAB" if delimiter == "\t" else repr(delimiter)
 
 
-def sniff_delimiter(text: str, field: str, candidates: str = DELIMITERS, one_column: str | None = None) -> str:
+def sniff_delimiter(text: str, field: str, candidates: str = DELIMITERS, one_column: str | None = None,
+                    fix: str = "give the delimiter") -> str:
     """The candidate under which the file *parses* into rows of one width (> 1).
 
     Each candidate reads the head of the file with the csv module (quoted, as Python's csv
@@ -66,7 +67,8 @@ def sniff_delimiter(text: str, field: str, candidates: str = DELIMITERS, one_col
     characters is not enough: a CSV whose quoted texts hold commas has a different count
     per line. Among several consistent candidates, csv.Sniffer's pick wins, else TAB
     before , ; |. A file no candidate splits at all has one column: `one_column` is
-    returned for it when given. Otherwise SpecError names the first line that breaks.
+    returned for it when given. Otherwise SpecError names the first line that breaks and
+    ends with `fix`, what the user can do about it.
     """
     head, truncated = _head(text)
     order = [d for d in _PREFERENCE if d in candidates]
@@ -74,7 +76,7 @@ def sniff_delimiter(text: str, field: str, candidates: str = DELIMITERS, one_col
     if not consistent:
         if one_column is not None and not any(_widest(head, d) > 1 for d in order):
             return one_column
-        raise SpecError(field, _no_delimiter(head, candidates, order, truncated))
+        raise SpecError(field, _no_delimiter(head, candidates, order, truncated) + f"; {fix}")
     if len(consistent) > 1:
         try:
             sniffed = csv.Sniffer().sniff(head[:65536], delimiters=candidates).delimiter
@@ -150,7 +152,7 @@ def _widest(text: str, delimiter: str) -> int:
 def _no_delimiter(text: str, candidates: str, order: list[str], truncated: bool) -> str:
     shown = " ".join("TAB" if d == "\t" else d for d in candidates)
     return (f"cannot tell the delimiter: no one of {shown} splits every row into the same number of columns"
-            f"{_first_break(text, order, truncated)}; give the delimiter")
+            f"{_first_break(text, order, truncated)}")
 
 
 def _first_break(text: str, order: list[str], truncated: bool) -> str:

@@ -112,7 +112,8 @@ def _rows(path: Path, field: str) -> list[delimited.Row]:
     commas inside quotes). A file of one column is a list of audio paths (for predict)."""
     text = _read_text(path, field)
     try:
-        delimiter = delimited.sniff_delimiter(text, field, MANIFEST_DELIMITERS, one_column=",")
+        delimiter = delimited.sniff_delimiter(text, field, MANIFEST_DELIMITERS, one_column=",",
+                                              fix="quote the cells that hold a comma (as the csv module writes them)")
     except SpecError as exc:
         raise SpecError(field, f"{path}: {exc.message}") from None
     try:

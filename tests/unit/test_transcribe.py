@@ -126,7 +126,7 @@ def test_a_manifest_is_split_by_comma_or_tab_as_its_content_parses(tmp_path: Pat
         ("x.wav", '"Hi, she said'), ("y.wav", "say, y")]
     ragged = tmp_path / "ragged.csv"  # an unquoted comma: half a transcript would be learned
     ragged.write_text("path,transcript\nx.wav,say x\ny.wav,say, y\n")
-    with pytest.raises(SpecError, match=r"ragged.csv: cannot tell the delimiter.*line 3 has 3: 'y.wav,say, y'"):
+    with pytest.raises(SpecError, match=r"ragged.csv: cannot tell the delimiter.*line 3 has 3: 'y.wav,say, y'\); quote"):
         manifest.collect(ragged, "DATA")
     paths = tmp_path / "paths.csv"  # predict: audio paths alone
     paths.write_text("path\nx.wav\ny.wav\n")
