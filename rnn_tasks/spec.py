@@ -254,6 +254,16 @@ def train_spec_class(task: str) -> type[TrainSpec]:
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """A finished training job as a task's submit-time request check sees it (see
+    check_request in rnn_tasks.task): no job store, just what the job recorded."""
+
+    id: str
+    spec: dict[str, Any]
+    result: dict[str, Any]  # the training's figures (vocab, alphabet, ...)
+
+
 def train_spec_from_dict(data: Any) -> TrainSpec:
     """The spec of a training job of any task (by its "task" field; default "lm")."""
     if not isinstance(data, dict):

@@ -3,7 +3,10 @@
 A task is a package `rnn_tasks/<name>/` with
 
     spec.py   its TrainSpec subclass and check_inputs(spec, files): the submit-time
-              check of the input files, stdlib only (the CLI runs it without torch)
+              check of the input files, stdlib only (the CLI runs it without torch);
+              optionally check_eval_inputs(files), for an eval job's files, and
+              check_request(fields, model, find) -> fields, for a predict or eval
+              request's options (find resolves another job they name: TrainedModel)
     task.py   the entry points below, which the worker calls by the task's name
 
 rnn_tasks.spec.TASKS maps each name to its spec class; `lookup(name)` returns the

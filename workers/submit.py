@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, SpecError, TrainSpec, train_spec_class
+from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, SpecError, TrainedModel, TrainSpec, train_spec_class
 from workers import dispatch
 from workers.artifacts import ArtifactStore, put_input
 from workers.errors import InvalidJob, UploadFailed
@@ -111,8 +111,8 @@ def audio_bundle(paths: list[Path], field: str, *, transcripts: bool, max_second
     """Check every recording a speech corpus or a predict input lists, and pack them into one
     content-addressed bundle (rnn_tasks.transcribe.spec). Refusals name the file: missing,
     unreadable, longer than max_seconds, or (with transcripts) an empty transcript."""
-    from rnn_tasks.transcribe import audio, manifest  # soundfile and numpy, no torch
-    from rnn_tasks.transcribe.spec import normalize, write_bundle
+    from rnn_tasks.transcribe import manifest  # stdlib
+    from rnn_tasks.transcribe.spec import write_bundle
 
     utterances, total = [], 0
     for path in paths:
@@ -124,19 +124,12 @@ def audio_bundle(paths: list[Path], field: str, *, transcripts: bool, max_second
             where = f"{entry.name} ({entry.where})" if entry.where != entry.name else entry.name
             if not entry.path.is_file():
                 raise InvalidJob(field, f"{where}: audio file {entry.path} does not exist")
-            if transcripts and not normalize(entry.transcript or "", lowercase, punctuation):
-                raise InvalidJob(field, f"{where}: empty transcript")
             data = entry.path.read_bytes()
             total += len(data)
             if total > max_bytes:
                 raise InvalidJob(field, f"the audio passes {max_bytes} bytes at {where} (RNNQ_MAX_CORPUS_BYTES)")
-            try:
-                seconds = audio.seconds(data)
-            except audio.AudioError as exc:
-                raise InvalidJob(field, f"{where}: {exc}") from None
-            if seconds > max_seconds:
-                raise InvalidJob(field, f"{where}: {seconds:.1f} s long, over the bound of {max_seconds:g} s "
-                                        "(--set max_seconds=...)")
+            _check_recording(field, where, data, entry.transcript if transcripts else None, max_seconds,
+                             lowercase, punctuation)
             utterances.append((entry.name, data, entry.transcript or ""))
     try:
         return write_bundle(utterances)
@@ -144,11 +137,45 @@ def audio_bundle(paths: list[Path], field: str, *, transcripts: bool, max_second
         raise InvalidJob(field, exc.message) from None
 
 
+def _check_recording(field: str, where: str, data: bytes, transcript: str | None, max_seconds: float,
+                     lowercase: bool, punctuation: bool) -> None:
+    """One recording is readable audio within max_seconds, and its transcript (None: not
+    checked, as for predict) is not empty once normalised."""
+    from rnn_tasks.transcribe import audio  # soundfile and numpy, no torch
+    from rnn_tasks.transcribe.spec import normalize
+
+    if transcript is not None and not normalize(transcript, lowercase, punctuation):
+        raise InvalidJob(field, f"{where}: empty transcript")
+    try:
+        seconds = audio.seconds(data)
+    except audio.AudioError as exc:
+        raise InvalidJob(field, f"{where}: {exc}") from None
+    if seconds > max_seconds:
+        raise InvalidJob(field, f"{where}: {seconds:.1f} s long, over the bound of {max_seconds:g} s "
+                                "(--set max_seconds=...)")
+
+
 def _speech_corpus(spec: TrainSpec, path: Path, max_bytes: int) -> bytes:
-    """The bundle of a speech corpus (a manifest or a folder), every recording checked."""
-    return audio_bundle([path], "DATA", transcripts=True, max_seconds=spec.max_seconds,  # type: ignore[attr-defined]
-                        max_bytes=max_bytes, lowercase=spec.lowercase,  # type: ignore[attr-defined]
-                        punctuation=spec.punctuation)  # type: ignore[attr-defined]
+    """The bundle of a speech corpus (a manifest or a folder), every recording checked.
+
+    A job file from `rnnq status --spec` names the stored bundle itself: its recordings are
+    checked again (the re-run may bound them tighter) and it is sent as it is."""
+    from rnn_tasks.transcribe.spec import is_bundle, read_bundle
+
+    lowercase, punctuation = spec.lowercase, spec.punctuation  # type: ignore[attr-defined]
+    max_seconds = spec.max_seconds  # type: ignore[attr-defined]
+    if not is_bundle(path):
+        return audio_bundle([path], "DATA", transcripts=True, max_seconds=max_seconds, max_bytes=max_bytes,
+                            lowercase=lowercase, punctuation=punctuation)
+    raw = read_input(path, max_bytes)
+    try:
+        utterances, recordings = read_bundle(raw)
+    except SpecError as exc:
+        raise InvalidJob("DATA", f"{path}: {exc.message}") from None
+    for utt in utterances:
+        _check_recording("DATA", utt.name, recordings[utt.member], utt.transcript, max_seconds, lowercase,
+                         punctuation)
+    return raw
 
 
 def trained_task(store: JobStore, source: str) -> str:
@@ -189,24 +216,31 @@ def _check_options(job: Job, fields: dict[str, Any], taken: tuple[str, ...], wha
                                                            f"not take it{uses}")
 
 
-def _check_lm(store: JobStore, fields: dict[str, Any]) -> dict[str, Any]:
-    """--lm JOB names a finished character LM whose characters cover the recogniser's; its id goes in the spec."""
-    if fields.get("lm") is None:
+def _task_check(cls: type[TrainSpec], name: str) -> Callable[..., Any] | None:
+    """A submit-time check the task's spec module defines (stdlib only), or None: what
+    differs between kinds lives there, so the submit functions have no per-kind branches."""
+    return getattr(importlib.import_module(cls.__module__), name, None)
+
+
+def _check_request(store: JobStore, job: Job, cls: type[TrainSpec], fields: dict[str, Any]) -> dict[str, Any]:
+    """The predict or eval request's fields as the task's check_request returns them (it
+    may resolve other jobs they name, such as a speech recogniser's --lm); unchanged when
+    the task has none."""
+    check = _task_check(cls, "check_request")
+    if check is None:
         return fields
-    lm = _trained(store, fields["lm"], "--lm")
-    if not train_spec_class(lm.spec.get("task", "lm")).GENERATES or lm.spec.get("tokenizer", "char") != "char":
-        raise InvalidJob("--lm", f"job {lm.id} is not a character language model")
-    return {**fields, "lm": lm.id}
+
+    def find(source: str, field: str) -> TrainedModel:
+        return _model(_trained(store, source, field))
+
+    try:
+        return dict(check(fields, _model(job), find))
+    except SpecError as exc:
+        raise InvalidJob(exc.field, exc.message) from None
 
 
-def _check_lm_covers(store: JobStore, fields: dict[str, Any], recogniser: Job) -> None:
-    """The fused LM saw every character the recogniser writes."""
-    if fields.get("lm") is None:
-        return
-    lm = store.get(fields["lm"])
-    missing = "".join(c for c in (recogniser.result or {}).get("alphabet", "") if c not in (lm.result or {}).get("vocab", ""))
-    if missing:
-        raise InvalidJob("--lm", f"language model {lm.id} never saw {missing!r}, which the recogniser writes")
+def _model(job: Job) -> TrainedModel:
+    return TrainedModel(id=job.id, spec=dict(job.spec), result=dict(job.result or {}))
 
 
 def _trained(store: JobStore, source: str, flag: str = "JOB") -> Job:
@@ -230,8 +264,7 @@ def submit_predict(store: JobStore, artifacts: ArtifactStore, app: Celery, sourc
     if cls.AUDIO_INPUT and fields.get("texts"):
         raise InvalidJob("--text", f"job {job.id} recognises speech: give recordings with --input")
     _check_options(job, fields, cls.PREDICT_OPTIONS, "predict")
-    fields = _check_lm(store, fields)
-    _check_lm_covers(store, fields, job)
+    fields = _check_request(store, job, cls, fields)
     spec = PredictSpec.from_dict({"source": job.id, **fields})
     if data is not None:
         with _uploading("--input"):
@@ -245,9 +278,8 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
     job = _trained(store, source)
     cls = train_spec_class(job.spec.get("task", "lm"))
     _check_options(job, fields, cls.EVAL_OPTIONS, "evaluation")
-    fields = _check_lm(store, fields)
-    _check_lm_covers(store, fields, job)
-    check_eval = getattr(importlib.import_module(cls.__module__), "check_eval_inputs", None)  # stdlib, if it has one
+    fields = _check_request(store, job, cls, fields)
+    check_eval = _task_check(cls, "check_eval_inputs")
     if check_eval is not None:
         try:
             check_eval(files)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from rnn_tasks import checkpoint, loop
+from rnn_tasks import checkpoint, delimited, loop
 from rnn_tasks import device as devices
 from rnn_tasks.classify import baseline, metrics, table
 from rnn_tasks.classify.data import PAD_ID, UNK_ID, Batch, Encoded, TextEncoder, class_weights, encode
@@ -184,14 +185,14 @@ class _Loaded:
 def predict(checkpoint: Path, inputs: bytes, options: dict[str, Any], device: str = "auto") -> dict[str, Any]:
     """Label texts: options {"format": "lines"} (one text per line, blank lines skipped) or
     {"format": "csv"} (the training text column; "delimiter", "header", "text_column" override
-    the training spec's)."""
+    the training spec's; without "delimiter" the file's content tells it, see _delimiter)."""
     for key in options:
         if key not in PREDICT_OPTIONS:
             raise SpecError(key, f"unknown predict option (known: {', '.join(PREDICT_OPTIONS)})")
     loaded = _Loaded(checkpoint, device)
     fmt = options.get("format", "lines")
     if fmt == "lines":
-        texts = [line for line in table.split_lines(table.decode(inputs, "inputs")) if line.strip()]
+        texts = [line for line in delimited.split_lines(delimited.decode(inputs, "inputs")) if line.strip()]
         skipped = 0
     elif fmt == "csv":
         texts, skipped = _csv_texts(loaded, inputs, options)
@@ -212,14 +213,8 @@ def _csv_texts(loaded: _Loaded, inputs: bytes, options: dict[str, Any]) -> tuple
     header = options.get("header", spec.header)
     if header is None:  # as the training file was read
         header = True if not table.is_index(column) else bool(loaded.meta["format"]["header"])
-    delimiter = options.get("delimiter", spec.delimiter)
-    try:
-        tab = table.read_table(inputs, delimiter, "inputs")
-    except SpecError:
-        if delimiter is not None:
-            raise
-        # Nothing to sniff in a one-column file of texts: read it as the training file was.
-        tab = table.read_table(inputs, loaded.meta["format"]["delimiter"], "inputs")
+    delimiter = options.get("delimiter") or _delimiter(loaded, inputs, "inputs")
+    tab = table.read_table(inputs, delimiter, "inputs")
     tab = table.with_header(tab, bool(header), (column,), None)
     index = table.column_index(tab, column, "text_column")
     texts = []
@@ -238,7 +233,8 @@ def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
     if options:
         raise SpecError(next(iter(options)), "unknown option; evaluating classification takes none")
     loaded = _Loaded(checkpoint, device)
-    rows, _ = read_labelled(loaded.spec, files["data"])
+    spec = replace(loaded.spec, delimiter=_delimiter(loaded, files["data"], "DATA"))
+    rows, _ = read_labelled(spec, files["data"])
     unseen = sorted(set(rows.labels) - set(loaded.labels))
     labels = loaded.labels + unseen
     ids = {label: i for i, label in enumerate(labels)}
@@ -249,3 +245,11 @@ def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
     base = _baseline_figures(baseline.Baseline.from_meta(fitted) if fitted else None, rows.texts, truth, len(labels))
     return {"accuracy": metrics.accuracy(conf), "macro_f1": metrics.macro_f1(conf), **base, "confusion": conf,
             "labels": labels, "n": len(rows.texts), "skipped_empty": rows.skipped, "unseen_labels": unseen}
+
+
+def _delimiter(loaded: _Loaded, raw: bytes, field: str) -> str:
+    """The delimiter of a predict or eval file, from its content: the training spec's may have
+    come from the training file's name (reviews.csv), which says nothing about this file.
+    Where the content cannot tell (one column of texts), as the training file was read."""
+    fallback = str(loaded.meta["format"]["delimiter"])
+    return delimited.sniff_or(delimited.decode(raw, field), field, fallback)

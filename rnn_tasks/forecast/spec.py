@@ -12,13 +12,13 @@ series with the same `read_series`, so a file that passes check_inputs trains.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from rnn_tasks import delimited
 from rnn_tasks.spec import SpecError, TrainSpec, _between
 
 # How the target is rewritten before normalisation (features are only normalised):
@@ -31,7 +31,6 @@ from rnn_tasks.spec import SpecError, TrainSpec, _between
 #           given, by validation on the training part only (rnn_tasks.forecast.select)
 TRANSFORMS = ("none", "log", "diff", "log_diff", "sdiff", "log_sdiff")
 AUTO = "auto"
-_DELIMITERS = ",;\t|"
 _YEAR_MONTH = re.compile(r"^\d{4}-\d{2}$")
 
 
@@ -169,16 +168,17 @@ def _lag_note(spec: ForecastSpec) -> str:
 
 def read_series(raw: bytes, time_column: str | None, target: str | None, features: tuple[str, ...] | list[str],
                 delimiter: str | None) -> Series:
-    """Parse a CSV with a header; every target/feature value must be a finite number."""
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SpecError("DATA", f"not UTF-8 text (bad byte at offset {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter or _sniff(text))
-    header = [h.strip() for h in next(reader, [])]
-    if not any(header):
+    """Parse a CSV with a header; every target/feature value must be a finite number.
+    Without a delimiter the content tells it (rnn_tasks.delimited)."""
+    text = delimited.decode(raw, "DATA")
+    if not text.strip():
         raise SpecError("DATA", "empty file: expected a header row naming the columns")
-    rows: list[tuple[int, list[str]]] = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+    delimiter = delimiter or delimited.sniff_delimiter(text, "DATA")
+    try:
+        header_row, *rows = delimited.read_rows(text, delimiter)
+    except csv.Error as exc:
+        raise SpecError("DATA", f"not a valid {delimited.name(delimiter)}-separated file: {exc}") from None
+    header = [h.strip() for h in header_row.cells]
     if not rows:
         raise SpecError("DATA", "no data rows after the header")
     time_name = time_column if time_column is not None else header[0]
@@ -197,18 +197,11 @@ def read_series(raw: bytes, time_column: str | None, target: str | None, feature
     return Series(time_name, names, [times[i] for i in order], [[col[i] for i in order] for col in columns])
 
 
-def _sniff(text: str) -> str:
-    try:
-        return csv.Sniffer().sniff(text[:8192], delimiters=_DELIMITERS).delimiter
-    except csv.Error:  # one column, or nothing to tell the candidates apart
-        return ","
-
-
 def _cell(row: list[str], index: int) -> str | None:
     return row[index].strip() if index < len(row) else None
 
 
-def _numbers(name: str, index: int, rows: list[tuple[int, list[str]]]) -> list[float]:
+def _numbers(name: str, index: int, rows: list[delimited.Row]) -> list[float]:
     out = []
     for row_no, (line, row) in enumerate(rows, 1):
         value = _cell(row, index)
@@ -224,7 +217,7 @@ def _numbers(name: str, index: int, rows: list[tuple[int, list[str]]]) -> list[f
     return out
 
 
-def _times(name: str, index: int, rows: list[tuple[int, list[str]]]) -> list[str]:
+def _times(name: str, index: int, rows: list[delimited.Row]) -> list[str]:
     out = []
     for row_no, (line, row) in enumerate(rows, 1):
         value = _cell(row, index)
@@ -234,9 +227,9 @@ def _times(name: str, index: int, rows: list[tuple[int, list[str]]]) -> list[str
     return out
 
 
-def _only_numeric(header: list[str], rows: list[tuple[int, list[str]]], taken: set[str]) -> str:
+def _only_numeric(header: list[str], rows: list[delimited.Row], taken: set[str]) -> str:
     numeric = [name for i, name in enumerate(header)
-               if name not in taken and all(_is_number(_cell(row, i)) for _, row in rows)]
+               if name not in taken and all(_is_number(_cell(row.cells, i)) for row in rows)]
     if len(numeric) == 1:
         return numeric[0]
     if not numeric:

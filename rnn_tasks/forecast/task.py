@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rnn_tasks import checkpoint, loop
+from rnn_tasks import checkpoint, delimited, loop
 from rnn_tasks import device as devices
 from rnn_tasks.forecast import data, holt_winters, metrics, select
 from rnn_tasks.forecast.model import Forecaster, ForecasterConfig, upgrade_state_dict
@@ -195,8 +195,11 @@ def _holt_winters(meta: dict[str, Any]) -> holt_winters.HoltWinters | None:
 
 
 def _read(spec: ForecastSpec, meta: dict[str, Any], raw: bytes) -> Series:
-    """A new CSV read with the columns the model was trained on."""
-    series = read_series(raw, meta["time_column"], meta["target"], tuple(meta["features"]), spec.delimiter)
+    """A new CSV read with the columns the model was trained on. Its delimiter comes from its
+    content: the spec's may have come from the training file's name (sales.csv), which says
+    nothing about this file; it is used only where the content cannot tell."""
+    delimiter = delimited.sniff_or(delimited.decode(raw, "DATA"), "DATA", spec.delimiter)
+    series = read_series(raw, meta["time_column"], meta["target"], tuple(meta["features"]), delimiter)
     check_transform(spec, series)
     return series
 

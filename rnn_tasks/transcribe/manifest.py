@@ -4,7 +4,8 @@ Three layouts, the ones corpus exports come in:
 
     corpus.csv / .tsv     audio path and transcript per row, paths relative to the file;
                           a header names the columns (Common Voice: path, sentence;
-                          DeepSpeech: wav_filename, transcript) or the first two are used
+                          DeepSpeech: wav_filename, transcript) or the first two are used;
+                          comma or TAB, whichever the content parses by (not the name)
     NAME.trans.txt        LibriSpeech: "UTTERANCE-ID transcript" lines, audio ID.flac beside it
     a folder              name.wav (.flac, .ogg) with its transcript in name.txt
 
@@ -15,14 +16,15 @@ given directly.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 from typing import NamedTuple
 
+from rnn_tasks import delimited
 from rnn_tasks.spec import SpecError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
 AUDIO_COLUMNS = ("path", "audio", "audio_path", "file", "filename", "file_name", "wav", "wav_filename")
+MANIFEST_DELIMITERS = ",\t"  # CSV or TSV, as corpus exports come
 TEXT_COLUMNS = ("sentence", "transcript", "transcription", "text", "normalized_text", "label")
 
 
@@ -83,13 +85,8 @@ def _librispeech(path: Path, field: str) -> list[Entry]:
 
 
 def _table(path: Path, field: str, transcripts: bool) -> list[Entry]:
-    text = _read_text(path, field)
-    first = text.split("\n", 1)[0]
-    delimiter = "\t" if "\t" in first else ","
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    if not rows:
-        raise SpecError(field, f"{path} is empty")
-    header = [c.strip().lower() for c in rows[0]]
+    rows = _rows(path, field)
+    header = [c.strip().lower() for c in rows[0].cells]
     audio_col = next((header.index(c) for c in AUDIO_COLUMNS if c in header), None)
     text_col = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
     start = 1 if audio_col is not None or text_col is not None else 0
@@ -97,19 +94,35 @@ def _table(path: Path, field: str, transcripts: bool) -> list[Entry]:
         raise SpecError(field, f"{path}: no audio column in the header (one of {', '.join(AUDIO_COLUMNS)})")
     audio_col = 0 if audio_col is None else audio_col
     if text_col is None and not start:
-        text_col = 1 if len(rows[0]) > 1 else None
+        text_col = 1 if len(rows[0].cells) > 1 else None
     if text_col is None and transcripts:
         raise SpecError(field, f"{path}: no transcript column (one of {', '.join(TEXT_COLUMNS)}, or the second)")
     entries = []
-    for number, row in enumerate(rows[start:], start + 1):
-        if not any(c.strip() for c in row):
-            continue
-        where = f"{path.name} line {number}"
+    for line, row in rows[start:]:
+        where = f"{path.name} line {line}"
         if audio_col >= len(row) or (text_col is not None and text_col >= len(row)):
             raise SpecError(field, f"{where} has {len(row)} column(s)")
         name = row[audio_col].strip()
         entries.append(Entry(path.parent / name, name, None if text_col is None else row[text_col], where))
     return entries
+
+
+def _rows(path: Path, field: str) -> list[delimited.Row]:
+    """The manifest's rows, split by comma or TAB as its content parses (a transcript may hold
+    commas inside quotes). A file of one column is a list of audio paths (for predict)."""
+    text = _read_text(path, field)
+    try:
+        delimiter = delimited.sniff_delimiter(text, field, MANIFEST_DELIMITERS, one_column=",",
+                                              fix="quote the cells that hold a comma (as the csv module writes them)")
+    except SpecError as exc:
+        raise SpecError(field, f"{path}: {exc.message}") from None
+    try:
+        rows = delimited.read_rows(text, delimiter)
+    except csv.Error as exc:
+        raise SpecError(field, f"{path} is not a valid {delimited.name(delimiter)}-separated file: {exc}") from None
+    if not rows:
+        raise SpecError(field, f"{path} is empty")
+    return rows
 
 
 def _read_text(path: Path, field: str) -> str:

@@ -19,10 +19,12 @@ import random
 import re
 import tarfile
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
 
-from rnn_tasks.spec import SpecError, TrainSpec, _between
+from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, train_spec_class
 
 MANIFEST = "manifest.tsv"
 DATA_FIELD = "DATA"
@@ -129,6 +131,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def is_bundle(path: Path) -> bool:
+    """Whether path is a bundle rnnq made (a tar file, such as the stored input a job file
+    names) rather than a manifest or a folder."""
+    return path.is_file() and tarfile.is_tarfile(path)
+
+
 def read_bundle(raw: bytes, field: str = DATA_FIELD) -> tuple[list[Utterance], dict[str, bytes]]:
     """The utterances of a bundle and the audio bytes by member name."""
     try:
@@ -179,3 +187,21 @@ def check_inputs(spec: TranscribeSpec, files: dict[str, bytes]) -> None:
     check_transcripts(spec, utterances)
     if len(utterances) < 2:
         raise SpecError(DATA_FIELD, f"has {len(utterances)} utterance(s); at least 2 are needed (one held out)")
+
+
+def check_request(fields: dict[str, Any], recogniser: TrainedModel,
+                  find: Callable[[str, str], TrainedModel]) -> dict[str, Any]:
+    """Submit-time check of a predict or eval request: its `lm` (shallow fusion) names a
+    finished character language model that saw every character the recogniser writes.
+    `find(job_or_name, field)` resolves it, naming the field when it cannot. Returns the
+    fields with the LM given by its job id, as the worker loads it."""
+    if fields.get("lm") is None:
+        return fields
+    lm = find(fields["lm"], "lm")
+    if not train_spec_class(lm.spec.get("task", "lm")).GENERATES or lm.spec.get("tokenizer", "char") != "char":
+        raise SpecError("lm", f"job {lm.id} is not a character language model")
+    vocab = lm.result.get("vocab", "")
+    missing = "".join(c for c in recogniser.result.get("alphabet", "") if c not in vocab)
+    if missing:
+        raise SpecError("lm", f"language model {lm.id} never saw {missing!r}, which the recogniser writes")
+    return {**fields, "lm": lm.id}

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from cli.train import KINDS
+from tests import speech
 from tests.integration.conftest import Env, Worker
 from tests.integration.s3server import S3Server
+from tests.support import parallel, series_csv
 
 pytestmark = pytest.mark.integration
 
@@ -82,15 +85,69 @@ def test_classify_on_a_standard_csv_trains_and_predicts(env: Env, worker: Worker
     assert [p["label"] for p in predicted["predictions"]] == ["pos", "neg"]
 
 
-@pytest.mark.parametrize("kind", ["classify", "lm"])
-def test_status_spec_round_trips_through_a_job_file(env: Env, kind: str) -> None:
+def _tsv_copy(csv_file: Path, txt_file: Path) -> Path:
+    """The same table re-written as TSV under a .txt name (quoted cells stay whole)."""
+    with csv_file.open(newline="") as src, txt_file.open("w", newline="") as dst:
+        csv.writer(dst, delimiter="\t").writerows(csv.reader(src))
+    return txt_file
+
+
+def _result(env: Env, *args: str) -> dict[str, object]:
+    res = env.cli(*args, "--wait", "--json")
+    assert res.exit_code == 0, res.output
+    return dict(json.loads(res.stdout))
+
+
+def test_predict_and_eval_take_the_delimiter_from_the_content_not_the_name(env: Env, worker: Worker) -> None:
+    # Trained from .csv names, so the training specs say ","; the new inputs are TSV in .txt files.
+    data = reviews(env.tmp / "reviews.csv", ",", rows=120)
+    trained = _result(env, "train", str(data), *CLASSIFY, *SMALL, "--max-steps", "20", "--name", "csv-trained")
+    assert trained["state"] == "succeeded" and trained["spec"]["delimiter"] == ","  # type: ignore[index]
+    tsv = _tsv_copy(data, env.tmp / "reviews.txt")
+    figures = _result(env, "eval", "csv-trained", "--data", str(tsv))
+    assert figures["state"] == "succeeded" and figures["n"] == 120, figures
+    predicted = _result(env, "predict", "csv-trained", "--input", str(tsv), "--format", "csv")
+    texts = [row[0] for row in csv.reader(data.open(newline=""))][1:]
+    assert [p["text"] for p in predicted["predictions"]] == texts  # type: ignore[attr-defined]
+
+    series = env.tmp / "sales.csv"
+    series.write_text("month,note,sales\n" + "".join(f'{i},"week {i % 4}, {i % 3}",{10 + i % 12 + 0.1 * i:.2f}\n'
+                                                      for i in range(60)))
+    fast = ["--task", "forecast", "--target-column", "sales", "--lookback", "6", "--horizon", "2", "--max-steps",
+            "20", "--set", "transform=diff", "--set", "ensemble=1"]
+    trained = _result(env, "train", str(series), *fast, "--name", "csv-sales")
+    assert trained["state"] == "succeeded" and trained["spec"]["delimiter"] == ","  # type: ignore[index]
+    tsv = _tsv_copy(series, env.tmp / "sales.txt")
+    forecast = _result(env, "predict", "csv-sales", "--input", str(tsv))
+    assert forecast["after"] == "59" and len(forecast["forecast"]) == 2  # type: ignore[arg-type]
+    from_tsv, from_csv = (_result(env, "eval", "csv-sales", "--data", str(f)) for f in (tsv, series))
+    assert from_tsv["state"] == "succeeded" and from_tsv["windows"] > 40, from_tsv  # type: ignore[operator]
+    assert {k: from_tsv[k] for k in ("windows", "rmse", "mae")} == {k: from_csv[k] for k in ("windows", "rmse", "mae")}
+
+
+def _first_run(env: Env, kind: str) -> dict[str, object]:
+    """A training job of `kind` sent with a few non-default fields."""
     if kind == "lm":
         corpus = env.tmp / "corpus.txt"
         corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 300)
-        first = _submit(env, str(corpus), "--hidden", "24", "--seq-len", "16", "--tokenizer", "word")
-    else:
-        first = _submit(env, str(reviews(env.tmp / "reviews.csv", ",")), *CLASSIFY, "--hidden", "24", "--set",
-                        "token_dropout=0.1")
+        return _submit(env, str(corpus), "--hidden", "24", "--seq-len", "16", "--tokenizer", "word")
+    if kind == "classify":
+        return _submit(env, str(reviews(env.tmp / "reviews.csv", ",")), *CLASSIFY, "--hidden", "24", "--set",
+                       "token_dropout=0.1")
+    if kind == "forecast":
+        return _submit(env, str(series_csv(env.tmp / "series.csv")), "--task", "forecast", "--horizon", "3",
+                       "--season", "12")
+    if kind == "translate":
+        source, target = parallel(env.tmp)
+        return _submit(env, "--task", "translate", "--source", str(source), "--target-file", str(target),
+                       "--tokenizer", "word")
+    manifest = speech.corpus(env.tmp / "speech", 3)
+    return _submit(env, str(manifest), "--task", "transcribe", "--hidden", "48", "--set", "max_seconds=20")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_status_spec_round_trips_through_a_job_file(env: Env, kind: str) -> None:
+    first = _first_run(env, kind)
     res = env.cli("status", str(first["job_id"]), "--spec")
     assert res.exit_code == 0, res.output
     job_file = env.tmp / "job.yaml"
@@ -100,6 +157,21 @@ def test_status_spec_round_trips_through_a_job_file(env: Env, kind: str) -> None
     # flags override the file, for its kind (the file's task: line)
     tuned = _submit(env, "-f", str(job_file), "--hidden", "40")
     assert tuned["spec"] == {**first["spec"], "hidden": 40}  # type: ignore[dict-item]
+
+
+def test_a_speech_job_file_re_runs_on_a_worker_and_rechecks_its_recordings(env: Env, worker: Worker) -> None:
+    # The job file names the stored bundle, not the manifest: it must read as a corpus again.
+    manifest = speech.corpus(env.tmp / "speech", 4)
+    tiny = ["--task", "transcribe", "--hidden", "16", "--embed", "16", "--layers", "1", "--batch-size", "2",
+            "--max-steps", "4", "--eval-every", "4", "--set", "n_mels=20", "--set", "subsample=4"]
+    first = _result(env, "train", str(manifest), *tiny)
+    assert first["state"] == "succeeded", first
+    job_file = env.tmp / "asr.yaml"
+    job_file.write_text(env.cli("status", str(first["job_id"]), "--spec").stdout)
+    again = _result(env, "train", "-f", str(job_file))
+    assert again["state"] == "succeeded" and again["spec"] == first["spec"] and again["steps"] == 4, again
+    res = env.cli("train", "-f", str(job_file), "--set", "max_seconds=0.2", "--queue", IDLE)
+    assert res.exit_code == 2 and "u0_0.wav" in res.output and "over the bound of 0.2 s" in res.output, res.output
 
 
 def test_a_job_file_re_runs_a_job_whose_inputs_are_in_a_bucket(env: Env, s3: S3Server) -> None:

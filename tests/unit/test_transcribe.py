@@ -18,10 +18,10 @@ import torch
 from rnn_tasks import device as devices
 from rnn_tasks.lm.model import LanguageModel, LMConfig
 from rnn_tasks.loop import Callbacks, StepMetrics
-from rnn_tasks.spec import EvalSpec, PredictSpec, SpecError, train_spec_from_dict
+from rnn_tasks.spec import EvalSpec, PredictSpec, SpecError, TrainedModel, train_spec_from_dict
 from rnn_tasks.transcribe import audio, data, decode, features, manifest
 from rnn_tasks.transcribe.model import AcousticConfig, AcousticModel
-from rnn_tasks.transcribe.spec import TranscribeSpec, check_inputs, normalize, read_bundle, write_bundle
+from rnn_tasks.transcribe.spec import TranscribeSpec, check_inputs, check_request, normalize, read_bundle, write_bundle
 from tests import speech
 from workers.errors import InvalidJob
 from workers.submit import audio_bundle
@@ -111,6 +111,48 @@ def test_manifest_layouts(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="u-1.flac has no transcript u-1.txt"):
         manifest.collect(libri, "DATA")  # a folder pairs name.wav with name.txt
     assert manifest.collect(libri, "--input", transcripts=False)[0].transcript is None
+
+
+def test_a_manifest_is_split_by_comma_or_tab_as_its_content_parses(tmp_path: Path) -> None:
+    for name in ("x", "y"):
+        (tmp_path / f"{name}.wav").write_bytes(wav_bytes(tone(300)))
+    quoted = tmp_path / "quoted.csv"  # the csv module's quoting: commas, a tab, a line break inside "..."
+    quoted.write_text('path,transcript\nx.wav,"say, x\tnow"\ny.wav,"say y,\nthen stop"\n')
+    assert [(e.name, e.transcript, e.where) for e in manifest.collect(quoted, "DATA")] == [
+        ("x.wav", "say, x\tnow", "quoted.csv line 2"), ("y.wav", "say y,\nthen stop", "quoted.csv line 3")]
+    stray = tmp_path / "cv.tsv"  # Common Voice: quotes are ordinary characters, one utterance a line
+    stray.write_text('\npath\tsentence\nx.wav\t"Hi, she said\ny.wav\tsay, y\n')  # the quote never closes
+    assert [(e.name, e.transcript) for e in manifest.collect(stray, "DATA")] == [
+        ("x.wav", '"Hi, she said'), ("y.wav", "say, y")]
+    ragged = tmp_path / "ragged.csv"  # an unquoted comma: half a transcript would be learned
+    ragged.write_text("path,transcript\nx.wav,say x\ny.wav,say, y\n")
+    with pytest.raises(SpecError, match=r"ragged.csv: cannot tell the delimiter.*line 3 has 3: 'y.wav,say, y'\); quote"):
+        manifest.collect(ragged, "DATA")
+    paths = tmp_path / "paths.csv"  # predict: audio paths alone
+    paths.write_text("path\nx.wav\ny.wav\n")
+    assert [e.name for e in manifest.collect(paths, "--input", transcripts=False)] == ["x.wav", "y.wav"]
+
+
+def test_a_request_lm_must_be_a_character_lm_that_saw_the_recognisers_characters() -> None:
+    recogniser = TrainedModel("a" * 12, {"task": "transcribe"}, {"alphabet": " abc"})
+    jobs = {"chars": TrainedModel("c" * 12, {"task": "lm"}, {"vocab": "\n abcd"}),
+            "words": TrainedModel("d" * 12, {"task": "lm", "tokenizer": "word"}, {}),
+            "asr": recogniser,
+            "no-c": TrainedModel("e" * 12, {"task": "lm"}, {"vocab": " ab"})}
+    asked: list[tuple[str, str]] = []
+
+    def find(source: str, field: str) -> TrainedModel:
+        asked.append((source, field))
+        return jobs[source]
+
+    assert check_request({"beam": 2}, recogniser, find) == {"beam": 2} and asked == []
+    assert check_request({"lm": "chars", "lm_weight": 0.3}, recogniser, find) == {"lm": "c" * 12, "lm_weight": 0.3}
+    assert asked == [("chars", "lm")]
+    for name, message in (("words", "not a character language model"), ("asr", "not a character language model"),
+                          ("no-c", "never saw 'c', which the recogniser writes")):
+        with pytest.raises(SpecError, match=message) as err:
+            check_request({"lm": name}, recogniser, find)
+        assert err.value.field == "lm"
 
 
 def _refusal(paths: list[Path], **kw: Any) -> str:
