@@ -99,13 +99,8 @@ def predict(ctx: Context, job: str, input_files: tuple[Path, ...], texts: tuple[
     ctx.ensure_stack()
     limit = ctx.settings.max_corpus_bytes
     data = None
-    if input_files and submitter.trained_task(ctx.store, job) == "transcribe":
-        data = submitter.speech_inputs(ctx.store, job, list(input_files), "--input", limit, transcripts=False)
-    elif len(input_files) > 1:
-        raise click.BadParameter("give one --input file (several only for speech recognition)",
-                                 param_hint="--input")
-    elif input_files:
-        data = submitter.read_input(input_files[0], limit, "--input")
+    if input_files:
+        data = submitter.inference_input(ctx.store, job, list(input_files), "--input", limit, transcripts=False)
     record = submitter.submit_predict(ctx.store, ctx.artifacts, ctx.app, job, fields, data, queue=queue,
                                       name=name)
     follow.submitted(ctx, record.id, wait, as_json)
@@ -132,10 +127,7 @@ def evaluate(ctx: Context, job: str, data_file: Path, target: Path | None, queue
     _must_exist((data_file,), "--data")
     _must_exist((target,) if target else (), "--target-file")
     ctx.ensure_stack()
-    if submitter.trained_task(ctx.store, job) == "transcribe":
-        files = {"data": submitter.speech_inputs(ctx.store, job, [data_file], "--data", limit, transcripts=True)}
-    else:
-        files = {"data": submitter.read_input(data_file, limit, "--data")}
+    files = {"data": submitter.inference_input(ctx.store, job, [data_file], "--data", limit, transcripts=True)}
     if target is not None:
         files["target"] = submitter.read_input(target, limit, "--target-file")
     record = submitter.submit_eval(ctx.store, ctx.artifacts, ctx.app, job, files, fields, queue=queue, name=name)

@@ -183,6 +183,18 @@ def trained_task(store: JobStore, source: str) -> str:
     return str(_trained(store, source).spec.get("task", "lm"))
 
 
+def inference_input(store: JobStore, source: str, paths: list[Path], field: str, max_bytes: int, *,
+                    transcripts: bool) -> bytes:
+    """predict's --input or eval's --data for the model trained by `source`: recordings
+    bundled and checked where the model hears audio (its spec's AUDIO_INPUT; transcripts
+    for eval), else the one file as it is."""
+    if train_spec_class(trained_task(store, source)).AUDIO_INPUT:
+        return speech_inputs(store, source, paths, field, max_bytes, transcripts=transcripts)
+    if len(paths) > 1:
+        raise InvalidJob(field, "give one file (several only for speech recognition)")
+    return read_input(paths[0], max_bytes, field)
+
+
 def speech_inputs(store: JobStore, source: str, paths: list[Path], field: str, max_bytes: int,
                   transcripts: bool) -> bytes:
     """Recordings for a speech recogniser's predict (transcripts=False) or eval job, checked
@@ -341,5 +353,6 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
     return job
 
 
-__all__ = ["audio_bundle", "build_spec", "check_files", "check_inputs", "corpus_memory", "read_input", "read_text", "speech_inputs",
-           "submit_eval", "submit_generate", "submit_predict", "submit_train", "trained_task"]
+__all__ = ["audio_bundle", "build_spec", "check_files", "check_inputs", "corpus_memory", "inference_input", "read_input",
+           "read_text", "speech_inputs", "submit_eval", "submit_generate", "submit_predict", "submit_train",
+           "trained_task"]

@@ -84,6 +84,12 @@ def test_classify_on_a_standard_csv_trains_and_predicts(env: Env, worker: Worker
     assert predicted["kind"] == "predict" and predicted["spec"]["source"] == record["job_id"]
     assert [p["label"] for p in predicted["predictions"]] == ["pos", "neg"]
 
+    # Several --input files are for speech recognisers only; a classifier's refusal names the flag.
+    before = env.job_count()
+    res = env.cli("predict", "csv-sentiment", "--input", str(data), "--input", str(data))
+    assert res.exit_code == 2 and "--input" in res.output and "one file" in res.output, res.output
+    assert env.job_count() == before
+
 
 def _tsv_copy(csv_file: Path, txt_file: Path) -> Path:
     """The same table re-written as TSV under a .txt name (quoted cells stay whole)."""
