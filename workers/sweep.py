@@ -40,6 +40,7 @@ import json
 import logging
 import math
 import secrets
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,11 +52,11 @@ from typing import TYPE_CHECKING, Any, cast
 from rnn_tasks.spec import SpecError, train_spec_class
 from workers import settings as settings_mod
 from workers import submit as submitter
-from workers.artifacts import ArtifactStore, put_input
+from workers.artifacts import ArtifactError, ArtifactStore, put_input
 from workers.errors import InvalidJob, JobNotFound, RnnqError
 from workers.jobstore import FINAL_STATES, Job, JobStore
 from workers.queues import TRAIN_QUEUE
-from workers.sweepfile import INPUT_FIELDS, Param, Sweep, SweepError
+from workers.sweepfile import ARTIFACT, INPUT_FIELDS, Param, Sweep
 
 if TYPE_CHECKING:
     import optuna
@@ -222,29 +223,39 @@ def _locked(store: JobStore, name: str, wait: float = 0.0) -> Iterator[bool]:
 
 def prepare(sweep: Sweep, artifacts: ArtifactStore, max_bytes: int, worker_memory: int) -> dict[str, Any]:
     """Check the inputs against the base spec and against every extreme of the space,
-    then upload them; returns the base spec (with input keys) as a dict."""
+    then upload them; returns the base spec (with input keys) as a dict. A refusal names
+    the line of the file that set what was refused."""
     cls = train_spec_class(sweep.task)
-    paths = sweep.inputs()
     placeholders = {field: "pending/input" for field in INPUT_FIELDS if field in sweep.base}
     base = cls.from_dict({**sweep.spec_fields(), **placeholders, "task": sweep.task})
-    variants = [(f"space.{p.name} = {v!r}", cls.from_dict({**base.to_dict(), p.name: v}))
-                for p in sweep.space for v in p.extremes()]
-    files = _checked(lambda: submitter.check_inputs(base, paths, max_bytes, worker_memory=worker_memory), "base")
-    for where, spec in variants:
-        _checked(partial(submitter.check_files, spec, files), where)
+    with tempfile.TemporaryDirectory(prefix="rnnq-sweep-inputs-") as scratch:
+        paths = {name: _local_copy(sweep, artifacts, name, where, Path(scratch))
+                 for name, where in sweep.inputs().items()}
+        try:
+            files = submitter.check_inputs(base, paths, max_bytes, encoding=sweep.encoding, worker_memory=worker_memory)
+        except (SpecError, InvalidJob) as exc:
+            raise sweep.error(sweep.where(exc.field or "data"), exc.message) from None
+    for p in sweep.space:
+        for place, value in p.extremes():
+            try:
+                submitter.check_files(cls.from_dict({**base.to_dict(), p.name: value}), files)
+            except (SpecError, InvalidJob) as exc:
+                raise sweep.error(f"space.{p.name}", f"{value!r}: {exc.field}: {exc.message}",
+                                  at=f"space.{p.name}{place}") from None
     with submitter._uploading("the input files"):
         keys = {name: put_input(artifacts, data) for name, data in files.items()}
     fields = {field: keys[name] for field, name in INPUT_FIELDS.items() if name in keys}
     return cls.from_dict({**base.to_dict(), **fields}).to_dict()
 
 
-def _checked(check: Callable[[], Any], where: str) -> Any:
+def _local_copy(sweep: Sweep, artifacts: ArtifactStore, name: str, where: Path | str, scratch: Path) -> Path:
+    """An input as a local file: its path, or an `artifact:KEY` fetched from the artifact store."""
+    if isinstance(where, Path):
+        return where
     try:
-        return check()
-    except (SpecError, InvalidJob) as exc:
-        field = exc.field
-        message = exc.message if isinstance(exc, SpecError) else str(exc).split(": ", 1)[1]
-        raise SweepError("SWEEP_FILE", f"{where}: {field}: {message}") from None
+        return artifacts.get_file(where.removeprefix(ARTIFACT), scratch / name)
+    except (ArtifactError, OSError) as exc:
+        raise sweep.error(sweep.where(name), f"cannot fetch {where}: {exc}") from None
 
 
 def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, parallel: int | None,
