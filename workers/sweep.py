@@ -8,7 +8,7 @@ Beside it rnnq keeps (prefix "rnnq:"):
     rnnq:sweeps:active         set    sweeps not yet over: what the reaper looks at
     rnnq:sweep:<name>          hash   config (the checked sweep file, inputs uploaded),
                                       base (the base spec), state (running | finished |
-                                      cancelled), created_at
+                                      cancelled | deleting), created_at
     rnnq:sweep:<name>:trials   hash   Optuna trial number -> job id ('' when the sampled
                                       spec was invalid and no job was made)
     rnnq:sweep:<name>:told     set    trial numbers whose end the study has been told
@@ -26,7 +26,8 @@ Who does what:
     the reaper      calls advance() on every sweep with work to do, each pass: what repairs
                     an advance lost with its process, and trials failed by the reaper itself
 
-Reading a sweep (leaderboard, best trial, plots) is workers.sweepboard.
+Reading a sweep (list, leaderboard, best trial, plots) is workers.sweepboard; ending one
+early (cancel, delete) is workers.sweepend.
 
 The job record is the truth and the study follows it: a trial is told only once its job
 has ended (Optuna's journal storage has no heartbeat; rnnq's lease and reaper keep the
@@ -194,12 +195,12 @@ def names(store: JobStore) -> list[str]:
     return store.call(lambda: cast(list[str], store.redis.zrange(SWEEPS, 0, -1)))
 
 
-def _set_state(store: JobStore, name: str, state: str) -> None:
+def set_state(store: JobStore, name: str, state: str) -> None:
     store.call(lambda: store.redis.hset(_P + name, "state", state))
 
 
 @contextmanager
-def _locked(store: JobStore, name: str, wait: float = 0.0) -> Iterator[bool]:
+def locked(store: JobStore, name: str, wait: float = 0.0) -> Iterator[bool]:
     """True when this caller holds the sweep's lock (nobody else is advancing it); tries
     for up to `wait` seconds."""
     key, token = _P + name + ":lock", uuid.uuid4().hex
@@ -288,7 +289,7 @@ def default_name(sweep: Sweep, path: Path) -> str:
 def advance(store: JobStore, name: str, send: Send) -> bool:
     """Tell the study how finished trials ended and top up the running trials; returns
     False when another process is advancing the sweep right now (it will do the work)."""
-    with _locked(store, name) as held:
+    with locked(store, name) as held:
         if not held:
             return False
         rec = record(store, name)
@@ -302,7 +303,7 @@ def advance(store: JobStore, name: str, send: Send) -> bool:
                 known[number] = job_id
                 running += bool(job_id)
             if running == 0 and len(known) >= config["trials"]:
-                _set_state(store, name, "finished")
+                set_state(store, name, "finished")
                 rec["state"] = "finished"
         if rec["state"] != "running" and running == 0:
             store.call(lambda: store.redis.srem(ACTIVE, name))
@@ -377,7 +378,7 @@ def _submit_trial(store: JobStore, name: str, study: optuna.Study, config: dict[
         store.call(lambda: store.redis.hset(_P + name + ":trials", str(trial.number), ""))
         store.call(lambda: store.redis.sadd(_P + name + ":told", trial.number))
         return trial.number, ""
-    job = store.create("train", spec.to_dict(), config["queue"], name=f"{name}-t{trial.number}",
+    job = store.create("train", spec.to_dict(), config["queue"], name=trial_name(name, trial.number),
                        sweep=(name, trial.number))
     store.call(lambda: store.redis.hset(_P + name + ":trials", str(trial.number), job.id))
     try:
@@ -385,6 +386,12 @@ def _submit_trial(store: JobStore, name: str, study: optuna.Study, config: dict[
     except Exception as exc:  # noqa: BLE001 - the next advance tells the study this trial failed
         store.fail_unsent(job.id, f"could not enqueue: {exc}")
     return trial.number, job.id
+
+
+def trial_name(sweep: str, number: int) -> str:
+    """A trial job's name: what `rnnq watch` takes and the Grafana job dashboard's sweep
+    panels select on (`job_name=~"$sweep-t[0-9]+"`)."""
+    return f"{sweep}-t{number}"
 
 
 def needs_advance(store: JobStore, name: str) -> bool:
@@ -414,22 +421,5 @@ def advance_all(store: JobStore, send: Send) -> None:
             log.warning("could not advance sweep %s", name, exc_info=True)
 
 
-def cancel(store: JobStore, name: str, send: Send) -> list[str]:
-    """Stop asking for trials and cancel every trial job still queued or running. Under
-    the sweep's lock, so that no advance is between asking for a trial and recording it."""
-    record(store, name)  # SweepNotFound before anything else
-    cancelled = []
-    with _locked(store, name, wait=LOCK_SECONDS) as held:
-        if not held:
-            raise RnnqError(f"sweep {name!r} is locked by a process that does not let go; try again")
-        if record(store, name)["state"] == "running":  # a finished sweep stays finished
-            _set_state(store, name, "cancelled")
-        for job_id in trials(store, name).values():
-            if job_id and store.cancel(job_id) in ("cancelled", "requested"):
-                cancelled.append(job_id)
-    advance(store, name, send)  # tells the study about the queued ones at once
-    return cancelled
-
-
-__all__ = ["SweepNotFound", "advance", "advance_all", "cancel", "create", "default_name", "figure", "in_flight",
-           "load_study", "outcome", "prepare", "record", "storage", "told", "trials"]
+__all__ = ["SweepNotFound", "advance", "advance_all", "create", "default_name", "figure", "in_flight", "load_study",
+           "locked", "outcome", "prepare", "record", "set_state", "storage", "told", "trial_name", "trials"]
