@@ -86,6 +86,7 @@ def storage(redis_url: str) -> optuna.storages.BaseStorage:
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalRedisBackend
 
+    _quiet()  # the Redis journal is "experimental": a warning on every command that opens it
     rdb = settings_mod.resolve().sweep_storage
     if rdb:
         return RDBStorage(rdb)
