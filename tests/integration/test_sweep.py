@@ -197,7 +197,7 @@ def _assert_deleted(env: Env, name: str, jobs: list[str]) -> None:
     assert not any((Path(env.vars["RNNQ_ARTIFACTS"]) / "jobs" / job_id).exists() for job_id in jobs)
     # (A worker whose trial just ended may still be in an advance that finds no sweep:
     # its lock key lives that long, so it is not counted.)
-    assert not [key for key in store.redis.keys(f"rnnq:sweep:{name}*") if not key.endswith(":lock")]
+    assert not [key for key in store.redis.keys(f"rnnq:sweep:{name}*") if not str(key).endswith(":lock")]
     with pytest.raises(KeyError):  # the study is gone from Optuna's storage
         optuna.load_study(study_name=name, storage=sweeps.storage(store.url))
     assert name not in [row["sweep"] for row in json.loads(env.cli("sweep", "list", "--json").stdout)]
