@@ -1,8 +1,9 @@
 """`rnnq sweep`: hyperparameter sweeps (an Optuna study whose trials are training jobs).
 
     rnnq sweep FILE [--parallel N] [--name NAME] [--wait]   (also `rnnq sweep run FILE`)
-    rnnq sweep status NAME [--json]    rnnq sweep best NAME
-    rnnq sweep cancel NAME             rnnq sweep plot NAME -o DIR
+    rnnq sweep list [--json]           rnnq sweep status NAME [--json]
+    rnnq sweep best NAME               rnnq sweep plot NAME -o DIR
+    rnnq sweep cancel NAME             rnnq sweep delete NAME [--force]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import click
 
 from cli.context import Context, pass_ctx
 from cli.types import JOB_NAME, QUEUE
-from workers import dispatch, sweepboard, sweepfile
+from workers import dispatch, sweepboard, sweepend, sweepfile
 from workers import sweep as sweeps
 
 POLL_SECONDS = 1.0  # how often `--wait` advances the sweep and looks for ended trials
@@ -35,7 +36,7 @@ class _SweepGroup(click.Group):
 @click.group(cls=_SweepGroup)
 def sweep() -> None:
     """Hyperparameter sweeps: `rnnq sweep FILE` runs the sweep FILE describes (see the README,
-    "Sweeps"); the subcommands read, cancel and plot one."""
+    "Sweeps"); the subcommands list sweeps, and read, plot, cancel or delete one."""
 
 
 def _sender(ctx: Context) -> sweeps.Send:
@@ -159,8 +160,44 @@ def best(ctx: Context, name: str) -> None:
 def cancel(ctx: Context, name: str) -> None:
     """Ask for no more trials and cancel every trial still queued or running."""
     ctx.ensure_redis()
-    cancelled = sweeps.cancel(ctx.store, name, _sender(ctx))
+    cancelled = sweepend.cancel(ctx.store, name, _sender(ctx))
     click.echo(f"cancelled sweep {name}: {len(cancelled)} trial(s) queued or running were cancelled")
+
+
+@sweep.command("list")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Newest N sweeps.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def list_sweeps(ctx: Context, limit: int, as_json: bool) -> None:
+    """List sweeps, newest first: state, trials asked of those planned, and trials by state
+    (pruned: stopped by the pruner; failed includes trials with no job)."""
+    ctx.ensure_redis()
+    rows = sweepboard.summaries(ctx.store, limit)
+    if as_json:
+        click.echo(json.dumps([row.to_dict() for row in rows], indent=1))
+        return
+    states = sweepboard.TRIAL_STATES
+    table = [("SWEEP", "STATE", "CREATED", "TRIALS", *(s.upper() for s in states), "OBJECTIVE")] + [
+        (row.name, row.state, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.created_at)),
+         f"{sum(row.trials.values())}/{row.planned}", *(str(row.trials[s]) for s in states), row.objective)
+        for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+@sweep.command()
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Cancel the trials still queued or running, wait for them to stop, "
+              "then delete.")
+@pass_ctx
+def delete(ctx: Context, name: str, force: bool) -> None:
+    """Delete sweep NAME: its trials' jobs (records, metrics, checkpoints, samples), its
+    Optuna study and its records. Refused while a trial is queued or running, unless
+    --force. Uploaded inputs are shared between jobs and stay."""
+    ctx.ensure_redis()
+    jobs = sweepend.delete(ctx.store, ctx.artifacts, name, _sender(ctx), force=force)
+    click.echo(f"deleted sweep {name}: {len(jobs)} trial job(s), their artifacts and its study")
 
 
 @sweep.command()

@@ -8,7 +8,7 @@ Beside it rnnq keeps (prefix "rnnq:"):
     rnnq:sweeps:active         set    sweeps not yet over: what the reaper looks at
     rnnq:sweep:<name>          hash   config (the checked sweep file, inputs uploaded),
                                       base (the base spec), state (running | finished |
-                                      cancelled), created_at
+                                      cancelled | deleting), created_at
     rnnq:sweep:<name>:trials   hash   Optuna trial number -> job id ('' when the sampled
                                       spec was invalid and no job was made)
     rnnq:sweep:<name>:told     set    trial numbers whose end the study has been told
@@ -26,7 +26,8 @@ Who does what:
     the reaper      calls advance() on every sweep with work to do, each pass: what repairs
                     an advance lost with its process, and trials failed by the reaper itself
 
-Reading a sweep (leaderboard, best trial, plots) is workers.sweepboard.
+Reading a sweep (list, leaderboard, best trial, plots) is workers.sweepboard; ending one
+early (cancel, delete) is workers.sweepend.
 
 The job record is the truth and the study follows it: a trial is told only once its job
 has ended (Optuna's journal storage has no heartbeat; rnnq's lease and reaper keep the
@@ -40,6 +41,7 @@ import json
 import logging
 import math
 import secrets
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -51,11 +53,11 @@ from typing import TYPE_CHECKING, Any, cast
 from rnn_tasks.spec import SpecError, train_spec_class
 from workers import settings as settings_mod
 from workers import submit as submitter
-from workers.artifacts import ArtifactStore, put_input
+from workers.artifacts import ArtifactError, ArtifactStore, put_input
 from workers.errors import InvalidJob, JobNotFound, RnnqError
 from workers.jobstore import FINAL_STATES, Job, JobStore
 from workers.queues import TRAIN_QUEUE
-from workers.sweepfile import INPUT_FIELDS, Param, Sweep, SweepError
+from workers.sweepfile import ARTIFACT, INPUT_FIELDS, Param, Sweep
 
 if TYPE_CHECKING:
     import optuna
@@ -84,6 +86,7 @@ def storage(redis_url: str) -> optuna.storages.BaseStorage:
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalRedisBackend
 
+    _quiet()  # the Redis journal is "experimental": a warning on every command that opens it
     rdb = settings_mod.resolve().sweep_storage
     if rdb:
         return RDBStorage(rdb)
@@ -193,12 +196,12 @@ def names(store: JobStore) -> list[str]:
     return store.call(lambda: cast(list[str], store.redis.zrange(SWEEPS, 0, -1)))
 
 
-def _set_state(store: JobStore, name: str, state: str) -> None:
+def set_state(store: JobStore, name: str, state: str) -> None:
     store.call(lambda: store.redis.hset(_P + name, "state", state))
 
 
 @contextmanager
-def _locked(store: JobStore, name: str, wait: float = 0.0) -> Iterator[bool]:
+def locked(store: JobStore, name: str, wait: float = 0.0) -> Iterator[bool]:
     """True when this caller holds the sweep's lock (nobody else is advancing it); tries
     for up to `wait` seconds."""
     key, token = _P + name + ":lock", uuid.uuid4().hex
@@ -222,29 +225,39 @@ def _locked(store: JobStore, name: str, wait: float = 0.0) -> Iterator[bool]:
 
 def prepare(sweep: Sweep, artifacts: ArtifactStore, max_bytes: int, worker_memory: int) -> dict[str, Any]:
     """Check the inputs against the base spec and against every extreme of the space,
-    then upload them; returns the base spec (with input keys) as a dict."""
+    then upload them; returns the base spec (with input keys) as a dict. A refusal names
+    the line of the file that set what was refused."""
     cls = train_spec_class(sweep.task)
-    paths = sweep.inputs()
     placeholders = {field: "pending/input" for field in INPUT_FIELDS if field in sweep.base}
     base = cls.from_dict({**sweep.spec_fields(), **placeholders, "task": sweep.task})
-    variants = [(f"space.{p.name} = {v!r}", cls.from_dict({**base.to_dict(), p.name: v}))
-                for p in sweep.space for v in p.extremes()]
-    files = _checked(lambda: submitter.check_inputs(base, paths, max_bytes, worker_memory=worker_memory), "base")
-    for where, spec in variants:
-        _checked(partial(submitter.check_files, spec, files), where)
+    with tempfile.TemporaryDirectory(prefix="rnnq-sweep-inputs-") as scratch:
+        paths = {name: _local_copy(sweep, artifacts, name, where, Path(scratch))
+                 for name, where in sweep.inputs().items()}
+        try:
+            files = submitter.check_inputs(base, paths, max_bytes, encoding=sweep.encoding, worker_memory=worker_memory)
+        except (SpecError, InvalidJob) as exc:
+            raise sweep.error(sweep.where(exc.field or "data"), exc.message) from None
+    for p in sweep.space:
+        for place, value in p.extremes():
+            try:
+                submitter.check_files(cls.from_dict({**base.to_dict(), p.name: value}), files)
+            except (SpecError, InvalidJob) as exc:
+                raise sweep.error(f"space.{p.name}", f"{value!r}: {exc.field}: {exc.message}",
+                                  at=f"space.{p.name}{place}") from None
     with submitter._uploading("the input files"):
         keys = {name: put_input(artifacts, data) for name, data in files.items()}
     fields = {field: keys[name] for field, name in INPUT_FIELDS.items() if name in keys}
     return cls.from_dict({**base.to_dict(), **fields}).to_dict()
 
 
-def _checked(check: Callable[[], Any], where: str) -> Any:
+def _local_copy(sweep: Sweep, artifacts: ArtifactStore, name: str, where: Path | str, scratch: Path) -> Path:
+    """An input as a local file: its path, or an `artifact:KEY` fetched from the artifact store."""
+    if isinstance(where, Path):
+        return where
     try:
-        return check()
-    except (SpecError, InvalidJob) as exc:
-        field = exc.field
-        message = exc.message if isinstance(exc, SpecError) else str(exc).split(": ", 1)[1]
-        raise SweepError("SWEEP_FILE", f"{where}: {field}: {message}") from None
+        return artifacts.get_file(where.removeprefix(ARTIFACT), scratch / name)
+    except (ArtifactError, OSError) as exc:
+        raise sweep.error(sweep.where(name), f"cannot fetch {where}: {exc}") from None
 
 
 def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, parallel: int | None,
@@ -277,7 +290,7 @@ def default_name(sweep: Sweep, path: Path) -> str:
 def advance(store: JobStore, name: str, send: Send) -> bool:
     """Tell the study how finished trials ended and top up the running trials; returns
     False when another process is advancing the sweep right now (it will do the work)."""
-    with _locked(store, name) as held:
+    with locked(store, name) as held:
         if not held:
             return False
         rec = record(store, name)
@@ -291,7 +304,7 @@ def advance(store: JobStore, name: str, send: Send) -> bool:
                 known[number] = job_id
                 running += bool(job_id)
             if running == 0 and len(known) >= config["trials"]:
-                _set_state(store, name, "finished")
+                set_state(store, name, "finished")
                 rec["state"] = "finished"
         if rec["state"] != "running" and running == 0:
             store.call(lambda: store.redis.srem(ACTIVE, name))
@@ -366,7 +379,7 @@ def _submit_trial(store: JobStore, name: str, study: optuna.Study, config: dict[
         store.call(lambda: store.redis.hset(_P + name + ":trials", str(trial.number), ""))
         store.call(lambda: store.redis.sadd(_P + name + ":told", trial.number))
         return trial.number, ""
-    job = store.create("train", spec.to_dict(), config["queue"], name=f"{name}-t{trial.number}",
+    job = store.create("train", spec.to_dict(), config["queue"], name=trial_name(name, trial.number),
                        sweep=(name, trial.number))
     store.call(lambda: store.redis.hset(_P + name + ":trials", str(trial.number), job.id))
     try:
@@ -374,6 +387,12 @@ def _submit_trial(store: JobStore, name: str, study: optuna.Study, config: dict[
     except Exception as exc:  # noqa: BLE001 - the next advance tells the study this trial failed
         store.fail_unsent(job.id, f"could not enqueue: {exc}")
     return trial.number, job.id
+
+
+def trial_name(sweep: str, number: int) -> str:
+    """A trial job's name: what `rnnq watch` takes and the Grafana job dashboard's sweep
+    panels select on (`job_name=~"$sweep-t[0-9]+"`)."""
+    return f"{sweep}-t{number}"
 
 
 def needs_advance(store: JobStore, name: str) -> bool:
@@ -403,22 +422,5 @@ def advance_all(store: JobStore, send: Send) -> None:
             log.warning("could not advance sweep %s", name, exc_info=True)
 
 
-def cancel(store: JobStore, name: str, send: Send) -> list[str]:
-    """Stop asking for trials and cancel every trial job still queued or running. Under
-    the sweep's lock, so that no advance is between asking for a trial and recording it."""
-    record(store, name)  # SweepNotFound before anything else
-    cancelled = []
-    with _locked(store, name, wait=LOCK_SECONDS) as held:
-        if not held:
-            raise RnnqError(f"sweep {name!r} is locked by a process that does not let go; try again")
-        if record(store, name)["state"] == "running":  # a finished sweep stays finished
-            _set_state(store, name, "cancelled")
-        for job_id in trials(store, name).values():
-            if job_id and store.cancel(job_id) in ("cancelled", "requested"):
-                cancelled.append(job_id)
-    advance(store, name, send)  # tells the study about the queued ones at once
-    return cancelled
-
-
-__all__ = ["SweepNotFound", "advance", "advance_all", "cancel", "create", "default_name", "figure", "in_flight",
-           "load_study", "outcome", "prepare", "record", "storage", "told", "trials"]
+__all__ = ["SweepNotFound", "advance", "advance_all", "create", "default_name", "figure", "in_flight", "load_study",
+           "locked", "outcome", "prepare", "record", "set_state", "storage", "told", "trial_name", "trials"]

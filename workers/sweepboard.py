@@ -1,15 +1,18 @@
-"""Reading a sweep: its leaderboard, its best trial, and Optuna's plots of it (workers.sweep)."""
+"""Reading sweeps: the list of them, a sweep's leaderboard, its best trial, and Optuna's
+plots of it (workers.sweep). The list reads only rnnq's records, never the studies."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from workers.errors import JobNotFound, RnnqError
 from workers.jobstore import Job, JobStore
-from workers.sweep import load_study, record, trials
+from workers.sweep import SWEEPS, SweepNotFound, load_study, record, trials
 
 if TYPE_CHECKING:
     import optuna
@@ -28,6 +31,57 @@ class TrialRow:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+TRIAL_STATES = ("queued", "running", "succeeded", "pruned", "failed", "cancelled")
+
+
+@dataclass
+class SweepRow:
+    """One line of `rnnq sweep list`."""
+
+    name: str
+    state: str  # running | finished | cancelled | deleting
+    created_at: float
+    objective: str
+    planned: int  # trials the sweep asks for in all
+    trials: dict[str, int]  # trials asked so far, by TRIAL_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sweep": self.name, "state": self.state, "created_at": self.created_at, "objective": self.objective,
+                "trials_planned": self.planned, "trials": self.trials}
+
+
+def summaries(store: JobStore, limit: int = 50) -> list[SweepRow]:
+    """The newest `limit` sweeps, newest first, with their trials counted by state."""
+    names = store.call(lambda: cast(list[str], store.redis.zrevrange(SWEEPS, 0, limit - 1)))
+    rows = []
+    for name in names:
+        try:
+            rec = record(store, name)
+        except SweepNotFound:  # deleted between the two reads
+            continue
+        counts = Counter(trial_states(store, name).values())
+        rows.append(SweepRow(name, rec["state"], rec["created_at"], rec["config"]["objective"], rec["config"]["trials"],
+                             {state: counts.get(state, 0) for state in TRIAL_STATES}))
+    return rows
+
+
+def trial_states(store: JobStore, name: str) -> dict[int, str]:
+    """Each trial's state, by trial number: its job's, or pruned (stopped by the pruner);
+    failed when it has no job (an invalid sampled spec) or its job was deleted, as the
+    study records it."""
+    known = trials(store, name)
+    ids = [job_id for job_id in known.values() if job_id]
+    rows = dict(zip(ids, store.fields(ids, "state", "result"), strict=True)) if ids else {}
+    states = {}
+    for number, job_id in known.items():
+        row = rows.get(job_id, {})
+        state = row.get("state") or "failed"
+        if state == "succeeded" and json.loads(row.get("result") or "{}").get("stopped_by") == "pruned":
+            state = "pruned"
+        states[number] = state
+    return states
 
 
 def leaderboard(store: JobStore, name: str) -> tuple[dict[str, Any], list[TrialRow]]:

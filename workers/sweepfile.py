@@ -1,11 +1,11 @@
 """Sweep files: what `rnnq sweep FILE` reads, checked before anything is queued.
 
-A sweep file is YAML (or JSON, which is YAML) with these keys; only `base` and `space`
-are required:
+A sweep file is YAML (or JSON) with these keys; only `base` and `space` are required:
 
     name: tiny-lstm          # the sweep's name (--name wins; default: the file's stem + 4 hex digits)
-    base:                    # a training job: `task` (default lm) and any spec field;
-      data: corpus.txt       #   inputs (data, target_data) are paths, relative to this file
+    base:                    # a training job, as in a job file (`rnnq train -f`): `task` (default
+      data: corpus.txt       #   lm), any spec field and `encoding`; inputs (data, target_data) are
+                             #   paths relative to this file, or `artifact:KEY`
       arch: lstm
     space:                   # spec field -> what to search
       lr: {low: 1.0e-4, high: 3.0e-2, log: true}   # a float range (log scale)
@@ -20,12 +20,19 @@ are required:
     parallel: 2              # trials queued or running at once (--parallel wins)
     queue: train             # the queue the trials go to
 
-Every error is a SweepError naming the line and the key (`line 7: space.lr: ...`).
+Every error is a SweepError naming the line and the key (`line 7: space.lr: ...`): the
+file is composed into YAML nodes once (yaml.safe_load's loader, so no tags beyond YAML's
+own), their marks give each key's line, and the same nodes are then constructed into
+the document. Two differences from yaml.safe_load, both refusals or JSON's reading:
+a key given twice is refused (safe_load keeps the last silently), and `1e-4` is a float
+(YAML 1.2 and JSON; PyYAML's YAML 1.1 reads it as a string).
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -44,6 +51,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "classify": ("val_loss", "accuracy", "macro_f1"),
     "forecast": ("val_loss", "mae", "rmse"),
     "translate": ("val_loss", "bleu", "chrf"),
+    "transcribe": ("val_loss", "cer", "wer"),
 }
 MAXIMIZE = ("accuracy", "macro_f1", "bleu", "chrf")
 SAMPLERS = ("grid", "random", "tpe")
@@ -52,6 +60,7 @@ PRUNER_OPTIONS = {"none": (), "asha": ("min_resource", "reduction_factor"),
                   "hyperband": ("min_resource", "max_resource", "reduction_factor")}
 BUDGET_FIELDS = ("max_steps", "epochs", "time_budget")
 INPUT_FIELDS = {"data": "data", "target_data": "target"}  # base field -> input name (spec.input_keys())
+ARTIFACT = "artifact:"  # an input already in the artifact store, as `rnnq status JOB --spec` writes it
 KEYS = ("name", "base", "space", "objective", "direction", "trials", "budget", "sampler", "pruner", "parallel", "queue")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 MAX_TRIALS = 10_000
@@ -73,9 +82,12 @@ class Param:
     log: bool = False
     is_int: bool = False
 
-    def extremes(self) -> list[Any]:
-        """The values whose validity stands for the whole dimension's."""
-        return list(self.choices) if self.choices is not None else [self.low, self.high]
+    def extremes(self) -> list[tuple[str, Any]]:
+        """The values whose validity stands for the whole dimension's, each with where it
+        is written under the dimension's key: every choice ('[2]'), or a range's ends ('.low')."""
+        if self.choices is not None:
+            return [(f"[{i}]", v) for i, v in enumerate(self.choices)]
+        return [(".low", self.low), (".high", self.high)]
 
     def grid(self) -> list[Any] | None:
         """Every value, for the grid sampler; None for a continuous range."""
@@ -93,9 +105,73 @@ class Param:
                                   ("int", self.is_int)) if v is not None}
 
 
+class Lines:
+    """Where each key of a sweep file is: its line (1-based) by dotted path ('space.lr',
+    'space.lr.low', a list's items as 'space.arch[1]'), as written and with '-' as '_'.
+    A path not found falls back to its parent's line, and at last to the document's."""
+
+    def __init__(self, root: int = 1) -> None:
+        self.root = root
+        self.lines: dict[str, int] = {}
+
+    @classmethod
+    def of(cls, node: yaml.Node | None) -> Lines:
+        """The lines of a composed document; SweepError for a key given twice."""
+        lines = cls(node.start_mark.line + 1 if node is not None else 1)
+        if node is not None:
+            lines._walk(node, "", set())
+        return lines
+
+    def _walk(self, node: yaml.Node, path: str, seen: set[int]) -> None:
+        if id(node) in seen:  # an alias of a node already walked (maybe of itself)
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                name = f"{path}.{key.value}" if path else str(key.value)
+                line = key.start_mark.line + 1
+                spelled = name.replace("-", "_")  # `seq-len` and `seq_len` are one field
+                if spelled in first:
+                    raise SweepError("SWEEP_FILE", f"line {line}: {name}: given twice (first on line {first[spelled]})")
+                first[spelled] = line
+                self.lines.setdefault(name, line)
+                self.lines.setdefault(spelled, line)
+                self._walk(value, name, seen)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.lines.setdefault(f"{path}[{i}]", item.start_mark.line + 1)
+                self._walk(item, f"{path}[{i}]", seen)
+
+    def line(self, path: str) -> int:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            parent = _PARENT.sub("", path, count=1)
+            path = "" if parent == path else parent
+        return self.root
+
+    def error(self, path: str, message: str, at: str | None = None) -> SweepError:
+        """`line N: path: message`, N the line of `at` (a more precise place) or of `path`."""
+        prefix = f"{path}: " if path else ""
+        return SweepError("SWEEP_FILE", f"line {self.line(at or path)}: {prefix}{message}")
+
+
+_PARENT = re.compile(r"(?:\.[^.\[]*|\[\d+\])$")  # the last step of a path: '.low' or '[1]'
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load's loader with YAML 1.2's (and JSON's) floats: `1e-4`, `2E5`."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
 @dataclass(frozen=True)
 class Sweep:
-    """A parsed, checked sweep file. `base` holds spec fields with inputs as paths."""
+    """A parsed, checked sweep file. `base` holds spec fields with inputs as paths (or
+    `artifact:KEY`); `lines` says where each key was, for the errors found later."""
 
     base: dict[str, Any]
     space: tuple[Param, ...]
@@ -111,75 +187,84 @@ class Sweep:
     pruner_options: dict[str, Any] = field(default_factory=dict)
     parallel: int = 2
     queue: str | None = None
+    encoding: str = "utf-8"  # of text inputs, as `rnnq train --encoding`
+    lines: Lines = field(default_factory=Lines, compare=False, repr=False)
 
-    def inputs(self) -> dict[str, Path]:
-        """Input files by input name (data, target)."""
-        return {INPUT_FIELDS[k]: Path(v) for k, v in self.base.items() if k in INPUT_FIELDS}
+    def inputs(self) -> dict[str, Path | str]:
+        """Input files by input name (data, target): paths, or `artifact:KEY`."""
+        return {INPUT_FIELDS[k]: v for k, v in self.base.items() if k in INPUT_FIELDS}
 
     def spec_fields(self) -> dict[str, Any]:
         """Base spec fields, budget applied, inputs left out."""
         return {**{k: v for k, v in self.base.items() if k not in INPUT_FIELDS}, **self.budget}
 
+    def error(self, path: str, message: str, at: str | None = None) -> SweepError:
+        """A SweepError naming the line of `path` (or of `at`) in the file."""
+        return self.lines.error(path, message, at)
+
+    def where(self, field: str) -> str:
+        """The key of the file that set a spec field or input ('base.data', 'budget.max_steps')."""
+        name = field.lstrip("-").lower().replace("-", "_")
+        if name in INPUT_FIELDS.values():
+            return next(f"base.{key}" for key, input_name in INPUT_FIELDS.items() if input_name == name)
+        return f"budget.{name}" if name in self.budget else f"base.{name}"
+
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "lines"}
         out["space"] = {p.name: p.to_dict() for p in self.space}
         out["base"] = {k: str(v) if isinstance(v, Path) else v for k, v in self.base.items()}
-        return out
-
-
-class _Lines:
-    """Line numbers of the keys of a YAML mapping, by dotted path ('space.lr')."""
-
-    def __init__(self, text: str) -> None:
-        self.lines: dict[str, int] = {}
-        try:
-            node = yaml.compose(text)
-        except yaml.YAMLError:
-            return
-        self._walk(node, "")
-
-    def _walk(self, node: Any, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                path = f"{prefix}{key.value}"
-                self.lines[path] = key.start_mark.line + 1
-                self._walk(value, path + ".")
-
-    def error(self, path: str, message: str) -> SweepError:
-        parts = path.split(".")
-        while parts and ".".join(parts) not in self.lines:
-            parts.pop()
-        line = self.lines.get(".".join(parts))
-        return SweepError("SWEEP_FILE", f"{f'line {line}: ' if line else ''}{path}: {message}")
+        return json.loads(json.dumps(out))  # a copy, plain JSON types
 
 
 def load(path: Path) -> Sweep:
     """Read and check a sweep file; SweepError (an InvalidJob) names the line and key."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SweepError("SWEEP_FILE", f"cannot read {path}: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.reason if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
+        raise SweepError("SWEEP_FILE", f"cannot read {path}: {reason}") from None
     return parse(text, path.parent)
 
 
-def parse(text: str, root: Path = Path(".")) -> Sweep:
-    lines = _Lines(text)
+def _compose(text: str) -> tuple[Any, Lines]:
+    """The document and where its keys are, from one pass of the YAML parser."""
+    if _is_json(text):  # JSON allows tabs between tokens, YAML does not; in valid JSON they are nowhere else
+        text = text.replace("\t", " ")
+    loader = _Loader(text)
     try:
-        doc = yaml.safe_load(text)
+        node = loader.get_single_node()
+        lines = Lines.of(node)  # before constructing: merge keys (<<) are still as written
+        return (loader.construct_document(node) if node is not None else None), lines
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise SweepError("SWEEP_FILE", f"{where}not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SweepError("SWEEP_FILE", f"{where}not valid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse(text: str, root: Path = Path(".")) -> Sweep:
+    doc, lines = _compose(text)
     if not isinstance(doc, dict):
-        raise SweepError("SWEEP_FILE", "expected a mapping with at least `base` and `space`")
+        raise lines.error("", "expected a mapping with at least `base` and `space`")
     for key in doc:
         if key not in KEYS:
             raise lines.error(str(key), f"unknown key (expected one of {', '.join(KEYS)})")
     for key in ("base", "space"):
         if key not in doc:
-            raise SweepError("SWEEP_FILE", f"{key}: required key is missing")
+            raise lines.error("", f"{key}: required key is missing")
     base = _base(doc["base"], root, lines)
     task = base.pop("task", "lm")
+    encoding = _encoding(base.pop("encoding", "utf-8"), lines)
     space = _space(doc["space"], lines)
     objective, direction = _objective(doc, task, lines)
     sampler, seed = _sampler(doc.get("sampler", "tpe"), lines)
@@ -191,12 +276,12 @@ def parse(text: str, root: Path = Path(".")) -> Sweep:
     sweep = Sweep(base=base, space=space, task=task, name=_name(doc.get("name"), lines), objective=objective,
                   direction=direction, trials=trials, budget=budget, sampler=sampler, seed=seed, pruner=pruner,
                   pruner_options=options, parallel=_int(doc.get("parallel", 2), "parallel", 1, 1000, lines),
-                  queue=_queue(doc.get("queue"), lines))
-    check_space(sweep, lines)
+                  queue=_queue(doc.get("queue"), lines), encoding=encoding, lines=lines)
+    check_space(sweep)
     return sweep
 
 
-def _base(value: Any, root: Path, lines: _Lines) -> dict[str, Any]:
+def _base(value: Any, root: Path, lines: Lines) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise lines.error("base", "expected a mapping of spec fields")
     base = {str(k).replace("-", "_"): v for k, v in value.items()}
@@ -207,13 +292,24 @@ def _base(value: Any, root: Path, lines: _Lines) -> dict[str, Any]:
         raise lines.error("base", "data: the input file is missing")
     for name in INPUT_FIELDS:
         if name in base:
-            if not isinstance(base[name], str):
-                raise lines.error(f"base.{name}", "expected a file path")
-            base[name] = root / base[name]
+            if not isinstance(base[name], str) or not base[name]:
+                raise lines.error(f"base.{name}", "expected a file path (or artifact:KEY)")
+            if not base[name].startswith(ARTIFACT):
+                base[name] = (root / base[name]).expanduser()
     return base
 
 
-def _param(name: str, value: Any, lines: _Lines) -> Param:
+def _encoding(value: Any, lines: Lines) -> str:
+    if not isinstance(value, str):
+        raise lines.error("base.encoding", f"expected an encoding's name, got {value!r}")
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise lines.error("base.encoding", f"unknown encoding {value!r}") from None
+    return value
+
+
+def _param(name: str, value: Any, lines: Lines) -> Param:
     where = f"space.{name}"
     if isinstance(value, list):
         if not value:
@@ -233,13 +329,16 @@ def _param(name: str, value: Any, lines: _Lines) -> Param:
     for key, v in (("low", low), ("high", high), ("step", step)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
             raise lines.error(f"{where}.{key}", f"expected a number, got {v!r}")
-    kind = value.get("type", "int" if all(isinstance(v, int) for v in (low, high, step) if v is not None) else "float")
+    integral = all(isinstance(v, int) for v in (low, high, step) if v is not None)
+    kind = value.get("type", "int" if integral else "float")
     if kind not in ("int", "float"):
         raise lines.error(f"{where}.type", f"must be int or float, got {kind!r}")
+    if kind == "int" and not integral:
+        raise lines.error(f"{where}.type", "an int range needs integer low, high and step")
     if not isinstance(log, bool):
         raise lines.error(f"{where}.log", f"expected true or false, got {log!r}")
-    if low > high:
-        raise lines.error(where, f"empty range: low {low} is above high {high}")
+    if low >= high:
+        raise lines.error(where, f"empty range: low {low} is not below high {high}")
     if log and low <= 0:
         raise lines.error(f"{where}.low", f"a log range needs low > 0, got {low}")
     if step is not None and (step <= 0 or log):
@@ -247,19 +346,19 @@ def _param(name: str, value: Any, lines: _Lines) -> Param:
     return Param(name, low=low, high=high, step=step, log=log, is_int=kind == "int")
 
 
-def _known(value: dict[str, Any], known: tuple[str, ...], where: str, lines: _Lines) -> None:
+def _known(value: dict[str, Any], known: tuple[str, ...], where: str, lines: Lines) -> None:
     for key in value:
         if key not in known:
             raise lines.error(f"{where}.{key}", f"unknown key (expected {', '.join(known)})")
 
 
-def _space(value: Any, lines: _Lines) -> tuple[Param, ...]:
+def _space(value: Any, lines: Lines) -> tuple[Param, ...]:
     if not isinstance(value, dict) or not value:
         raise lines.error("space", "expected a mapping of spec fields to choices or ranges")
     return tuple(_param(str(name).replace("-", "_"), v, lines) for name, v in value.items())
 
 
-def _objective(doc: dict[str, Any], task: str, lines: _Lines) -> tuple[str, str]:
+def _objective(doc: dict[str, Any], task: str, lines: Lines) -> tuple[str, str]:
     objective = doc.get("objective", "val_loss")
     if objective not in FIGURES[task]:
         raise lines.error("objective", f"the {task} task does not report {objective!r} at evaluation "
@@ -270,7 +369,7 @@ def _objective(doc: dict[str, Any], task: str, lines: _Lines) -> tuple[str, str]
     return objective, direction
 
 
-def _named(value: Any, key: str, names: tuple[str, ...], lines: _Lines) -> tuple[str, dict[str, Any]]:
+def _named(value: Any, key: str, names: tuple[str, ...], lines: Lines) -> tuple[str, dict[str, Any]]:
     options: dict[str, Any] = {}
     where = key
     if isinstance(value, dict):
@@ -281,7 +380,7 @@ def _named(value: Any, key: str, names: tuple[str, ...], lines: _Lines) -> tuple
     return str(value), options
 
 
-def _sampler(value: Any, lines: _Lines) -> tuple[str, int | None]:
+def _sampler(value: Any, lines: Lines) -> tuple[str, int | None]:
     name, options = _named(value, "sampler", SAMPLERS, lines)
     for key in options:
         if key != "seed":
@@ -290,7 +389,7 @@ def _sampler(value: Any, lines: _Lines) -> tuple[str, int | None]:
     return name, None if seed is None else _int(seed, "sampler.seed", 0, 2**32 - 1, lines)
 
 
-def _pruner(value: Any, lines: _Lines) -> tuple[str, dict[str, Any]]:
+def _pruner(value: Any, lines: Lines) -> tuple[str, dict[str, Any]]:
     name, options = _named(value, "pruner", PRUNERS, lines)
     for key, v in options.items():
         if key not in PRUNER_OPTIONS[name]:
@@ -301,7 +400,7 @@ def _pruner(value: Any, lines: _Lines) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
-def _budget(value: Any, lines: _Lines) -> dict[str, Any]:
+def _budget(value: Any, lines: Lines) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise lines.error("budget", f"expected a mapping of {', '.join(BUDGET_FIELDS)}")
     for key in value:
@@ -310,25 +409,25 @@ def _budget(value: Any, lines: _Lines) -> dict[str, Any]:
     return dict(value)
 
 
-def _int(value: Any, key: str, lo: int, hi: int, lines: _Lines) -> int:
+def _int(value: Any, key: str, lo: int, hi: int, lines: Lines) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise lines.error(key, f"expected an integer in [{lo}, {hi}], got {value!r}")
     return value
 
 
-def _name(value: Any, lines: _Lines) -> str | None:
+def _name(value: Any, lines: Lines) -> str | None:
     if value is not None and (not isinstance(value, str) or not NAME_RE.match(value)):
         raise lines.error("name", "letters, digits, '.', '_' and '-', at most 64 characters")
     return value
 
 
-def _queue(value: Any, lines: _Lines) -> str | None:
+def _queue(value: Any, lines: Lines) -> str | None:
     if value is not None and (not isinstance(value, str) or not NAME_RE.match(value)):
         raise lines.error("queue", f"not a queue name: {value!r}")
     return value
 
 
-def _grid_size(space: tuple[Param, ...], lines: _Lines) -> int:
+def _grid_size(space: tuple[Param, ...], lines: Lines) -> int:
     size = 1
     for p in space:
         values = p.grid()
@@ -342,23 +441,22 @@ def spec_class(task: str) -> type[TrainSpec]:
     return train_spec_class(task)
 
 
-def check_space(sweep: Sweep, lines: _Lines | None = None) -> None:
-    """The base spec, and the base with each dimension at each extreme, are valid specs."""
-    lines = lines or _Lines("")
+def check_space(sweep: Sweep) -> None:
+    """The base spec, and the base with each dimension at each extreme, are valid specs;
+    a refusal names the line of the value refused."""
     cls = spec_class(sweep.task)
     fields = {f.name for f in dataclasses.fields(cls)}
     base = {**sweep.spec_fields(), **{k: "pending/input" for k in INPUT_FIELDS if k in sweep.base}, "task": sweep.task}
     for p in sweep.space:
         if p.name not in fields or p.name in ("task", *INPUT_FIELDS):
-            raise lines.error(f"space.{p.name}", f"not a field of a {sweep.task} spec that can be searched")
+            raise sweep.error(f"space.{p.name}", f"not a field of a {sweep.task} spec that can be searched")
     try:
         cls.from_dict(base)
     except SpecError as exc:
-        key = f"budget.{exc.field}" if exc.field in sweep.budget else f"base.{exc.field}"
-        raise lines.error(key, exc.message) from None
+        raise sweep.error(sweep.where(exc.field) if exc.field else "base", exc.message) from None
     for p in sweep.space:
-        for value in p.extremes():
+        for place, value in p.extremes():
             try:
                 cls.from_dict({**base, p.name: value})
             except SpecError as exc:
-                raise lines.error(f"space.{p.name}", f"{value!r}: {exc.message}") from None
+                raise sweep.error(f"space.{p.name}", f"{value!r}: {exc.message}", at=f"space.{p.name}{place}") from None

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from click.testing import Result
 
@@ -61,14 +62,26 @@ def queue() -> str:
     return f"sweep-{uuid.uuid4().hex[:6]}"
 
 
-@pytest.fixture
-def pool(fast: Env, queue: str) -> Iterator[list[Worker]]:
+def _workers(env: Env, queue: str) -> Iterator[list[Worker]]:
+    """Two workers on the sweep's queue; a test may append more, all stopped at the end."""
     started: list[Worker] = []
-    spawn = [start_worker(fast.vars, fast.tmp / f"w{i}.log", queues=queue) for i in range(2)]
+    spawn = [start_worker(env.vars, env.tmp / f"w{i}.log", queues=queue) for i in range(2)]
     started.extend(spawn)
     yield started
     for w in started:
         stop(w.proc)
+
+
+@pytest.fixture
+def pool(fast: Env, queue: str) -> Iterator[list[Worker]]:
+    yield from _workers(fast, queue)
+
+
+@pytest.fixture
+def fragile_pool(fast: Env, queue: str) -> Iterator[list[Worker]]:
+    """Workers whose reaper fails a job at its first lost worker."""
+    fast.vars["RNNQ_MAX_WORKER_LOSSES"] = "1"
+    yield from _workers(fast, queue)
 
 
 ASHA = "{name: asha, min_resource: 10, reduction_factor: 2}"
@@ -83,6 +96,19 @@ def _sweep_file(env: Env, queue: str, name: str, trials: int, steps: int, pruner
 
 def _store(env: Env) -> JobStore:
     return JobStore(env.vars["RNNQ_REDIS_URL"])
+
+
+def _kill_worker_of(store: JobStore, job_id: str, pool: list[Worker]) -> None:
+    """kill -9 the worker running the job (its whole process group)."""
+    running_on = store.get(job_id).worker or ""
+    victim = next(w for w in pool if running_on.split("@")[0] in w.proc.args)  # type: ignore[operator]
+    os.killpg(victim.proc.pid, signal.SIGKILL)
+
+
+def _trial_counts(env: Env, name: str) -> dict[str, int]:
+    """The sweep's trials by state, as `rnnq sweep list --json` shows them."""
+    listed = json.loads(env.cli("sweep", "list", "--json").stdout)
+    return next(row["trials"] for row in listed if row["sweep"] == name)
 
 
 def test_sweep_prunes_survives_a_lost_worker_and_names_the_best(fast: Env, queue: str, pool: list[Worker]) -> None:
@@ -103,9 +129,7 @@ def test_sweep_prunes_survives_a_lost_worker_and_names_the_best(fast: Env, queue
     wait_for(lambda: running_trial() is not None, 120, "a trial past step 20")
     victim_job = running_trial()
     assert victim_job is not None
-    running_on = store.get(victim_job).worker or ""
-    victim = next(w for w in pool if running_on.split("@")[0] in w.proc.args)  # type: ignore[operator]
-    os.killpg(victim.proc.pid, signal.SIGKILL)
+    _kill_worker_of(store, victim_job, pool)
     pool.append(start_worker(fast.vars, fast.tmp / "w2.log", queues=queue))
 
     waiter.join(timeout=240)
@@ -144,29 +168,70 @@ def test_sweep_prunes_survives_a_lost_worker_and_names_the_best(fast: Env, queue
     assert plots.exit_code == 0, plots.output
     assert {p.name for p in (fast.tmp / "plots").iterdir()} == {
         "tiny-history.png", "tiny-intermediate.png", "tiny-importances.png"}
+    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in (fast.tmp / "plots").iterdir())
+
+    # The exporter and `sweep list` count the same trials by state.
+    exporter, port = start_exporter(fast.vars)
+    try:
+        samples = scrape(port)
+    finally:
+        stop(exporter)
+    counts = {"succeeded": len(completed), "pruned": len(pruned), "queued": 0, "running": 0, "failed": 0,
+              "cancelled": 0}
+    for state, n in counts.items():
+        assert total(samples, "rnnq_sweep_trials", sweep="tiny", state=state) == n, state
+    assert _trial_counts(fast, "tiny") == counts
+
+    # Deleting the finished sweep removes its trials' jobs and artifacts and its study.
+    jobs = sweeps.trials(store, "tiny").values()
+    artifacts = Path(fast.vars["RNNQ_ARTIFACTS"])
+    assert all((artifacts / "jobs" / job_id).is_dir() for job_id in jobs)
+    res = fast.cli("sweep", "delete", "tiny")
+    assert res.exit_code == 0 and res.stdout.strip() == "deleted sweep tiny: 8 trial job(s), their artifacts and its study"
+    _assert_deleted(fast, "tiny", list(jobs))
+
+
+def _assert_deleted(env: Env, name: str, jobs: list[str]) -> None:
+    store = _store(env)
+    assert not any(store.redis.exists(f"rnnq:job:{job_id}") for job_id in jobs)
+    assert not any((Path(env.vars["RNNQ_ARTIFACTS"]) / "jobs" / job_id).exists() for job_id in jobs)
+    # (A worker whose trial just ended may still be in an advance that finds no sweep:
+    # its lock key lives that long, so it is not counted.)
+    assert not [key for key in store.redis.keys(f"rnnq:sweep:{name}*") if not str(key).endswith(":lock")]
+    with pytest.raises(KeyError):  # the study is gone from Optuna's storage
+        optuna.load_study(study_name=name, storage=sweeps.storage(store.url))
+    assert name not in [row["sweep"] for row in json.loads(env.cli("sweep", "list", "--json").stdout)]
+    res = env.cli("sweep", "status", name)
+    assert res.exit_code == 1 and f"no sweep '{name}'" in res.output
 
 
 def test_cancel_stops_the_rest(fast: Env, queue: str, pool: list[Worker]) -> None:
     path = _sweep_file(fast, queue, "long", trials=6, steps=100_000, pruner="none")
-    res = fast.cli("sweep", str(path), "--name", "long", "--parallel", "2")
+    res = fast.cli("sweep", str(path), "--name", "long", "--parallel", "3")
     assert res.exit_code == 0 and res.stdout.strip() == "long", res.output
     store = _store(fast)
     first = sweeps.trials(store, "long")
-    assert len(first) == 2  # parallel: the rest are asked for as trials end
-    wait_for(lambda: all(job_step(store, j) >= 10 for j in first.values()), 120, "both trials to train")
+    assert len(first) == 3  # parallel: the rest are asked for as trials end
+    # Two workers: two trials train, the third waits in the queue.
+    wait_for(lambda: sorted(job_step(store, j) >= 10 for j in first.values()) == [False, True, True], 120,
+             "two trials to train")
+    waiting = next(j for j in first.values() if store.get(j).state == "queued")
+    assert _trial_counts(fast, "long") == {"queued": 1, "running": 2, "succeeded": 0, "pruned": 0, "failed": 0,
+                                           "cancelled": 0}
 
     res = fast.cli("sweep", "cancel", "long")
-    assert res.exit_code == 0 and "2 trial(s)" in res.stdout, res.output
+    assert res.exit_code == 0 and "3 trial(s)" in res.stdout, res.output
     wait_for(lambda: sweeps.in_flight(store, "long") == 0, 60, "the trials to stop")
     assert sweeps.record(store, "long")["state"] == "cancelled"
     jobs = sweeps.trials(store, "long")
-    assert len(jobs) == 2  # nothing asked after the cancel
+    assert len(jobs) == 3  # nothing asked after the cancel
     assert {store.get(j).state for j in jobs.values()} == {"cancelled"}
+    assert store.get(waiting).attempts == 0  # the queued trial never started
     study = sweeps.load_study(store, "long")
     assert {t.state.name for t in study.trials} == {"PRUNED"}  # cancelled trials keep their reported figures
 
     status: dict[str, Any] = json.loads(fast.cli("sweep", "status", "long", "--json").stdout)
-    assert [r["state"] for r in status["trials"]] == ["cancelled", "cancelled"]
+    assert [r["state"] for r in status["trials"]] == ["cancelled", "cancelled", "cancelled"]
     assert fast.cli("sweep", "best", "long").exit_code == 1  # no completed trial
 
     exporter, port = start_exporter(fast.vars)
@@ -174,5 +239,87 @@ def test_cancel_stops_the_rest(fast: Env, queue: str, pool: list[Worker]) -> Non
         samples = scrape(port)
     finally:
         stop(exporter)
-    assert total(samples, "rnnq_sweep_trials", sweep="long", state="cancelled") == 2
-    assert total(samples, "rnnq_sweep_trials", sweep="long") == 2
+    assert total(samples, "rnnq_sweep_trials", sweep="long", state="cancelled") == 3
+    assert total(samples, "rnnq_sweep_trials", sweep="long") == 3
+
+
+def test_a_trial_whose_job_fails_or_is_cancelled_is_failed_or_pruned_in_the_study(
+        fast: Env, queue: str, fragile_pool: list[Worker]) -> None:
+    path = _sweep_file(fast, queue, "frail", trials=2, steps=100_000, pruner="none")
+    res = fast.cli("sweep", str(path), "--parallel", "1")
+    assert res.exit_code == 0, res.output
+    store = _store(fast)
+    first = sweeps.trials(store, "frail")[0]
+    wait_for(lambda: job_step(store, first) >= 10, 120, "the first trial to train")
+
+    # Its worker dies; with RNNQ_MAX_WORKER_LOSSES=1 the other worker's reaper fails the
+    # job, tells the study, and queues the next trial: the sweep goes on without a hand.
+    _kill_worker_of(store, first, fragile_pool)
+    wait_for(lambda: len(sweeps.trials(store, "frail")) == 2, 60, "the reaper to fail the trial and ask the next")
+    assert store.get(first).state == "failed" and "worker lost" in (store.get(first).error or "")
+    study = sweeps.load_study(store, "frail")
+    assert study.trials[0].state.name == "FAIL"
+
+    # The second trial's job is cancelled by hand (`rnnq cancel`, not the sweep's cancel):
+    # the study records it pruned, and the sweep, with every trial asked, is over.
+    second = sweeps.trials(store, "frail")[1]
+    wait_for(lambda: job_step(store, second) >= 10, 120, "the second trial to train")
+    assert fast.cli("cancel", second).exit_code == 0
+    wait_for(lambda: sweeps.record(store, "frail")["state"] == "finished", 60, "the sweep to finish")
+    assert [t.state.name for t in sweeps.load_study(store, "frail").trials] == ["FAIL", "PRUNED"]
+    board = json.loads(fast.cli("sweep", "status", "frail", "--json").stdout)
+    assert {r["trial"]: r["state"] for r in board["trials"]} == {0: "failed", 1: "cancelled"}
+    assert _trial_counts(fast, "frail") == {"queued": 0, "running": 0, "succeeded": 0, "pruned": 0, "failed": 1,
+                                            "cancelled": 1}
+    res = fast.cli("sweep", "best", "frail")
+    assert res.exit_code == 1 and "no completed trial" in res.output
+
+
+def test_delete_refuses_running_trials_unless_forced(fast: Env, queue: str, pool: list[Worker]) -> None:
+    path = _sweep_file(fast, queue, "busy", trials=4, steps=100_000, pruner="none")
+    assert fast.cli("sweep", str(path), "--parallel", "2").exit_code == 0
+    store = _store(fast)
+    jobs = list(sweeps.trials(store, "busy").values())
+    wait_for(lambda: all(job_step(store, j) >= 10 for j in jobs), 120, "both trials to train")
+
+    res = fast.cli("sweep", "delete", "busy")
+    assert res.exit_code == 1
+    assert "sweep 'busy' has 2 trial(s) queued or running: cancel it first" in res.output, res.output
+    assert sweeps.record(store, "busy")["state"] == "running"  # nothing was touched
+    assert all(store.get(j).state == "running" for j in jobs)
+
+    res = fast.cli("sweep", "delete", "busy", "--force")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == "deleted sweep busy: 2 trial job(s), their artifacts and its study"
+    _assert_deleted(fast, "busy", jobs)
+    # The workers stopped the trials before they were deleted, and nothing came back:
+    # no job, no checkpoint written after the delete.
+    wait_for(lambda: not store.running_ids(), 30, "the workers to let go")
+    assert fast.job_count() == 0
+    assert not any((Path(fast.vars["RNNQ_ARTIFACTS"]) / "jobs" / j).exists() for j in jobs)
+
+    # The name is free again: a new sweep under it starts from trial 0.
+    assert fast.cli("sweep", str(path), "--name", "busy", "--parallel", "1").exit_code == 0
+    assert list(sweeps.trials(store, "busy")) == [0] and len(sweeps.load_study(store, "busy").trials) == 1
+    assert fast.cli("sweep", "cancel", "busy").exit_code == 0
+
+
+@pytest.mark.parametrize(("edit", "expected"), [  # SWEEP's lines: 4 arch, 13 lr, 14 hidden, 15 trials
+    (("  lr: {{low: 0.00003, high: 0.05, log: true}}", "  lr: {{low: 0.05, high: 0.00003}}"),
+     "line 13: space.lr: empty range"),
+    (("  hidden: [8, 24]", "  hiden: [8, 24]"), "line 14: space.hiden: not a field of a lm spec"),
+    (("trials: {trials}", "trials: {trials}\nobjective: bleu"), "line 16: objective: the lm task does not report 'bleu'"),
+    (("  arch: lstm", "  arch: lstm\n  arch: gru"), "line 5: base.arch: given twice (first on line 4)"),
+])
+def test_a_bad_sweep_file_is_one_line_naming_its_line_and_queues_nothing(
+        env: Env, queue: str, edit: tuple[str, str], expected: str) -> None:
+    env.vars["RNNQ_ARTIFACTS"] = str(env.tmp / "artifacts")  # this test's own, to see that nothing is uploaded
+    (env.tmp / "corpus.txt").write_text(make_corpus(20_000))
+    path = env.tmp / "sweep.yaml"
+    path.write_text(SWEEP.replace(*edit).format(name="bad", trials=4, steps=50, queue=queue, pruner="none"))
+    res = env.cli("sweep", str(path))
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert lines[0].startswith(f"Error: Invalid value for SWEEP_FILE: {expected}"), res.output
+    assert env.job_count() == 0 and not env.redis.keys("rnnq:sweep*") and not env.redis.keys("rnnq:optuna*")
+    assert not [p for p in (env.tmp / "artifacts").rglob("*") if p.is_file()]  # nothing uploaded

@@ -157,3 +157,26 @@ def test_panel_queries_parse(tmp_path: Path) -> None:
         rules.append({"record": f"rnnq:dashboard_query_{i}", "expr": expr})
     (tmp_path / "queries.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
     _run_promtool(["check", "rules", "queries.yml"], tmp_path)
+
+
+def test_job_dashboard_picks_a_sweep_and_draws_its_trials_validation_curves() -> None:
+    from workers.sweep import trial_name
+
+    board = _load(GRAFANA / "dashboards" / "rnnq-job.json")
+    variables = {var["name"]: var for var in board["templating"]["list"]}
+    assert variables["sweep"]["query"] == "label_values(rnnq_sweep_trials, sweep)"  # the exporter's sweeps
+    assert not variables["sweep"]["multi"]
+    curves = [(panel, target) for panel in board["panels"] for target in panel["targets"]
+              if target["expr"].startswith("rnnq_job_validation_loss") and "$sweep" in target["expr"]]
+    assert len(curves) == 1
+    panel, target = curves[0]
+    assert panel["type"] == "timeseries" and target["legendFormat"] == "{{job_name}}"  # one curve per trial
+    # The panel selects the sweep's trials by job name: the names workers.sweep gives them, and no others.
+    pattern = re.fullmatch(r'rnnq_job_validation_loss\{job_name=~"(.+)"\}', target["expr"])
+    assert pattern is not None, target["expr"]
+    selects = re.compile(pattern.group(1).replace("$sweep", "lr1"))
+    assert selects.fullmatch(trial_name("lr1", 0)) and selects.fullmatch(trial_name("lr1", 15))
+    assert not selects.fullmatch(trial_name("lr10", 3)) and not selects.fullmatch("lr1")
+    states = [target["expr"] for panel in board["panels"] for target in panel["targets"]
+              if target["expr"].startswith("rnnq_sweep_trials")]
+    assert states == ['rnnq_sweep_trials{sweep="$sweep"}']

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +69,8 @@ def test_grid_caps_trials_at_the_grid_size() -> None:
     ("base: {data: c.txt}\nspace: {lr: [0.1]}\nepochs: 3\n", "line 3: epochs: unknown key"),
     ("base: {data: c.txt}\n", "space: required key is missing"),
     ("base: {data: c.txt}\nspace:\n  lr: {low: 0.1, high: 0.01}\n", "line 3: space.lr: empty range"),
+    ("base: {data: c.txt}\nspace:\n  lr: {low: 0.1, high: 0.1}\n", "line 3: space.lr: empty range"),
+    ("base: {data: c.txt}\nspace:\n  hidden: {low: 8.5, high: 64, type: int}\n", "line 3: space.hidden.type: an int"),
     ("base: {data: c.txt}\nspace:\n  hidden: []\n", "line 3: space.hidden: empty list of choices"),
     ("base: {data: c.txt}\nspace:\n  lr: {low: 0.1}\n", "line 3: space.lr: a range needs both low and high"),
     ("base: {data: c.txt}\nspace:\n  lr: {low: 0, high: 1, log: true}\n", "line 3: space.lr.low: a log range needs low > 0"),
@@ -88,11 +92,99 @@ def test_grid_caps_trials_at_the_grid_size() -> None:
     ("base: {data: c.txt, task: speech}\nspace: {lr: [0.1]}\n", "line 1: base.task: must be one of"),
     ("base: {data: c.txt}\nspace:\n  lr: {low: 0.1, high: 1}\nsampler: grid\n", "space.lr: the grid sampler needs"),
     ("base: {data: c.txt}\nspace: [lr]\n", "line 2: space: expected a mapping"),
-    ("base: {data: c.txt\n", "not valid YAML"),
+    ("base: {data: c.txt\n", "line 2: not valid YAML"),
+    ("# a comment\n\n- base\n- space\n", "line 3: expected a mapping"),
+    ("base: {data: c.txt}\n", "line 1: space: required key is missing"),
+    ("base: {data: c.txt, encoding: klingon}\nspace: {lr: [0.1]}\n", "line 1: base.encoding: unknown encoding"),
+    ("base: {data: c.txt, task: transcribe}\nspace: {lr: [0.1]}\nobjective: bleu\n",
+     "line 3: objective: the transcribe task does not report 'bleu' at evaluation (it reports val_loss, cer, wer)"),
 ])
 def test_errors_name_the_line_and_key(text: str, expected: str) -> None:
     message = _error(text)
     assert message.startswith("SWEEP_FILE: ") and expected in message, message
+
+
+# Every refusal names the line of the key (or value) at fault in a file laid out one key
+# a line, as people write them: each case replaces one line of BLOCK.
+BLOCK = """\
+name: lines
+base:
+  data: corpus.txt
+  arch: lstm
+  seq_len: 64
+space:
+  lr:
+    low: 1.0e-4
+    high: 3.0e-2
+    log: true
+  arch:
+    - lstm
+    - gru
+objective: val_loss
+trials: 8
+budget:
+  max_steps: 600
+sampler: tpe
+pruner: asha
+"""
+
+
+@pytest.mark.parametrize(("line", "text", "expected"), [
+    (5, "  seq_lenn: 64", "line 5: base.seq_lenn: does not apply to task lm"),  # an unknown base field
+    (5, "  seq-len: -1", "line 5: base.seq_len: must be in"),  # spelled with a dash, as in a job file
+    (5, "  arch: gru", "line 5: base.arch: given twice (first on line 4)"),
+    (11, "  arc:", "line 11: space.arc: not a field of a lm spec"),  # an unknown space field
+    (9, "    high: 1.0e-5", "line 7: space.lr: empty range: low 0.0001 is not below high 1e-05"),
+    (8, "    low: -1.0", "line 8: space.lr.low: a log range needs low > 0"),
+    (13, "    - transformer", "line 13: space.arch: 'transformer': must be one of lstm, gru, rnn"),
+    (11, "  arch: []", "line 11: space.arch: empty list of choices"),
+    (14, "objective: accuracy", "line 14: objective: the lm task does not report 'accuracy' at evaluation"),
+    (15, "trials: 0", "line 15: trials: expected an integer in [1, 10000], got 0"),
+    (15, "trials: -3", "line 15: trials: expected an integer in [1, 10000], got -3"),
+    (17, "  steps: 600", "line 17: budget.steps: unknown budget"),
+    (17, "  max_steps: 0", "line 17: budget.max_steps: must be in"),
+    (18, "sampler: bayes", "line 18: sampler: must be one of grid, random, tpe, got 'bayes'"),
+    (19, "pruner: median", "line 19: pruner: must be one of none, asha, hyperband, got 'median'"),
+    (19, "pruners: asha", "line 19: pruners: unknown key"),
+])
+def test_each_refusal_names_its_line(line: int, text: str, expected: str) -> None:
+    lines = BLOCK.splitlines()
+    lines[line - 1] = text
+    if text == "  arch: []":
+        del lines[11:13]  # the list items that followed
+    message = _error("\n".join(lines) + "\n")
+    assert message.startswith(f"SWEEP_FILE: {expected}"), message
+
+
+def test_json_files_read_as_json_and_name_their_lines() -> None:
+    doc: dict[str, Any] = {"name": "lr-search", "base": {"data": "corpus.txt", "arch": "lstm", "seq_len": 64},
+                           "space": {"lr": {"low": 1e-4, "high": 3e-2, "log": True},
+                                     "hidden": {"low": 32, "high": 256, "step": 32},
+                                     "arch": ["lstm", "gru"], "dropout": {"low": 0.0, "high": 0.5}},
+                           "trials": 12, "budget": {"max_steps": 600}, "sampler": {"name": "tpe", "seed": 1},
+                           "pruner": {"name": "asha", "min_resource": 100, "reduction_factor": 3}, "parallel": 3}
+    text = json.dumps(doc, indent="\t")  # tabs, and 1e-4 written as JSON writes it ("0.0001") ...
+    assert parse(text, Path("/sweeps")) == parse(GOOD, Path("/sweeps"))
+    assert "\t" in text
+    compact = parse(json.dumps(doc, separators=(",", ":")).replace("0.0001", "1e-4"), Path("/sweeps"))
+    assert compact == parse(GOOD, Path("/sweeps"))  # ... or as 1e-4: a float, as in JSON
+    doc["space"]["arch"] = ["lstm", "transformer"]
+    text = json.dumps(doc, indent="\t")
+    line = text.splitlines().index('\t\t\t"transformer"') + 1
+    assert _error(text) == f"SWEEP_FILE: line {line}: space.arch: 'transformer': must be one of lstm, gru, rnn, " \
+                           "got 'transformer'"
+
+
+def test_yaml_exponents_are_numbers_and_tags_stay_refused() -> None:
+    sweep = parse("base: {data: c.txt}\nspace:\n  lr: {low: 1e-4, high: 3E-2, log: true}\n")
+    assert (sweep.space[0].low, sweep.space[0].high) == (1e-4, 3e-2)
+    assert "line 2: not valid YAML" in _error("base: {data: c.txt}\nspace: !!python/object:os.system {}\n")
+
+
+def test_inputs_may_be_artifacts_and_encoding_a_job_file_field() -> None:
+    sweep = parse("base: {data: 'artifact:inputs/abc', encoding: latin-1}\nspace: {lr: [0.1]}\n", Path("/sweeps"))
+    assert sweep.inputs() == {"data": "artifact:inputs/abc"} and sweep.encoding == "latin-1"
+    assert "encoding" not in sweep.spec_fields()
 
 
 def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
@@ -108,10 +200,28 @@ def test_prepare_checks_the_corpus_at_every_extreme_then_uploads(tmp_path: Path)
     (tmp_path / "c.txt").write_text(make_corpus(3_000))
     store = open_store(str(tmp_path / "artifacts"))
     too_long = parse("base: {data: c.txt, hidden: 16}\nspace:\n  seq_len: [16, 100000]\n", tmp_path)
-    with pytest.raises(SweepError, match=r"space.seq_len = 100000: data: .* characters"):
+    with pytest.raises(SweepError, match=r"line 3: space.seq_len: 100000: data: .* characters"):
         sweeps.prepare(too_long, store, 10**8, 2**32)
+    missing = parse("base:\n  hidden: 16\n  data: gone.txt\nspace: {seq_len: [16]}\n", tmp_path)
+    with pytest.raises(SweepError, match=r"^SWEEP_FILE: line 3: base.data: .*gone.txt does not exist$"):
+        sweeps.prepare(missing, store, 10**8, 2**32)
     assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]  # nothing uploaded
     base = sweeps.prepare(parse("base: {data: c.txt, hidden: 16}\nspace: {seq_len: [16, 32]}\nbudget: {max_steps: 5}\n",
                                 tmp_path), store, 10**8, 2**32)
     assert base["data"] != "c.txt" and base["hidden"] == 16 and base["max_steps"] == 5 and base["task"] == "lm"
     assert store.get_bytes(base["data"]).decode() == (tmp_path / "c.txt").read_text()
+
+
+def test_prepare_takes_an_input_from_the_artifact_store(tmp_path: Path) -> None:
+    # What `rnnq status JOB --spec` writes for an object store: the sweep's base may name it.
+    from tests.support import make_corpus
+    from workers import sweep as sweeps
+    from workers.artifacts import open_store, put_input
+
+    store = open_store(str(tmp_path / "artifacts"))
+    key = put_input(store, make_corpus(3_000).encode())
+    sweep = parse(f"base: {{data: 'artifact:{key}', hidden: 16}}\nspace: {{seq_len: [16, 32]}}\n", tmp_path)
+    assert sweeps.prepare(sweep, store, 10**8, 2**32)["data"] == key
+    gone = parse("base:\n  hidden: 16\n  data: artifact:inputs/0000\nspace: {seq_len: [16]}\n", tmp_path)
+    with pytest.raises(SweepError, match=r"^SWEEP_FILE: line 3: base.data: cannot fetch artifact:inputs/0000"):
+        sweeps.prepare(gone, store, 10**8, 2**32)
