@@ -7,11 +7,26 @@ worker or its other jobs. torch is imported only inside the job functions. The j
 task module is looked up by name (rnn_tasks.task.lookup) and what it takes comes from its
 spec class: no task is special here, the language model included.
 
-A training job stops early, at its next step, for three reasons, each checked at most
-once a second: the user cancelled it (ends `cancelled`), its worker is shutting down
-(checkpoint, back to the queue, resumed elsewhere), or it lost its lease (another
-process owns it now: leave the record alone). A sweep's trial also stops when the
-pruner says so at an evaluation (ends `succeeded`, `stopped_by: pruned`; workers.sweep).
+A training job stops early, at its next step, for three reasons: the user cancelled it
+(ends `cancelled`), its worker is shutting down (checkpoint, back to the queue, resumed
+elsewhere), or it lost its lease (another process owns it now: leave the record alone).
+A sweep's trial also stops when the pruner says so at an evaluation (ends `succeeded`,
+`stopped_by: pruned`; workers.sweep).
+
+How a job hears of the first two, without polling Redis for them. Every fenced write
+renews the lease and answers with the attempt's Standing (workers.jobstore). Beside
+its evaluations and checkpoints, a job talks to Redis once per CHECK_SECONDS, and
+that talk is also the stop check:
+
+    training loop   on_step every 0.5 s ─┐ the first, or an evaluation: written at once
+                                         └ otherwise: kept as the latest report
+    should_stop()   every step: news older than CHECK_SECONDS? write the latest report
+                    (or, with none, renew the lease); its reply is the news
+    lease thread    renews only when no fenced write did for a third of the TTL
+
+So a training job writes one progress event per CHECK_SECONDS plus its evaluations
+(what `rnnq watch` shows), its lease is renewed by those writes, and a cancel or a drain
+is seen within CHECK_SECONDS plus one step.
 """
 
 from __future__ import annotations
@@ -35,7 +50,7 @@ from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainSpec, train
 from workers import dispatch, inputcache, metrics
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, job_key, open_store
-from workers.jobstore import Attempt, Fenced, Job, JobStore
+from workers.jobstore import Attempt, Fenced, Job, JobStore, Standing
 
 if TYPE_CHECKING:  # torch: imported only inside the job functions
     from rnn_tasks.loop import StepMetrics
@@ -43,32 +58,86 @@ if TYPE_CHECKING:  # torch: imported only inside the job functions
 log = logging.getLogger("rnnq.worker")
 
 Outcome = tuple[dict[str, Any], dict[str, str]]  # result summary, artifact keys
-CHECK_SECONDS = 1.0  # how often a running job looks for cancel, drain and lease loss
+# A running job hears from its record at least this often (cancel, drain, lease loss),
+# and writes a progress event at about this pace (its evaluations besides).
+CHECK_SECONDS = 2.0
 FINISH_RETRY_SECONDS = 120.0  # keep trying to record a result while Redis restarts
 
 
-class Lease:
-    """Holds an attempt's lease: renewed from a thread every third of its TTL.
+def _now() -> float:
+    """Seconds on a clock that keeps counting while the machine is suspended (Linux's
+    CLOCK_BOOTTIME; monotonic elsewhere), so a host that slept past its lease does not
+    take an old renewal for a recent one."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
-    A renewal that fails because Redis is unreachable is retried at the next beat: the
-    job keeps running through an outage, and the first renewal after it re-takes the
-    lease if nobody else took the job (JobStore.renew_lease). A renewal that Redis
-    answers "not yours" marks the lease lost, and the job stops at its next check.
+
+class Lease:
+    """An attempt's hold on its job, and the latest news from the job's record.
+
+    Every fenced write renews the lease (jobstore._FENCE). The Lease keeps the time of
+    the last one that succeeded (`proven`) and of the last reply that carried the
+    attempt's Standing (`heard`, with `standing`). Nobody can take a job while its lease
+    is alive, so the attempt owns the job for at least a lease TTL after `proven`; a
+    third of it is taken as certain (`owned_lately`).
+
+    A thread renews the lease when no fenced write did for a third of its TTL. A
+    renewal that fails because Redis is unreachable is retried a third of a TTL later:
+    the job keeps running through an outage, and the first renewal after it re-takes
+    the lease if nobody else took the job (JobStore.renew_lease). A reply that says "not
+    yours" marks the lease lost, and the job stops at its next check.
     """
 
     def __init__(self, store: JobStore, attempt: Attempt) -> None:
         self.store, self.attempt = store, attempt
         self.lost = False
+        self.standing = Standing.OWNED
+        self.proven = _now()  # _START has just given the attempt its lease
+        self.heard = -float("inf")  # nothing heard yet: a cancel may predate the start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{attempt.job_id}", daemon=True)
 
+    def renew(self) -> bool:
+        """Renew now; False when the job is no longer ours."""
+        sent = _now()
+        self._hear(self.store.renew_lease(self.attempt), sent)
+        return not self.lost
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        """A progress event, fenced; its reply is news like a renewal's."""
+        sent = _now()
+        try:
+            standing = self.store.add_event(self.attempt, event)
+        except Fenced:
+            standing = Standing.LOST
+        self._hear(standing, sent)
+
+    def proved(self, sent: float) -> None:
+        """A fenced write sent at `sent` (_now) succeeded: the lease was renewed then."""
+        self.proven = max(self.proven, sent)
+
+    def owned_lately(self) -> bool:
+        """The lease was renewed less than a third of its TTL ago, so it is still ours."""
+        return not self.lost and _now() - self.proven < self.attempt.lease_seconds / 3
+
+    def _hear(self, standing: Standing, sent: float) -> None:
+        if not standing:
+            if not self.lost:
+                log.error("job %s: lease lost; stopping this copy", self.attempt.job_id)
+            self.lost = True
+            return
+        self.proved(sent)
+        self.standing, self.heard = standing, max(self.heard, sent)
+
     def _beat(self) -> None:
-        while not self._stop.wait(self.attempt.lease_seconds / 3):
+        period = self.attempt.lease_seconds / 3
+        wait = period
+        while not self.lost and not self._stop.wait(wait):
+            wait = self.proven + period - _now()
+            if wait > 0:
+                continue  # a fenced write renewed it meanwhile
+            wait = period
             try:
-                if not self.store.renew_lease(self.attempt):
-                    log.error("job %s: lease lost; stopping this copy", self.attempt.job_id)
-                    self.lost = True
-                    return
+                self.renew()
             except Exception:
                 log.warning("job %s: could not renew lease", self.attempt.job_id, exc_info=True)
 
@@ -85,28 +154,42 @@ class Lease:
 
 @dataclass
 class _Control:
-    """Why a job should stop early; polled by the training loop's should_stop."""
+    """Why a job should stop early; polled by the training loop's should_stop.
 
-    store: JobStore
+    The check is also when the job talks to its record: when the news is older than
+    CHECK_SECONDS it writes the latest progress report (`pending`), or renews the lease
+    when there is none, and reads the reply.
+    """
+
     job_id: str
     node: str
     lease: Lease
     reason: str | None = None
-    _last: float = 0.0
+    pending: dict[str, Any] | None = None  # the latest progress report not yet written
+    _tried: float = -float("inf")  # the last talk, answered or not (Redis may be down)
 
     def should_stop(self) -> bool:
+        now = _now()
+        if self.reason is None and now - max(self.lease.heard, self._tried) >= CHECK_SECONDS:
+            self._tried = now
+            self._talk()
         if self.lease.lost:
             self.reason = "lease_lost"
-        if self.reason is None and time.monotonic() - self._last >= CHECK_SECONDS:
-            self._last = time.monotonic()
-            try:
-                if self.store.cancel_requested(self.job_id):
-                    self.reason = "cancelled"
-                elif self.store.draining(self.node):
-                    self.reason = "draining"
-            except Exception:
-                log.warning("job %s: could not check for stop requests", self.job_id, exc_info=True)
+        elif self.reason is None and self.lease.standing is Standing.CANCEL:
+            self.reason = "cancelled"
+        elif self.reason is None and self.lease.standing is Standing.DRAIN:
+            self.reason = "draining"
         return self.reason is not None
+
+    def _talk(self) -> None:
+        event, self.pending = self.pending, None
+        try:
+            if event is not None:
+                self.lease.write_event(event)
+            else:
+                self.lease.renew()
+        except Exception:
+            log.warning("job %s: could not check for stop requests", self.job_id, exc_info=True)
 
 
 @dataclass
@@ -145,7 +228,7 @@ def run(kind: str, job_id: str, worker: str) -> None:
     try:
         with Lease(store, attempt) as lease:
             _share_cores(s.worker_processes)
-            control = _Control(store, job_id, worker, lease)
+            control = _Control(job_id, worker, lease)
             ended = _attempt(Run(job, attempt, store, artifacts, control, scratch, s.input_cache), kind)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -287,23 +370,29 @@ def _reason(exc: BaseException) -> str:
 
 
 def _reporter(r: Run) -> Callable[[StepMetrics], None]:
-    """on_step for the training loop: progress goes to the job's event stream, tagged
-    with the attempt (so the log shows which delivery trained which steps), and to the
-    worker's Prometheus counters. A fenced refusal stops this copy."""
+    """on_step for the training loop: progress goes to the worker's Prometheus counters
+    at once, and to the job's event stream tagged with the attempt (so the log shows
+    which delivery trained which steps): the first report and each evaluation's at
+    once, any other as the latest report, which the next stop check writes (one per
+    CHECK_SECONDS; see the module docstring). A fenced refusal stops this copy."""
     job = r.job
     meter = metrics.TrainingMeter(job.kind, job.queue, r.control.node)
+    first = True  # the first report is written at once: `rnnq watch` shows progress from the start
 
     def on_step(report: StepMetrics) -> None:
+        nonlocal first
         allocated, reserved = report.memory_allocated, report.memory_reserved
         memory = None if allocated is None or reserved is None else (allocated, reserved)
         meter.report(report.step, report.tokens, report.elapsed, report.device, memory)
         event = {k: v for k, v in asdict(report).items() if v is not None}
         event["time"] = time.time()
         event["attempt"] = r.attempt.number
+        if report.val_loss is None and not first:
+            r.control.pending = event
+            return
+        first, r.control.pending = False, None  # nothing older is worth writing after this one
         try:
-            r.store.add_event(r.attempt, event)
-        except Fenced:
-            r.control.lease.lost = True
+            r.control.lease.write_event(event)
         except Exception:
             log.warning("could not record progress of job %s", job.id, exc_info=True)
 
@@ -320,20 +409,26 @@ def _publisher(r: Run) -> Callable[[str, Path, int], None]:
     def publish(name: str, path: Path, step: int) -> None:
         label = name.split(".")[0]  # best | last
         key = job_key(r.job.id, f"ckpt/{label}-a{r.attempt.number}-s{step}-{uuid.uuid4().hex[:6]}.safetensors")
-        owned: list[bool] = []  # Redis unreachable: wait for it (training pauses here), up to a limit
-        _retry(lambda: owned.append(r.store.renew_lease(r.attempt)), "check the lease before a checkpoint")
-        if not owned[-1]:  # no upload at all for a job that is no longer ours
-            r.control.lease.lost = True
-            raise Fenced(f"job {r.job.id}: attempt {r.attempt.number} no longer owns the job")
+        lease = r.control.lease
+        # No upload for a job that is no longer ours: a fenced write renewed the lease
+        # lately, or a renewal now says so (a copy that pauses between this check and
+        # its upload uploads, but cannot publish; the object is then deleted).
+        if not lease.owned_lately():
+            owned: list[bool] = []  # Redis unreachable: wait for it (training pauses here), up to a limit
+            _retry(lambda: owned.append(lease.renew()), "check the lease before a checkpoint")
+            if not owned[-1]:
+                raise Fenced(f"job {r.job.id}: attempt {r.attempt.number} no longer owns the job")
         r.artifacts.put_file(key, path)
         replaced: list[str | None] = []
+        sent = _now()
         try:
             _retry(lambda: replaced.append(r.store.publish_checkpoint(r.attempt, label, key, step)), "publish")
             old = replaced[-1]
         except Fenced:
             r.artifacts.delete(key)
-            r.control.lease.lost = True
+            lease.lost = True
             raise
+        lease.proved(sent)
         while retired:
             r.artifacts.delete(retired.pop())
         if old and old != key:
