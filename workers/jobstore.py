@@ -190,14 +190,15 @@ for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
-# A fenced metric event. KEYS job, lease, deadlines, drain, stream; ARGV token, ms,
-# payload, maxlen, val_loss. Returns the standing (as _FENCE), false when fenced out.
+# Fenced metric events, oldest first. KEYS job, lease, deadlines, drain, stream; ARGV
+# token, ms, maxlen, the latest val_loss ('' for none), payloads... The record keeps the
+# last payload as `progress`. Returns the standing (as _FENCE), false when fenced out.
 _EVENT = _FENCE + """
 local standing = fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2])
 if not standing then return false end
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[3])
-redis.call('HSET', KEYS[1], 'progress', ARGV[3])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'val_loss', ARGV[5]) end
+for i = 5, #ARGV do redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[i]) end
+redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'val_loss', ARGV[4]) end
 return standing
 """
 
@@ -550,11 +551,18 @@ class JobStore:
             raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job")
 
     def add_event(self, a: Attempt, event: dict[str, Any]) -> Standing:
-        """Append a metric event for a job this attempt owns, renewing its lease; returns
-        the attempt's standing. Raises Fenced when the job is no longer ours."""
-        val = event.get("val_loss")  # the latest evaluation, kept between evaluations
+        """Append a metric event for a job this attempt owns (see add_events)."""
+        return self.add_events(a, [event])
+
+    def add_events(self, a: Attempt, events: list[dict[str, Any]]) -> Standing:
+        """Append metric events, oldest first, for a job this attempt owns, in one step
+        that renews its lease; returns the attempt's standing. Raises Fenced when the
+        job is no longer ours."""
+        assert events, "no events"
+        vals = [e["val_loss"] for e in events if e.get("val_loss") is not None]
+        val = repr(vals[-1]) if vals else ""  # the latest evaluation, kept between evaluations
         keys = [*self._fence_keys(a), _P + f"events:{a.job_id}"]
-        args = [*self._fence_args(a), json.dumps(event), EVENTS_MAXLEN, "" if val is None else repr(val)]
+        args = [*self._fence_args(a), EVENTS_MAXLEN, val, *(json.dumps(e) for e in events)]
         with self._reachable():
             standing = Standing.of(self._event(keys=keys, args=args))
         if not standing:

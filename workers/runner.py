@@ -15,18 +15,20 @@ A sweep's trial also stops when the pruner says so at an evaluation (ends `succe
 
 How a job hears of the first two, without polling Redis for them. Every fenced write
 renews the lease and answers with the attempt's Standing (workers.jobstore). Beside
-its evaluations and checkpoints, a job talks to Redis once per CHECK_SECONDS, and
-that talk is also the stop check:
+publishing its checkpoints, a job talks to Redis once per CHECK_SECONDS, and that talk
+is also the stop check:
 
-    training loop   on_step every 0.5 s ─┐ the first, or an evaluation: written at once
-                                         └ otherwise: kept as the latest report
-    should_stop()   every step: news older than CHECK_SECONDS? write the latest report
-                    (or, with none, renew the lease); its reply is the news
+    training loop   on_step every 0.5 s ──> kept until the next talk: every evaluation's
+                                            report, and the latest of the others
+    should_stop()   every step: news older than CHECK_SECONDS? write what was kept, in
+                    one script (or, with nothing kept, renew the lease); the reply is
+                    the news
     lease thread    renews only when no fenced write did for a third of the TTL
 
-So a training job writes one progress event per CHECK_SECONDS plus its evaluations
-(what `rnnq watch` shows), its lease is renewed by those writes, and a cancel or a drain
-is seen within CHECK_SECONDS plus one step.
+So a training job's progress reaches its event stream (what `rnnq watch` shows) every
+CHECK_SECONDS, every evaluation included, however often it evaluates; its lease is
+renewed by those writes; and a cancel or a drain is seen within CHECK_SECONDS plus one
+step. The first report, and whatever is kept when training ends, are written at once.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -102,11 +104,11 @@ class Lease:
         self._hear(self.store.renew_lease(self.attempt), sent)
         return not self.lost
 
-    def write_event(self, event: dict[str, Any]) -> None:
-        """A progress event, fenced; its reply is news like a renewal's."""
+    def write_events(self, events: list[dict[str, Any]]) -> None:
+        """Progress events, fenced, in one step; the reply is news like a renewal's."""
         sent = _now()
         try:
-            standing = self.store.add_event(self.attempt, event)
+            standing = self.store.add_events(self.attempt, events)
         except Fenced:
             standing = Standing.LOST
         self._hear(standing, sent)
@@ -157,15 +159,15 @@ class _Control:
     """Why a job should stop early; polled by the training loop's should_stop.
 
     The check is also when the job talks to its record: when the news is older than
-    CHECK_SECONDS it writes the latest progress report (`pending`), or renews the lease
-    when there is none, and reads the reply.
+    CHECK_SECONDS it writes the progress reports kept since the last talk (`pending`),
+    or renews the lease when there are none, and reads the reply.
     """
 
     job_id: str
     node: str
     lease: Lease
     reason: str | None = None
-    pending: dict[str, Any] | None = None  # the latest progress report not yet written
+    pending: list[dict[str, Any]] = field(default_factory=list)  # progress reports not yet written
     _tried: float = -float("inf")  # the last talk, answered or not (Redis may be down)
 
     def should_stop(self) -> bool:
@@ -181,11 +183,26 @@ class _Control:
             self.reason = "draining"
         return self.reason is not None
 
+    def keep(self, event: dict[str, Any]) -> None:
+        """Keep a report for the next talk: every evaluation's, and the latest other one."""
+        if self.pending and "val_loss" not in self.pending[-1]:
+            self.pending.pop()  # superseded
+        self.pending.append(event)
+
+    def flush(self) -> None:
+        """Write the kept reports now (the first report; the last ones, as training ends)."""
+        events, self.pending = self.pending, []
+        if events:
+            try:
+                self.lease.write_events(events)
+            except Exception:
+                log.warning("could not record progress of job %s", self.job_id, exc_info=True)
+
     def _talk(self) -> None:
-        event, self.pending = self.pending, None
+        events, self.pending = self.pending, []
         try:
-            if event is not None:
-                self.lease.write_event(event)
+            if events:
+                self.lease.write_events(events)
             else:
                 self.lease.renew()
         except Exception:
@@ -372,12 +389,13 @@ def _reason(exc: BaseException) -> str:
 def _reporter(r: Run) -> Callable[[StepMetrics], None]:
     """on_step for the training loop: progress goes to the worker's Prometheus counters
     at once, and to the job's event stream tagged with the attempt (so the log shows
-    which delivery trained which steps): the first report and each evaluation's at
-    once, any other as the latest report, which the next stop check writes (one per
-    CHECK_SECONDS; see the module docstring). A fenced refusal stops this copy."""
+    which delivery trained which steps) at the next stop check, which writes every
+    evaluation's report and the latest other one (see the module docstring); the first
+    report is written at once, so `rnnq watch` shows progress from the start. A fenced
+    refusal stops this copy."""
     job = r.job
     meter = metrics.TrainingMeter(job.kind, job.queue, r.control.node)
-    first = True  # the first report is written at once: `rnnq watch` shows progress from the start
+    first = True
 
     def on_step(report: StepMetrics) -> None:
         nonlocal first
@@ -387,14 +405,10 @@ def _reporter(r: Run) -> Callable[[StepMetrics], None]:
         event = {k: v for k, v in asdict(report).items() if v is not None}
         event["time"] = time.time()
         event["attempt"] = r.attempt.number
-        if report.val_loss is None and not first:
-            r.control.pending = event
-            return
-        first, r.control.pending = False, None  # nothing older is worth writing after this one
-        try:
-            r.control.lease.write_event(event)
-        except Exception:
-            log.warning("could not record progress of job %s", job.id, exc_info=True)
+        r.control.keep(event)
+        if first:
+            first = False
+            r.control.flush()
 
     return on_step
 
@@ -475,6 +489,7 @@ def _train(r: Run) -> Outcome:
     callbacks = Callbacks(on_step=on_step, should_stop=r.control.should_stop, on_checkpoint=_publisher(r))
     files = {name: r.input(key) for name, key in spec.input_keys().items()}
     summary = task.lookup(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
+    r.control.flush()  # the final evaluation's report, before the result is recorded
     if r.control.reason == "pruned" and summary.get("stopped_by") != "requested":
         r.control.reason = None  # pruned at the final evaluation: the trial had already run its course
     summary["stopped_by"] = r.control.reason or summary.get("stopped_by")

@@ -235,6 +235,16 @@ def test_events_append_and_the_last_evaluation_is_kept(store: JobStore) -> None:
     assert store.events(job.id, after=last_id) == []
 
 
+def test_events_written_together_keep_their_order_and_the_latest_evaluation(store: JobStore) -> None:
+    job = store.create("train", {}, "train")
+    a = take(store, job.id)
+    batch = [{"step": 10, "val_loss": 1.5}, {"step": 20, "val_loss": 1.25}, {"step": 25, "loss": 1.1}]
+    assert store.add_events(a, batch) is Standing.OWNED
+    assert [e for _, e in store.events(job.id)] == batch
+    assert store.get(job.id).progress == {"step": 25, "loss": 1.1}
+    assert float(record(store, job.id)["val_loss"]) == 1.25
+
+
 def test_publish_moves_forward_and_may_repeat_a_step(store: JobStore) -> None:
     job = store.create("train", {}, "train")
     a = take(store, job.id)
