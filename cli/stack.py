@@ -63,9 +63,14 @@ def worker(ctx: Context, queues: list[str], concurrency: int, device: str | None
         # prometheus_client's multiprocess mode: pool processes write here, the parent
         # serves the sum. Set before Celery (and prometheus_client) start; wiped there.
         s = replace(s, metrics_dir=str(s.home / "metrics" / node))
+    # Without Celery's gossip, mingle and heartbeat: they are Celery events, which nothing
+    # here reads (no Flower, no `celery events`); rnnq's own node heartbeat says which
+    # nodes are online (workers.app) and the job's lease which jobs are alive. The
+    # heartbeat alone was a PUBLISH every 2 s from every node. `celery inspect` still
+    # works: it goes through the control queue, not events.
     argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", ",".join(queues),
             "-c", str(concurrency), "-n", f"{node}@%h", "--loglevel", loglevel,
-            "--without-gossip", "--without-mingle", "-P", "prefork"]
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "-P", "prefork"]
     if gpus or (s.worker_device or "").startswith("cuda"):
         argv += ["--max-tasks-per-child", "1"]
     click.echo(f"worker on {redact(s.redis_url)}, queues {','.join(queues)}, artifacts {s.artifacts}", err=True)

@@ -103,7 +103,10 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
                         store.set_draining(node, False)
                     store.heartbeat(node, ttl=max(3 * s.reap_seconds, 15.0))
                 started = True
-                reaped, unsent = reaper.pass_once()
+                made = reaper.pass_once()
+                if made is None:
+                    continue  # another node makes this period's pass
+                reaped, unsent = made
                 for job in reaped:
                     _log.warning("job %s lost its worker (%d so far); queued again", job.id, job.worker_losses)
                     dispatch.send_job(store, job.id, job.kind, job.queue, app)

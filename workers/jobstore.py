@@ -8,7 +8,9 @@ deleted. Layout (prefix "rnnq:"):
     rnnq:names:<name>   zset   the jobs submitted under a name, by submit time (newest wins)
     rnnq:events:<id>    stream training metrics (step, loss, val_loss, lr, tokens/s, ...)
     rnnq:lease:<id>     string the token of the one process running the job, with a TTL
-    rnnq:running        set    jobs in state running, for the reaper
+    rnnq:running        set    jobs in state running
+    rnnq:deadlines      zset   running jobs scored by when their lease lapses (ms, Redis's
+                               clock): what the reaper reads, kept with the lease
     rnnq:queued         zset   jobs in state queued, scored by when they became queued:
                                what the reconciler checks against the broker's lists
     rnnq:drain:<node>   string set while a worker node shuts down warm: its jobs hand back
@@ -29,6 +31,18 @@ checkpoint pointer; and since the record must exist, no write re-creates a delet
 An attempt whose lease key lapsed while nobody else took the job (a Redis restart
 longer than the lease) passes the check and re-takes the lease in the same step.
 
+Every fenced write renews the lease, and its reply is the attempt's Standing: whether
+the user asked the job to stop (`cancel_requested`) or its worker node is shutting down
+(rnnq:drain:<node>). A running job learns both from the writes it makes anyway (its
+progress events), with no polling of its own (workers.runner).
+
+Lease deadlines. Whatever sets a lease (_START, _FENCE) also scores the job in
+rnnq:deadlines with the lease key's expiry (by Redis's clock, which its TTLs run on);
+whatever takes a job out of rnnq:running takes it out of there too. So a reaper
+pass reads the lapsed leases with one ZRANGEBYSCORE (_DUE) and runs _REAP only for
+those, not once per running job. The index decides only what is looked at: _REAP still
+checks the lease key itself.
+
 Invariant: every path that makes a job `queued` (submit, hand-back, reap, resume)
 deletes its lease and adds it to rnnq:queued in the same script, before the caller
 sends its message; the reconciler (workers.reconcile) re-sends the message of a job
@@ -44,6 +58,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, TypeVar, cast
 
 import redis
@@ -64,12 +79,21 @@ SOCKET_TIMEOUT = 15.0
 
 T = TypeVar("T")
 
-# Take a job: KEYS job hash, lease, running set, queued zset; ARGV now, worker, token,
-# lease ms, max losses, job id. Returns 'running:<attempt>' when the caller now owns the
+# Set a lease and score its job in the deadline index with the lease key's own expiry
+# (PEXPIRETIME, Redis 7: ms since the epoch by Redis's clock).
+_HOLD = """
+local function hold(lease, deadlines, id, token, ms)
+  redis.call('SET', lease, token, 'PX', ms)
+  redis.call('ZADD', deadlines, redis.call('PEXPIRETIME', lease), id)
+end
+"""
+
+# Take a job: KEYS job hash, lease, running set, queued zset, deadlines zset; ARGV now,
+# worker, token, lease ms, max losses, job id. Returns 'running:<attempt>' when the caller now owns the
 # job (the attempt number is its fencing token's order); otherwise the
 # state ('' for a deleted job) or 'leased' (someone else runs it), and the caller skips.
 # A job found 'running' with no lease lost its worker: counted, and failed at the cap.
-_START = """
+_START = _HOLD + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return '' end
 if state ~= 'queued' and state ~= 'running' then return state end
@@ -81,10 +105,11 @@ if state == 'running' then
   if lost >= tonumber(ARGV[5]) then
     redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', 'worker lost ' .. lost .. ' times')
     redis.call('SREM', KEYS[3], ARGV[6])
+    redis.call('ZREM', KEYS[5], ARGV[6])
     return 'failed'
   end
 end
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+hold(KEYS[2], KEYS[5], ARGV[6], ARGV[3], ARGV[4])
 redis.call('HSETNX', KEYS[1], 'started_at', ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'running', 'last_started_at', ARGV[1], 'worker', ARGV[2], 'lease_token', ARGV[3])
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -94,13 +119,23 @@ return 'running:' .. attempt
 """
 
 # A running job whose lease lapsed: count the loss, then queue it again (returns
-# 'requeue') or fail it at the cap. KEYS job hash, lease, running set, queued zset;
-# ARGV now, max, id.
+# 'requeue') or fail it at the cap. KEYS job hash, lease, running set, queued zset,
+# deadlines zset; ARGV now, max, id. A live lease ('alive') is scored again with its
+# expiry: a job the index did not cover (started before the index existed).
 _REAP = """
 local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'running' then redis.call('SREM', KEYS[3], ARGV[3]) return 'gone' end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'alive' end
+if state ~= 'running' then
+  redis.call('SREM', KEYS[3], ARGV[3])
+  redis.call('ZREM', KEYS[5], ARGV[3])
+  return 'gone'
+end
+local expiry = redis.call('PEXPIRETIME', KEYS[2])
+if expiry ~= -2 then
+  if expiry > 0 then redis.call('ZADD', KEYS[5], expiry, ARGV[3]) end
+  return 'alive'
+end
 redis.call('SREM', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
 local lost = redis.call('HINCRBY', KEYS[1], 'worker_losses', 1)
 if lost >= tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[1], 'error', 'worker lost ' .. lost .. ' times')
@@ -111,47 +146,67 @@ redis.call('ZADD', KEYS[4], ARGV[1], ARGV[3])
 return 'requeue'
 """
 
-# The fence every write of an attempt passes first. KEYS[1] job hash, KEYS[2] lease;
-# ARGV[1] token, ARGV[2] lease ms. Returns false when the caller no longer owns the
-# job; otherwise renews (or re-takes, after a Redis restart) the lease and returns true.
-_FENCE = """
-local function fenced(job, lease, token, ms)
-  if redis.call('HGET', job, 'state') ~= 'running' then return false end
-  if redis.call('HGET', job, 'lease_token') ~= token then return false end
+# What a reaper pass looks at: the running jobs whose lease deadline has passed by
+# Redis's clock; or every running job when the index does not cover them all (jobs
+# started by a version without it), which _REAP then scores. KEYS deadlines zset,
+# running set.
+_DUE = """
+if redis.call('ZCARD', KEYS[1]) ~= redis.call('SCARD', KEYS[2]) then
+  return redis.call('SMEMBERS', KEYS[2])
+end
+local now = redis.call('TIME')
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+"""
+
+# The fence every write of an attempt passes first. KEYS[1] job hash, KEYS[2] lease,
+# KEYS[3] deadlines zset, KEYS[4] the drain key of the attempt's node; ARGV[1] token,
+# ARGV[2] lease ms. Returns false when the caller no longer owns the job; otherwise
+# renews (or re-takes, after a Redis restart) the lease and returns the attempt's
+# standing: 'cancel' (the user asked it to stop), 'drain' (its node is shutting down:
+# checkpoint and hand back) or 'owned' (carry on).
+_FENCE = _HOLD + """
+local function fenced(job, lease, deadlines, drain, token, ms)
+  local record = redis.call('HMGET', job, 'state', 'lease_token', 'cancel_requested', 'id')
+  if record[1] ~= 'running' or record[2] ~= token then return false end
   local holder = redis.call('GET', lease)
   if holder and holder ~= token then return false end
-  redis.call('SET', lease, token, 'PX', ms)
-  return true
+  hold(lease, deadlines, record[4], token, ms)
+  if record[3] == '1' then return 'cancel' end
+  if redis.call('EXISTS', drain) == 1 then return 'drain' end
+  return 'owned'
 end
 """
 
-# Renew the lease (re-take it if it lapsed and nobody else took the job).
+# Renew the lease (re-take it if it lapsed and nobody else took the job); returns the
+# standing, false when fenced out.
 _RENEW = _FENCE + """
-if fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 1 end
-return 0
+return fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2])
 """
 
 # A fenced record update: ARGV[3..] field, value pairs.
 _UPDATE = _FENCE + """
-if not fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 0 end
+if not fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]) then return 0 end
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
-# A fenced metric event. KEYS job, lease, stream; ARGV token, ms, payload, maxlen, val_loss.
+# Fenced metric events, oldest first. KEYS job, lease, deadlines, drain, stream; ARGV
+# token, ms, maxlen, the latest val_loss ('' for none), payloads... The record keeps the
+# last payload as `progress`. Returns the standing (as _FENCE), false when fenced out.
 _EVENT = _FENCE + """
-if not fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 0 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'm', ARGV[3])
-redis.call('HSET', KEYS[1], 'progress', ARGV[3])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'val_loss', ARGV[5]) end
-return 1
+local standing = fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2])
+if not standing then return false end
+for i = 5, #ARGV do redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[i]) end
+redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'val_loss', ARGV[4]) end
+return standing
 """
 
 # Publish a checkpoint: point `ckpt_<name>` at an immutable object, only for the owner
-# and only forward. KEYS job, lease; ARGV token, ms, name, key, step. Returns the key
+# and only forward. KEYS job, lease, deadlines, drain; ARGV token, ms, name, key, step. Returns the key
 # it replaced ('' for none), or false when fenced out or the step would go back.
 _PUBLISH = _FENCE + """
-if not fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return false end
+if not fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]) then return false end
 local step = tonumber(redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[3] .. '_step') or '-1')
 if tonumber(ARGV[5]) < step then return false end
 local old = redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[3]) or ''
@@ -162,16 +217,18 @@ return old
 # End an attempt: a final state (result fields in ARGV[5..]) or, for 'queued', a
 # hand-back. Either way the lease goes in the same step, so the next delivery of the
 # job's message (which may arrive before this script returns) can take it.
-# KEYS job, lease, running set, queued zset; ARGV token, ms, state, now, pairs...
+# KEYS job, lease, deadlines, drain, running set, queued zset; ARGV token, ms, state,
+# now, pairs...
 _END = _FENCE + """
-if not fenced(KEYS[1], KEYS[2], ARGV[1], ARGV[2]) then return 0 end
+if not fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]) then return 0 end
 local id = redis.call('HGET', KEYS[1], 'id')
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HSET', KEYS[1], 'state', ARGV[3])
 redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[3], id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('SREM', KEYS[5], id)
 if ARGV[3] == 'queued' then
-  redis.call('ZADD', KEYS[4], ARGV[4], id)
+  redis.call('ZADD', KEYS[6], ARGV[4], id)
 else
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[4])
 end
@@ -307,6 +364,24 @@ class Attempt:
     token: str
     number: int
     lease_seconds: float
+    node: str = ""  # the worker node running it: its drain key is read by every fenced write
+
+
+class Standing(Enum):
+    """What a fenced write's reply tells the attempt that made it."""
+
+    LOST = "lost"  # the job is no longer this attempt's: it must stop and write nothing more
+    OWNED = "owned"  # carry on
+    CANCEL = "cancel"  # the user asked the job to stop (`rnnq cancel`)
+    DRAIN = "drain"  # its worker node is shutting down: checkpoint and hand the job back
+
+    def __bool__(self) -> bool:
+        return self is not Standing.LOST
+
+    @classmethod
+    def of(cls, reply: object) -> Standing:
+        """A fenced script's reply: a standing's value, or nil when fenced out."""
+        return cls(reply) if reply else cls.LOST
 
 
 class Fenced(Exception):
@@ -359,6 +434,7 @@ class JobStore:
         )
         self._start = self.redis.register_script(_START)
         self._reap = self.redis.register_script(_REAP)
+        self._due = self.redis.register_script(_DUE)
         self._renew = self.redis.register_script(_RENEW)
         self._update = self.redis.register_script(_UPDATE)
         self._event = self.redis.register_script(_EVENT)
@@ -446,24 +522,25 @@ class JobStore:
     def start(self, job_id: str, worker: str, token: str, lease_seconds: float, max_losses: int) -> Attempt | str:
         """Take the job and its lease: an Attempt when this caller now owns it, else the
         job's state ('leased': another attempt runs it; '': deleted)."""
-        keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running", _P + "queued"]
+        keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running", _P + "queued", _P + "deadlines"]
         args: list[str | int] = [repr(time.time()), worker, token, int(lease_seconds * 1000), max_losses, job_id]
         with self._reachable():
             reply = str(self._start(keys=keys, args=args))
         if reply.startswith("running:"):
-            return Attempt(job_id, token, int(reply.split(":")[1]), lease_seconds)
+            return Attempt(job_id, token, int(reply.split(":")[1]), lease_seconds, worker)
         return reply
 
     def _fence_keys(self, a: Attempt) -> list[str]:
-        return [_P + f"job:{a.job_id}", _P + f"lease:{a.job_id}"]
+        return [_P + f"job:{a.job_id}", _P + f"lease:{a.job_id}", _P + "deadlines", _P + f"drain:{a.node}"]
 
     def _fence_args(self, a: Attempt) -> list[str | int]:
         return [a.token, int(a.lease_seconds * 1000)]
 
-    def renew_lease(self, a: Attempt) -> bool:
-        """Renew, or re-take after a Redis restart; False when the job is no longer ours."""
+    def renew_lease(self, a: Attempt) -> Standing:
+        """Renew, or re-take after a Redis restart; the attempt's standing, LOST (falsy)
+        when the job is no longer ours."""
         with self._reachable():
-            return bool(self._renew(keys=self._fence_keys(a), args=self._fence_args(a)))
+            return Standing.of(self._renew(keys=self._fence_keys(a), args=self._fence_args(a)))
 
     def update_owned(self, a: Attempt, **fields: Any) -> None:
         """Update the record of a job this attempt owns; raises Fenced otherwise."""
@@ -473,15 +550,24 @@ class JobStore:
         if not ok:
             raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job")
 
-    def add_event(self, a: Attempt, event: dict[str, Any]) -> None:
-        """Append a metric event for a job this attempt owns; raises Fenced otherwise."""
-        val = event.get("val_loss")  # the latest evaluation, kept between evaluations
+    def add_event(self, a: Attempt, event: dict[str, Any]) -> Standing:
+        """Append a metric event for a job this attempt owns (see add_events)."""
+        return self.add_events(a, [event])
+
+    def add_events(self, a: Attempt, events: list[dict[str, Any]]) -> Standing:
+        """Append metric events, oldest first, for a job this attempt owns, in one step
+        that renews its lease; returns the attempt's standing. Raises Fenced when the
+        job is no longer ours."""
+        assert events, "no events"
+        vals = [e["val_loss"] for e in events if e.get("val_loss") is not None]
+        val = repr(vals[-1]) if vals else ""  # the latest evaluation, kept between evaluations
         keys = [*self._fence_keys(a), _P + f"events:{a.job_id}"]
-        args = [*self._fence_args(a), json.dumps(event), EVENTS_MAXLEN, "" if val is None else repr(val)]
+        args = [*self._fence_args(a), EVENTS_MAXLEN, val, *(json.dumps(e) for e in events)]
         with self._reachable():
-            ok = self._event(keys=keys, args=args)
-        if not ok:
+            standing = Standing.of(self._event(keys=keys, args=args))
+        if not standing:
             raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job")
+        return standing
 
     def publish_checkpoint(self, a: Attempt, name: str, key: str, step: int) -> str | None:
         """Point checkpoint `name` at the immutable object `key` (written at `step`);
@@ -512,12 +598,13 @@ class JobStore:
             raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job")
 
     def reap(self, max_losses: int) -> list[Job]:
-        """Running jobs whose lease lapsed, now queued again (the caller re-sends them)."""
+        """Running jobs whose lease lapsed, now queued again (the caller re-sends them).
+        Only the jobs whose lease deadline has passed are looked at (see _DUE)."""
         with self._reachable():
-            ids = cast(list[str], self.redis.smembers(_P + "running"))
+            ids = cast(list[str], self._due(keys=[_P + "deadlines", _P + "running"]))
             requeued = []
             for job_id in ids:
-                keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running", _P + "queued"]
+                keys = [_P + f"job:{job_id}", _P + f"lease:{job_id}", _P + "running", _P + "queued", _P + "deadlines"]
                 if self._reap(keys=keys, args=[repr(time.time()), max_losses, job_id]) == "requeue":
                     requeued.append(job_id)
         return [self.get(job_id) for job_id in requeued]
@@ -556,11 +643,9 @@ class JobStore:
             self._unsent(keys=[_P + f"job:{job_id}", _P + "queued"], args=[repr(time.time()), job_id, error])
 
     def set_draining(self, node: str, on: bool) -> None:
+        """Ask the node's running jobs to hand back (their next fenced write says DRAIN)."""
         key = _P + f"drain:{node}"
         self.call(lambda: self.redis.set(key, "1", ex=3600) if on else self.redis.delete(key))
-
-    def draining(self, node: str) -> bool:
-        return bool(self.call(lambda: self.redis.exists(_P + f"drain:{node}")))
 
     def heartbeat(self, node: str, ttl: float) -> None:
         """The worker node is alive for ttl seconds more."""
@@ -609,6 +694,7 @@ class JobStore:
         pipe = self.redis.pipeline()
         pipe.delete(_P + f"job:{job_id}", _P + f"events:{job_id}", _P + f"lease:{job_id}")
         pipe.srem(_P + "running", job_id)
+        pipe.zrem(_P + "deadlines", job_id)
         pipe.zrem(_P + "jobs", job_id)
         pipe.zrem(_P + "queued", job_id)
         if job.name:  # the name now means its newest remaining job

@@ -10,8 +10,10 @@
 
 One pass per period for the whole cluster: every node runs the loop (so the pass goes
 on when nodes come and go) but only the node that takes the period's turn (a Redis key
-set NX with a TTL just under the period) walks the running jobs. Without it the cost in
-Redis grows with nodes x running jobs (benchmarks/redis_capacity.py).
+set NX with a TTL just under the period) makes the pass; the others send nothing more.
+Without it the cost in Redis grows with nodes x running jobs
+(benchmarks/redis_capacity.py). And the pass looks only at the jobs whose lease deadline
+has passed (JobStore.reap), not at every running job.
 
 A Redis restart is not a worker loss. Leases are TTLs in Redis: when Redis comes back
 after an outage longer than a lease, every lease has lapsed though the workers are
@@ -53,19 +55,23 @@ class Reaper:
     def grace(self) -> float:
         return self.lease_seconds + self.reap_seconds
 
-    def pass_once(self) -> tuple[list[Job], list[Job]]:
-        """One pass: (jobs reaped, jobs whose message was re-sent); the caller sends."""
+    def pass_once(self) -> tuple[list[Job], list[Job]] | None:
+        """One pass: (jobs reaped, jobs whose message was re-sent), the caller sends; None
+        when another node makes this period's pass."""
         try:
+            turn = self.store.take_turn("reaper", self.reap_seconds * 0.9)
+            if self._failing:  # we were cut off: count the grace from our return
+                self._grace_until, self._failing = time.monotonic() + self.grace, False
+            if not turn:
+                return None
             run_id, uptime = self.store.redis_uptime()
         except Exception:
             self._failing = True
             raise
         now = time.monotonic()
-        if self._failing or (self._run_id is not None and run_id != self._run_id):
-            self._grace_until = now + self.grace  # we were cut off, or Redis restarted
-        self._failing, self._run_id = False, run_id
-        if not self.store.take_turn("reaper", self.reap_seconds * 0.9):
-            return [], []  # another node made this period's pass
+        if self._run_id is not None and run_id != self._run_id:
+            self._grace_until = now + self.grace  # Redis restarted (or failed over) since our last pass
+        self._run_id = run_id
         reaped: list[Job] = []
         if uptime >= self.grace and now >= self._grace_until:
             reaped = self.store.reap(self.max_losses)

@@ -7,11 +7,28 @@ worker or its other jobs. torch is imported only inside the job functions. The j
 task module is looked up by name (rnn_tasks.task.lookup) and what it takes comes from its
 spec class: no task is special here, the language model included.
 
-A training job stops early, at its next step, for three reasons, each checked at most
-once a second: the user cancelled it (ends `cancelled`), its worker is shutting down
-(checkpoint, back to the queue, resumed elsewhere), or it lost its lease (another
-process owns it now: leave the record alone). A sweep's trial also stops when the
-pruner says so at an evaluation (ends `succeeded`, `stopped_by: pruned`; workers.sweep).
+A training job stops early, at its next step, for three reasons: the user cancelled it
+(ends `cancelled`), its worker is shutting down (checkpoint, back to the queue, resumed
+elsewhere), or it lost its lease (another process owns it now: leave the record alone).
+A sweep's trial also stops when the pruner says so at an evaluation (ends `succeeded`,
+`stopped_by: pruned`; workers.sweep).
+
+How a job hears of the first two, without polling Redis for them. Every fenced write
+renews the lease and answers with the attempt's Standing (workers.jobstore). Beside
+publishing its checkpoints, a job talks to Redis once per CHECK_SECONDS, and that talk
+is also the stop check:
+
+    training loop   on_step every 0.5 s ──> kept until the next talk: every evaluation's
+                                            report, and the latest of the others
+    should_stop()   every step: news older than CHECK_SECONDS? write what was kept, in
+                    one script (or, with nothing kept, renew the lease); the reply is
+                    the news
+    lease thread    renews only when no fenced write did for a third of the TTL
+
+So a training job's progress reaches its event stream (what `rnnq watch` shows) every
+CHECK_SECONDS, every evaluation included, however often it evaluates; its lease is
+renewed by those writes; and a cancel or a drain is seen within CHECK_SECONDS plus one
+step. The first report, and whatever is kept when training ends, are written at once.
 """
 
 from __future__ import annotations
@@ -27,7 +44,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,7 +52,7 @@ from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, TrainSpec, train
 from workers import dispatch, inputcache, metrics
 from workers import settings as settings_mod
 from workers.artifacts import ArtifactStore, job_key, open_store
-from workers.jobstore import Attempt, Fenced, Job, JobStore
+from workers.jobstore import Attempt, Fenced, Job, JobStore, Standing
 
 if TYPE_CHECKING:  # torch: imported only inside the job functions
     from rnn_tasks.loop import StepMetrics
@@ -43,32 +60,86 @@ if TYPE_CHECKING:  # torch: imported only inside the job functions
 log = logging.getLogger("rnnq.worker")
 
 Outcome = tuple[dict[str, Any], dict[str, str]]  # result summary, artifact keys
-CHECK_SECONDS = 1.0  # how often a running job looks for cancel, drain and lease loss
+# A running job hears from its record at least this often (cancel, drain, lease loss),
+# and writes a progress event at about this pace (its evaluations besides).
+CHECK_SECONDS = 2.0
 FINISH_RETRY_SECONDS = 120.0  # keep trying to record a result while Redis restarts
 
 
-class Lease:
-    """Holds an attempt's lease: renewed from a thread every third of its TTL.
+def _now() -> float:
+    """Seconds on a clock that keeps counting while the machine is suspended (Linux's
+    CLOCK_BOOTTIME; monotonic elsewhere), so a host that slept past its lease does not
+    take an old renewal for a recent one."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
-    A renewal that fails because Redis is unreachable is retried at the next beat: the
-    job keeps running through an outage, and the first renewal after it re-takes the
-    lease if nobody else took the job (JobStore.renew_lease). A renewal that Redis
-    answers "not yours" marks the lease lost, and the job stops at its next check.
+
+class Lease:
+    """An attempt's hold on its job, and the latest news from the job's record.
+
+    Every fenced write renews the lease (jobstore._FENCE). The Lease keeps the time of
+    the last one that succeeded (`proven`) and of the last reply that carried the
+    attempt's Standing (`heard`, with `standing`). Nobody can take a job while its lease
+    is alive, so the attempt owns the job for at least a lease TTL after `proven`; a
+    third of it is taken as certain (`owned_lately`).
+
+    A thread renews the lease when no fenced write did for a third of its TTL. A
+    renewal that fails because Redis is unreachable is retried a third of a TTL later:
+    the job keeps running through an outage, and the first renewal after it re-takes
+    the lease if nobody else took the job (JobStore.renew_lease). A reply that says "not
+    yours" marks the lease lost, and the job stops at its next check.
     """
 
     def __init__(self, store: JobStore, attempt: Attempt) -> None:
         self.store, self.attempt = store, attempt
         self.lost = False
+        self.standing = Standing.OWNED
+        self.proven = _now()  # _START has just given the attempt its lease
+        self.heard = -float("inf")  # nothing heard yet: a cancel may predate the start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{attempt.job_id}", daemon=True)
 
+    def renew(self) -> bool:
+        """Renew now; False when the job is no longer ours."""
+        sent = _now()
+        self._hear(self.store.renew_lease(self.attempt), sent)
+        return not self.lost
+
+    def write_events(self, events: list[dict[str, Any]]) -> None:
+        """Progress events, fenced, in one step; the reply is news like a renewal's."""
+        sent = _now()
+        try:
+            standing = self.store.add_events(self.attempt, events)
+        except Fenced:
+            standing = Standing.LOST
+        self._hear(standing, sent)
+
+    def proved(self, sent: float) -> None:
+        """A fenced write sent at `sent` (_now) succeeded: the lease was renewed then."""
+        self.proven = max(self.proven, sent)
+
+    def owned_lately(self) -> bool:
+        """The lease was renewed less than a third of its TTL ago, so it is still ours."""
+        return not self.lost and _now() - self.proven < self.attempt.lease_seconds / 3
+
+    def _hear(self, standing: Standing, sent: float) -> None:
+        if not standing:
+            if not self.lost:
+                log.error("job %s: lease lost; stopping this copy", self.attempt.job_id)
+            self.lost = True
+            return
+        self.proved(sent)
+        self.standing, self.heard = standing, max(self.heard, sent)
+
     def _beat(self) -> None:
-        while not self._stop.wait(self.attempt.lease_seconds / 3):
+        period = self.attempt.lease_seconds / 3
+        wait = period
+        while not self.lost and not self._stop.wait(wait):
+            wait = self.proven + period - _now()
+            if wait > 0:
+                continue  # a fenced write renewed it meanwhile
+            wait = period
             try:
-                if not self.store.renew_lease(self.attempt):
-                    log.error("job %s: lease lost; stopping this copy", self.attempt.job_id)
-                    self.lost = True
-                    return
+                self.renew()
             except Exception:
                 log.warning("job %s: could not renew lease", self.attempt.job_id, exc_info=True)
 
@@ -85,28 +156,57 @@ class Lease:
 
 @dataclass
 class _Control:
-    """Why a job should stop early; polled by the training loop's should_stop."""
+    """Why a job should stop early; polled by the training loop's should_stop.
 
-    store: JobStore
+    The check is also when the job talks to its record: when the news is older than
+    CHECK_SECONDS it writes the progress reports kept since the last talk (`pending`),
+    or renews the lease when there are none, and reads the reply.
+    """
+
     job_id: str
     node: str
     lease: Lease
     reason: str | None = None
-    _last: float = 0.0
+    pending: list[dict[str, Any]] = field(default_factory=list)  # progress reports not yet written
+    _tried: float = -float("inf")  # the last talk, answered or not (Redis may be down)
 
     def should_stop(self) -> bool:
+        now = _now()
+        if self.reason is None and now - max(self.lease.heard, self._tried) >= CHECK_SECONDS:
+            self._tried = now
+            self._talk()
         if self.lease.lost:
             self.reason = "lease_lost"
-        if self.reason is None and time.monotonic() - self._last >= CHECK_SECONDS:
-            self._last = time.monotonic()
-            try:
-                if self.store.cancel_requested(self.job_id):
-                    self.reason = "cancelled"
-                elif self.store.draining(self.node):
-                    self.reason = "draining"
-            except Exception:
-                log.warning("job %s: could not check for stop requests", self.job_id, exc_info=True)
+        elif self.reason is None and self.lease.standing is Standing.CANCEL:
+            self.reason = "cancelled"
+        elif self.reason is None and self.lease.standing is Standing.DRAIN:
+            self.reason = "draining"
         return self.reason is not None
+
+    def keep(self, event: dict[str, Any]) -> None:
+        """Keep a report for the next talk: every evaluation's, and the latest other one."""
+        if self.pending and "val_loss" not in self.pending[-1]:
+            self.pending.pop()  # superseded
+        self.pending.append(event)
+
+    def flush(self) -> None:
+        """Write the kept reports now (the first report; the last ones, as training ends)."""
+        events, self.pending = self.pending, []
+        if events:
+            try:
+                self.lease.write_events(events)
+            except Exception:
+                log.warning("could not record progress of job %s", self.job_id, exc_info=True)
+
+    def _talk(self) -> None:
+        events, self.pending = self.pending, []
+        try:
+            if events:
+                self.lease.write_events(events)
+            else:
+                self.lease.renew()
+        except Exception:
+            log.warning("job %s: could not check for stop requests", self.job_id, exc_info=True)
 
 
 @dataclass
@@ -145,7 +245,7 @@ def run(kind: str, job_id: str, worker: str) -> None:
     try:
         with Lease(store, attempt) as lease:
             _share_cores(s.worker_processes)
-            control = _Control(store, job_id, worker, lease)
+            control = _Control(job_id, worker, lease)
             ended = _attempt(Run(job, attempt, store, artifacts, control, scratch, s.input_cache), kind)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -275,7 +375,7 @@ class _Interruptible:
             raise Interrupted("stopped by request")
 
     def _watch(self) -> None:
-        while not self._done.wait(CHECK_SECONDS / 2):
+        while not self._done.wait(CHECK_SECONDS / 4):  # should_stop talks to Redis only when due
             if self.armed and self.control.should_stop():
                 _thread.interrupt_main(signal.SIGUSR2)
                 return
@@ -287,25 +387,28 @@ def _reason(exc: BaseException) -> str:
 
 
 def _reporter(r: Run) -> Callable[[StepMetrics], None]:
-    """on_step for the training loop: progress goes to the job's event stream, tagged
-    with the attempt (so the log shows which delivery trained which steps), and to the
-    worker's Prometheus counters. A fenced refusal stops this copy."""
+    """on_step for the training loop: progress goes to the worker's Prometheus counters
+    at once, and to the job's event stream tagged with the attempt (so the log shows
+    which delivery trained which steps) at the next stop check, which writes every
+    evaluation's report and the latest other one (see the module docstring); the first
+    report is written at once, so `rnnq watch` shows progress from the start. A fenced
+    refusal stops this copy."""
     job = r.job
     meter = metrics.TrainingMeter(job.kind, job.queue, r.control.node)
+    first = True
 
     def on_step(report: StepMetrics) -> None:
+        nonlocal first
         allocated, reserved = report.memory_allocated, report.memory_reserved
         memory = None if allocated is None or reserved is None else (allocated, reserved)
         meter.report(report.step, report.tokens, report.elapsed, report.device, memory)
         event = {k: v for k, v in asdict(report).items() if v is not None}
         event["time"] = time.time()
         event["attempt"] = r.attempt.number
-        try:
-            r.store.add_event(r.attempt, event)
-        except Fenced:
-            r.control.lease.lost = True
-        except Exception:
-            log.warning("could not record progress of job %s", job.id, exc_info=True)
+        r.control.keep(event)
+        if first:
+            first = False
+            r.control.flush()
 
     return on_step
 
@@ -320,20 +423,26 @@ def _publisher(r: Run) -> Callable[[str, Path, int], None]:
     def publish(name: str, path: Path, step: int) -> None:
         label = name.split(".")[0]  # best | last
         key = job_key(r.job.id, f"ckpt/{label}-a{r.attempt.number}-s{step}-{uuid.uuid4().hex[:6]}.safetensors")
-        owned: list[bool] = []  # Redis unreachable: wait for it (training pauses here), up to a limit
-        _retry(lambda: owned.append(r.store.renew_lease(r.attempt)), "check the lease before a checkpoint")
-        if not owned[-1]:  # no upload at all for a job that is no longer ours
-            r.control.lease.lost = True
-            raise Fenced(f"job {r.job.id}: attempt {r.attempt.number} no longer owns the job")
+        lease = r.control.lease
+        # No upload for a job that is no longer ours: a fenced write renewed the lease
+        # lately, or a renewal now says so (a copy that pauses between this check and
+        # its upload uploads, but cannot publish; the object is then deleted).
+        if not lease.owned_lately():
+            owned: list[bool] = []  # Redis unreachable: wait for it (training pauses here), up to a limit
+            _retry(lambda: owned.append(lease.renew()), "check the lease before a checkpoint")
+            if not owned[-1]:
+                raise Fenced(f"job {r.job.id}: attempt {r.attempt.number} no longer owns the job")
         r.artifacts.put_file(key, path)
         replaced: list[str | None] = []
+        sent = _now()
         try:
             _retry(lambda: replaced.append(r.store.publish_checkpoint(r.attempt, label, key, step)), "publish")
             old = replaced[-1]
         except Fenced:
             r.artifacts.delete(key)
-            r.control.lease.lost = True
+            lease.lost = True
             raise
+        lease.proved(sent)
         while retired:
             r.artifacts.delete(retired.pop())
         if old and old != key:
@@ -380,6 +489,7 @@ def _train(r: Run) -> Outcome:
     callbacks = Callbacks(on_step=on_step, should_stop=r.control.should_stop, on_checkpoint=_publisher(r))
     files = {name: r.input(key) for name, key in spec.input_keys().items()}
     summary = task.lookup(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
+    r.control.flush()  # the final evaluation's report, before the result is recorded
     if r.control.reason == "pruned" and summary.get("stopped_by") != "requested":
         r.control.reason = None  # pruned at the final evaluation: the trial had already run its course
     summary["stopped_by"] = r.control.reason or summary.get("stopped_by")

@@ -198,10 +198,11 @@ def test_cancel_every_kind_while_it_runs(cluster: Cluster, corpus_file: Path) ->
     many = cluster.base / "many.txt"
     many.write_text("".join(f"a good film number {i}\n" for i in range(300_000)))
     held_out = cluster.base / "held_out.txt"
-    held_out.write_text(corpus_file.read_text() * 100)
+    held_out.write_text(corpus_file.read_text() * 400)
     expect = {base: "succeeded", clf: "succeeded"}
     # Each kind is sent just before it is cancelled, so none can finish while the test
-    # deals with the ones before it (an idle machine scores the held-out text quickly).
+    # deals with the ones before it (an idle machine scores the held-out text quickly:
+    # it is sized to outlast the wait for `running`, the cancel and a stop check, 2 s).
     submit = {
         "train": lambda: train(cluster, corpus_file, "3600"),
         "generate": lambda: cluster.submit("generate", base, "--prompt", "The ", "--max-tokens", "1000000"),

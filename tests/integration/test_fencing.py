@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Env, start_redis, stop, wait_for
-from workers.jobstore import Attempt, Fenced, JobStore
+from workers.jobstore import Attempt, Fenced, Job, JobStore
 from workers.reconcile import Reaper, messages_in_broker
 
 pytestmark = pytest.mark.integration
@@ -31,8 +31,9 @@ def take(store: JobStore, job_id: str, who: str, lease: float = 30.0) -> Attempt
 
 
 def lose_lease(store: JobStore, job_id: str) -> None:
-    """What a lapsed TTL does: the lease key is gone."""
+    """What a lapsed TTL does: the lease key is gone, and its deadline has passed."""
     store.redis.delete(f"rnnq:lease:{job_id}")
+    store.redis.zadd("rnnq:deadlines", {job_id: 0}, xx=True)
 
 
 def test_a_copy_that_lost_its_job_writes_nothing(store: JobStore) -> None:
@@ -136,31 +137,90 @@ def test_reconciler_resends_only_jobs_with_no_message(env: Env, store: JobStore)
     env.redis.hdel("unacked", "tag-1")
 
 
+def pass_now(store: JobStore, reaper: Reaper) -> tuple[list[Job], list[Job]]:
+    """A reaper pass that takes this period's turn, whoever took the last."""
+    store.redis.delete("rnnq:turn:reaper")
+    made = reaper.pass_once()
+    assert made is not None
+    return made
+
+
 def test_reaper_waits_one_lease_after_redis_comes_back(store: JobStore) -> None:
     job = store.create("train", {}, "train")
     take(store, job.id, "a")
     lose_lease(store, job.id)
     _, uptime = store.redis_uptime()
     reaper = Reaper(store, lease_seconds=uptime + 3600, reap_seconds=0, resend_seconds=60, max_losses=3)
-    assert reaper.pass_once()[0] == []  # Redis has not been up for a lease: no loss counted
+    assert pass_now(store, reaper)[0] == []  # Redis has not been up for a lease: no loss counted
     assert store.get(job.id).state == "running"
     reaper = Reaper(store, lease_seconds=2, reap_seconds=0, resend_seconds=60, max_losses=3)
     reaper._run_id = "another-server"  # as if Redis had restarted (or failed over) since the last pass
-    assert reaper.pass_once()[0] == []
+    assert pass_now(store, reaper)[0] == []
     assert store.get(job.id).state == "running"
     wait_for(lambda: time.monotonic() >= reaper._grace_until, 10, "the grace of one lease after the restart")
-    assert [j.id for j in reaper.pass_once()[0]] == [job.id]
+    assert [j.id for j in pass_now(store, reaper)[0]] == [job.id]
 
 
 def test_one_reaper_pass_per_period_for_the_whole_cluster(store: JobStore) -> None:
-    """Every node runs the loop; one pass per period walks the running jobs."""
+    """Every node runs the loop; one pass per period walks the running jobs, and the
+    nodes without the turn send nothing after taking it (no INFO, no reap)."""
     job = store.create("train", {}, "train")
     take(store, job.id, "a")
     lose_lease(store, job.id)
     nodes = [Reaper(store, lease_seconds=0, reap_seconds=5, resend_seconds=60, max_losses=3) for _ in range(3)]
     wait_for(lambda: store.redis_uptime()[1] >= 5, 10, "Redis up for one lease + reap")
-    assert [len(n.pass_once()[0]) for n in nodes] == [1, 0, 0]
+    store.redis.delete("rnnq:turn:reaper")
+    made = [n.pass_once() for n in nodes]
+    assert made[0] is not None and [j.id for j in made[0][0]] == [job.id]
+    assert made[1:] == [None, None]
     store.redis.delete("rnnq:turn:reaper")  # the period is over
+
+
+def scripts_run(store: JobStore) -> int:
+    """EVALSHA calls since the last CONFIG RESETSTAT that ran (a NOSCRIPT reply fails)."""
+    stats = store.redis.info("commandstats").get("cmdstat_evalsha", {"calls": 0, "failed_calls": 0})
+    return int(stats["calls"]) - int(stats.get("failed_calls", 0))
+
+
+def test_a_reaper_pass_looks_only_at_lapsed_leases(store: JobStore) -> None:
+    """Leases are kept as deadlines too: a pass over many live jobs runs no script per
+    job, and a lease that lapses by its TTL is found by its deadline. Counted with INFO
+    commandstats, not timed."""
+    live = [store.create("train", {}, "train") for _ in range(50)]
+    for job in live:
+        take(store, job.id, "a", lease=60)
+    short = store.create("train", {}, "train")
+    take(store, short.id, "b", lease=2)
+    reaper = Reaper(store, lease_seconds=0, reap_seconds=1, resend_seconds=3600, max_losses=3)
+    wait_for(lambda: store.redis_uptime()[1] >= 1, 10, "Redis up for one lease + reap")
+    assert pass_now(store, reaper)[0] == []
+    store.redis.config_resetstat()
+    assert pass_now(store, reaper)[0] == []  # the short lease is still alive
+    assert scripts_run(store) == 1  # _DUE; no _REAP for any of the 51 running jobs
+    assert "cmdstat_smembers" not in store.redis.info("commandstats")
+    wait_for(lambda: not store.redis.exists(f"rnnq:lease:{short.id}"), 10, "the short lease's TTL to run out")
+    store.redis.config_resetstat()
+    assert [j.id for j in pass_now(store, reaper)[0]] == [short.id]
+    assert scripts_run(store) == 2  # _DUE, then _REAP for that job only
+    assert store.get(short.id).state == "queued" and store.get(short.id).worker_losses == 1
+    assert store.redis.zscore("rnnq:deadlines", short.id) is None
+    assert all(store.get(job.id).state == "running" for job in live)
+
+
+def test_running_jobs_the_deadlines_miss_are_walked_and_indexed(store: JobStore) -> None:
+    """Jobs started by a version without the deadline index (or an index lost): the
+    counts differ, so the pass walks every running job, and scores the live ones."""
+    alive = store.create("train", {}, "train")
+    take(store, alive.id, "a")
+    dead = store.create("train", {}, "train")
+    take(store, dead.id, "b")
+    store.redis.delete("rnnq:deadlines", f"rnnq:lease:{dead.id}")
+    reaper = Reaper(store, lease_seconds=0, reap_seconds=1, resend_seconds=3600, max_losses=3)
+    wait_for(lambda: store.redis_uptime()[1] >= 1, 10, "Redis up for one lease + reap")
+    assert [j.id for j in pass_now(store, reaper)[0]] == [dead.id]
+    expiry = store.redis.zscore("rnnq:deadlines", alive.id)
+    assert expiry is not None and expiry == store.redis.pexpiretime(f"rnnq:lease:{alive.id}")
+    assert store.redis.zcard("rnnq:deadlines") == store.redis.scard("rnnq:running") == 1
 
 
 def test_deleting_the_newest_job_of_a_name_leaves_the_name_to_the_older(store: JobStore) -> None:

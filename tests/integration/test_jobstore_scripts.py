@@ -14,7 +14,7 @@ from typing import cast
 import pytest
 
 from tests.integration.conftest import Env
-from workers.jobstore import Attempt, Fenced, JobStore
+from workers.jobstore import Attempt, Fenced, JobStore, Standing
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +44,19 @@ def queued(store: JobStore) -> list[str]:
     return cast(list[str], store.redis.zrange("rnnq:queued", 0, -1))
 
 
+def deadlines(store: JobStore) -> dict[str, float]:
+    return dict(store.redis.zrange("rnnq:deadlines", 0, -1, withscores=True))
+
+
+def lease_expiry(store: JobStore, job_id: str) -> int:
+    """When the job's lease key lapses (ms since the epoch, Redis's clock)."""
+    return int(store.redis.pexpiretime(f"rnnq:lease:{job_id}"))
+
+
 def lapse(store: JobStore, job_id: str) -> None:
+    """What a lapsed TTL does: the lease key is gone, and its deadline has passed."""
     store.redis.delete(f"rnnq:lease:{job_id}")
+    store.redis.zadd("rnnq:deadlines", {job_id: 0}, xx=True)
 
 
 # --- create: the record and every index, in one step -------------------------------
@@ -72,6 +83,7 @@ def test_start_takes_a_queued_job(store: JobStore) -> None:
     assert 0 < store.redis.pttl(f"rnnq:lease:{job.id}") <= LEASE * 1000
     assert running(store) == {job.id} and queued(store) == []
     assert h["started_at"] == h["last_started_at"]
+    assert deadlines(store) == {job.id: lease_expiry(store, job.id)}  # what the reaper reads
 
 
 def test_start_refuses_a_deleted_job(store: JobStore) -> None:
@@ -118,16 +130,43 @@ def test_start_fails_the_job_at_the_loss_cap(store: JobStore) -> None:
     h = record(store, job.id)
     assert h["state"] == "failed" and h["error"] == "worker lost 2 times" and "finished_at" in h
     assert h["attempts"] == "2" and not store.redis.exists(f"rnnq:lease:{job.id}") and running(store) == set()
+    assert deadlines(store) == {}
 
 
 # --- _FENCE and the fenced writes -------------------------------------------------------
 
-def test_renew_extends_the_lease(store: JobStore) -> None:
+def test_renew_extends_the_lease_and_its_deadline(store: JobStore) -> None:
     job = store.create("train", {}, "train")
     a = take(store, job.id)
     store.redis.pexpire(f"rnnq:lease:{job.id}", 1000)
-    assert store.renew_lease(a)
+    store.redis.zadd("rnnq:deadlines", {job.id: lease_expiry(store, job.id)})
+    assert store.renew_lease(a) is Standing.OWNED
     assert store.redis.pttl(f"rnnq:lease:{job.id}") > 1000
+    assert deadlines(store) == {job.id: lease_expiry(store, job.id)}
+    store.add_event(a, {"step": 1})  # every fenced write renews
+    assert deadlines(store) == {job.id: lease_expiry(store, job.id)}
+
+
+def test_fenced_writes_answer_cancel_then_drain(store: JobStore) -> None:
+    """What a running job learns from the writes it makes anyway, instead of polling:
+    a cancel request comes first, then its own node's drain; another node's drain is
+    not its business."""
+    job = store.create("train", {}, "train")
+    a = take(store, job.id, "node-a@host")
+    assert a.node == "node-a@host"
+    assert store.add_event(a, {"step": 1}) is Standing.OWNED
+    store.set_draining("node-b@host", True)
+    assert store.renew_lease(a) is Standing.OWNED
+    assert store.cancel(job.id) == "requested"
+    store.set_draining("node-a@host", True)
+    assert store.renew_lease(a) is Standing.CANCEL and store.add_event(a, {"step": 2}) is Standing.CANCEL
+    store.redis.hset(f"rnnq:job:{job.id}", "cancel_requested", "")
+    assert store.renew_lease(a) is Standing.DRAIN and store.add_event(a, {"step": 3}) is Standing.DRAIN
+    store.set_draining("node-a@host", False)
+    assert store.renew_lease(a) is Standing.OWNED
+    assert [e["step"] for _, e in store.events(job.id)] == [1, 2, 3]
+    forged = Attempt(job.id, "not-the-token", 1, LEASE, "node-a@host")
+    assert store.renew_lease(forged) is Standing.LOST and not store.renew_lease(forged)
 
 
 def test_a_wrong_token_is_refused_by_every_fenced_write(store: JobStore) -> None:
@@ -196,6 +235,16 @@ def test_events_append_and_the_last_evaluation_is_kept(store: JobStore) -> None:
     assert store.events(job.id, after=last_id) == []
 
 
+def test_events_written_together_keep_their_order_and_the_latest_evaluation(store: JobStore) -> None:
+    job = store.create("train", {}, "train")
+    a = take(store, job.id)
+    batch = [{"step": 10, "val_loss": 1.5}, {"step": 20, "val_loss": 1.25}, {"step": 25, "loss": 1.1}]
+    assert store.add_events(a, batch) is Standing.OWNED
+    assert [e for _, e in store.events(job.id)] == batch
+    assert store.get(job.id).progress == {"step": 25, "loss": 1.1}
+    assert float(record(store, job.id)["val_loss"]) == 1.25
+
+
 def test_publish_moves_forward_and_may_repeat_a_step(store: JobStore) -> None:
     job = store.create("train", {}, "train")
     a = take(store, job.id)
@@ -214,6 +263,7 @@ def test_finish_ends_the_attempt_in_one_step(store: JobStore) -> None:
     h = record(store, job.id)
     assert h["state"] == "succeeded" and "finished_at" in h and json.loads(h["result"]) == {"steps": 5}
     assert not store.redis.exists(f"rnnq:lease:{job.id}") and running(store) == set() and queued(store) == []
+    assert deadlines(store) == {}
     assert store.get(job.id).artifacts == {"log": "k/log"}
     with pytest.raises(Fenced):  # the attempt ended: a second end is refused
         store.finish(a, "failed", error="late")
@@ -226,7 +276,7 @@ def test_hand_back_queues_the_job_without_finishing_it(store: JobStore) -> None:
     store.hand_back(a)
     h = record(store, job.id)
     assert h["state"] == "queued" and "finished_at" not in h
-    assert queued(store) == [job.id] and running(store) == set()
+    assert queued(store) == [job.id] and running(store) == set() and deadlines(store) == {}
 
 
 # --- _REAP -------------------------------------------------------------------------------
@@ -245,7 +295,7 @@ def test_reap_requeues_a_lapsed_job_and_counts_the_loss(store: JobStore) -> None
     assert [j.id for j in store.reap(max_losses=3)] == [job.id]
     h = record(store, job.id)
     assert h["state"] == "queued" and h["worker_losses"] == "1"
-    assert queued(store) == [job.id] and running(store) == set()
+    assert queued(store) == [job.id] and running(store) == set() and deadlines(store) == {}
 
 
 def test_reap_fails_a_lapsed_job_at_the_cap(store: JobStore) -> None:

@@ -119,10 +119,13 @@ def test_sweep_prunes_survives_a_lost_worker_and_names_the_best(fast: Env, queue
     store = _store(fast)
 
     # Kill -9 the worker running a trial mid-training; a fresh worker takes its place.
+    # Mid-training: by its published checkpoint, which moves with every checkpoint (its
+    # progress report reaches the record only every 2 s, a trial's whole run here).
     def running_trial() -> str | None:
         for job_id in sweeps.trials(store, "tiny").values() if store.redis.exists("rnnq:sweep:tiny") else []:
             job = store.get(job_id)
-            if job.state == "running" and job.worker and 20 <= job_step(store, job_id) < 70:
+            checkpointed = int(store.redis.hget(f"rnnq:job:{job_id}", "ckpt_last_step") or 0)
+            if job.state == "running" and job.worker and 20 <= checkpointed < 70:
                 return job_id
         return None
 
