@@ -5,15 +5,14 @@ threads it used."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from rnn_tasks.device import choose_threads, usable_cores
 from tests.integration.conftest import Env, Worker, start_worker, stop
+from tests.integration.test_kinds import run
 from tests.support import phrase_corpus
 
 pytestmark = pytest.mark.integration
@@ -23,17 +22,6 @@ pytestmark = pytest.mark.integration
 LARGE = ["--hidden", "512", "--seq-len", "16", "--batch-size", "4", "--max-steps", "1", "--eval-every", "1000"]
 
 
-def _train(env: Env, *args: str) -> dict[str, Any]:
-    """Submit a training job, wait for it, and return its result (`result --json`)."""
-    res = env.cli("train", *args, "--wait", "--json")
-    assert res.exit_code == 0, res.output
-    first = res.stdout.splitlines()[0]
-    job_id = json.loads(first if first.endswith("}") else res.stdout)["job_id"]
-    result = env.cli("result", job_id, "--json")
-    assert result.exit_code == 0, result.output
-    return dict(json.loads(result.stdout))
-
-
 def test_a_pool_of_two_gives_each_job_half_the_cores(env: Env, worker: Worker) -> None:
     cores = usable_cores()
     if cores < 2:
@@ -41,13 +29,13 @@ def test_a_pool_of_two_gives_each_job_half_the_cores(env: Env, worker: Worker) -
     corpus = env.tmp / "corpus.txt"
     corpus.write_text(phrase_corpus(20_000))
 
-    alone = _train(env, str(corpus), *LARGE)  # the module's worker: --concurrency 1
+    alone = run(env, "train", str(corpus), *LARGE)  # the module's worker: --concurrency 1
     assert alone["state"] == "succeeded"
     assert alone["threads"] == choose_threads(alone["parameters"], cores) >= 2
 
     pool = start_worker(env.vars, env.tmp / "pool.log", queues="pool-of-two", concurrency=2)
     try:
-        shared = _train(env, str(corpus), *LARGE, "--queue", "pool-of-two")
+        shared = run(env, "train", str(corpus), *LARGE, "--queue", "pool-of-two")
     finally:
         stop(pool.proc)
     assert shared["state"] == "succeeded" and shared["parameters"] == alone["parameters"]
