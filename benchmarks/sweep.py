@@ -1,12 +1,14 @@
 """Does pruning pay? Two sweeps through the real queue, then the best trial retrained.
 
     python benchmarks/sweep.py --data ../shared/data/tinyshakespeare.txt             # the issue's run
-    python benchmarks/sweep.py --data corpus.txt --trials 2 --trial-budget 3 --retrain 0   # a smoke run
+    python benchmarks/sweep.py --data corpus.txt --trials 3 --trial-budget 4 --eval-seconds 1 --retrain 0  # smoke run
 
 Starts a redis-server and one worker (2 threads: this machine's cores), then runs two
 arms with the same sampler seed and the same per-trial budget over learning rate,
 hidden size, cell type, dropout and sequence length: TPE + ASHA, and TPE without
 pruning, --trials each, one trial at a time (so CPU-seconds are the worker's seconds).
+Both evaluate every --eval-seconds of training; ASHA's rungs count training seconds (the
+budget's own unit; sweep files default to it under a time budget).
 For each arm it reports the best validation loss and the trial seconds spent (the sum
 of every trial job's running time). Then the best trial of the pruned arm is retrained
 for --retrain seconds with the default config's budget, to compare with the hand-tuned
@@ -50,7 +52,8 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 
 def _arm(env: dict[str, str], store: JobStore, data: Path, name: str, pruner: Any, args: argparse.Namespace) -> dict[str, Any]:
-    doc = {"name": name, "base": {"data": str(data.resolve()), "eval_every": args.eval_every, "patience": 1000},
+    doc = {"name": name, "base": {"data": str(data.resolve()), "eval_every": 10**9, "eval_seconds": args.eval_seconds,
+                                  "patience": 1000},
            "space": SPACE, "trials": args.trials, "budget": {"time_budget": args.trial_budget},
            "sampler": {"name": "tpe", "seed": args.seed}, "pruner": pruner, "parallel": 1}
     path = Path(env["RNNQ_HOME"]) / f"{name}.json"
@@ -72,7 +75,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--trial-budget", type=float, default=75.0, help="training seconds per trial [default: 75, so "
                     "16 unpruned trials take 20 minutes]")
-    ap.add_argument("--eval-every", type=int, default=50, help="steps between evaluations: the pruner's rungs")
+    ap.add_argument("--eval-seconds", type=float, default=8.0, help="training seconds between evaluations, each a "
+                    "report to the trial [default: 8, the first rung: a ninth of the 75 s budget]")
     ap.add_argument("--retrain", type=float, default=180.0, help="seconds to retrain the best trial (0: skip)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -82,7 +86,7 @@ def main() -> None:
     worker = start_worker(env, home / "worker.log", queues="train")
     try:
         store = JobStore(url)
-        asha = {"name": "asha", "min_resource": args.eval_every, "reduction_factor": 3}
+        asha = {"name": "asha", "reduction_factor": 3}  # rungs in training seconds: 8, 24, 72 at 75 s per trial
         pruned = _arm(env, store, args.data, "pruned", asha, args)
         unpruned = _arm(env, store, args.data, "unpruned", "none", args)
         report: dict[str, Any] = {"benchmark": "sweep", "trials": args.trials, "trial_budget_s": args.trial_budget,

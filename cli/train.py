@@ -167,6 +167,7 @@ def _opt(*decls: str, kinds: tuple[str, ...] | None = None, field: str | None = 
 @_opt("--epochs", type=float, help="Stop after this many passes over the data.")
 @_opt("--time-budget", type=float, metavar="SECONDS", help="Stop after this much training time.")
 @_opt("--eval-every", type=int, help="Steps between validation passes.")
+@_opt("--eval-seconds", type=float, metavar="SECONDS", help="Also validate after this much training time.")
 @_opt("--val-fraction", type=float, help="Held-out part of the data.")
 @_opt("--patience", type=int, help="Early stop after this many evaluations without improvement.")
 @_opt("--checkpoint-every", type=int, help="Steps between resume checkpoints.")

@@ -294,7 +294,7 @@ def fit(spec: TrainSpec, problem: Problem, callbacks: Callbacks | None = None, c
     reporter = _Reporter(run, cb)
     stopped_by = run.stop_reason()
     start = time.perf_counter() - s.elapsed
-    saved_at = s.elapsed
+    saved_at = evaluated_at = s.elapsed
     while stopped_by is None:
         if s.batch >= problem.batches_per_epoch():  # resumed after an epoch's last batch: that epoch is done
             for _ in problem.epoch(run.generator, s.batch):  # draws its order, as the finished run did
@@ -309,13 +309,14 @@ def fit(spec: TrainSpec, problem: Problem, callbacks: Callbacks | None = None, c
             s.batch += 1
             s.elapsed = time.perf_counter() - start
             stopped_by = run.stop_reason()
-            if s.step % spec.eval_every == 0 and stopped_by is None:
+            if stopped_by is None and (s.step % spec.eval_every == 0 or (
+                    spec.eval_seconds is not None and s.elapsed - evaluated_at >= spec.eval_seconds)):
                 eval_start = time.perf_counter()
                 _validate_and_save(run, reporter)
                 start += time.perf_counter() - eval_start
                 if spec.patience is not None and s.stale_evals >= spec.patience:
                     stopped_by = "early_stop"
-                saved_at = s.elapsed
+                saved_at = evaluated_at = s.elapsed
             elif s.step % spec.checkpoint_every == 0 or s.elapsed - saved_at >= spec.checkpoint_seconds:
                 reporter.emit()  # checks the loss is finite before it is saved
                 run.save(LAST, None, with_state=True)

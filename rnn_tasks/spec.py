@@ -199,6 +199,7 @@ class TrainSpec(_Spec):
     epochs: float | None = None
     time_budget: float | None = None  # seconds of training (evaluation excluded)
     eval_every: int = 200  # steps between validation passes
+    eval_seconds: float | None = None  # and at least this often in training seconds (a time budget's own unit)
     val_fraction: float = 0.1  # the last part of the input held out for validation
     patience: int | None = 5  # evaluations without improvement before early stop
     checkpoint_every: int = 500  # steps between resume checkpoints (also at every evaluation)
@@ -238,6 +239,7 @@ class TrainSpec(_Spec):
         _between("epochs", self.epochs, 0.0, 1e6, lo_open=True)
         _between("time_budget", self.time_budget, 0.0, 1e8, lo_open=True)
         _between("eval_every", self.eval_every, 1, 10**12)
+        _between("eval_seconds", self.eval_seconds, 0.0, 1e8, lo_open=True)
         _between("val_fraction", self.val_fraction, 0.0, 0.5, lo_open=True)
         _between("patience", self.patience, 1, 10**9)
         _between("checkpoint_every", self.checkpoint_every, 1, 10**12)

@@ -26,6 +26,7 @@ class Pruning:
         self.store, self.job, self.owned, self.stop = store, job, owned, stop
         self._trial: optuna.Trial | None = None
         self._objective = ""
+        self._seconds = False  # the rungs count training seconds, not steps (workers/sweepfile._resource)
 
     def _open(self) -> optuna.Trial:
         if self._trial is None:
@@ -37,6 +38,7 @@ class Pruning:
             study_id = journal.get_study_id_from_name(self.job.sweep)
             trial_id = journal.get_trial_id_from_study_id_trial_number(study_id, self.job.trial)
             self._trial, self._objective = optuna.Trial(study, trial_id), config["objective"]
+            self._seconds = config["pruner_options"].get("resource") == "seconds"
         return self._trial
 
     def wrap(self, on_step: Callable[[Any], None]) -> Callable[[Any], None]:
@@ -50,10 +52,12 @@ class Pruning:
                     self._objective)
                 if value is None or not math.isfinite(value):
                     return
-                trial.report(float(value), metrics.step)  # a resumed attempt's repeat of a step is ignored
+                # a resumed attempt's repeat of a step (or second) is ignored; elapsed survives a resume
+                at = int(metrics.elapsed) if self._seconds else metrics.step
+                trial.report(float(value), at)
                 if trial.should_prune():
-                    log.info("job %s: trial %d pruned at step %d (%s %.4g)", self.job.id, trial.number,
-                             metrics.step, self._objective, value)
+                    log.info("job %s: trial %d pruned at %s %d (%s %.4g)", self.job.id, trial.number,
+                             "second" if self._seconds else "step", at, self._objective, value)
                     self.stop()
             except Exception:  # a sweep's bookkeeping never fails a job
                 log.warning("job %s: could not report to its trial", self.job.id, exc_info=True)

@@ -121,10 +121,11 @@ def _pruner(config: dict[str, Any]) -> optuna.pruners.BasePruner:
     import optuna
 
     options = dict(config["pruner_options"])
+    resource = options.pop("resource", "steps")  # the reporter's unit (workers/pruning.py), not Optuna's
     if config["pruner"] == "asha":
         return optuna.pruners.SuccessiveHalvingPruner(**options)
     if config["pruner"] == "hyperband":
-        if "max_resource" not in options and config["budget"].get("max_steps"):
+        if "max_resource" not in options and resource == "steps" and config["budget"].get("max_steps"):
             options["max_resource"] = config["budget"]["max_steps"]
         return optuna.pruners.HyperbandPruner(**options)
     return optuna.pruners.NopPruner()

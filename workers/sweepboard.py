@@ -161,6 +161,7 @@ def plot(store: JobStore, name: str, out: Path) -> list[Path]:
     from optuna.visualization import matplotlib as views
 
     study = load_study(store, name)
+    seconds = record(store, name)["config"]["pruner_options"].get("resource") == "seconds"
     out.mkdir(parents=True, exist_ok=True)
     written = []
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -170,6 +171,8 @@ def plot(store: JobStore, name: str, out: Path) -> list[Path]:
         figures.append(("importances", views.plot_param_importances))
     for label, draw in figures:
         ax = draw(study)
+        if label == "intermediate" and seconds:
+            ax.set_xlabel("Training seconds")
         path = out / f"{name}-{label}.png"
         ax.figure.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(ax.figure)

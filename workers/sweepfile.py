@@ -16,7 +16,9 @@ A sweep file is YAML (or JSON) with these keys; only `base` and `space` are requ
     trials: 16               # how many trials the sweep asks for
     budget: {max_steps: 600} # each trial's stop conditions: max_steps, epochs, time_budget
     sampler: tpe             # grid | random | tpe, or {name: tpe, seed: 1}
-    pruner: asha             # none | asha | hyperband, or {name: asha, min_resource: 100, reduction_factor: 3}
+    pruner: asha             # none | asha | hyperband, or {name: asha, min_resource: 100, reduction_factor: 3,
+                             #   resource: steps | seconds}: what the rungs count; seconds (of training)
+                             #   by default when the budget is a time_budget alone
     parallel: 2              # trials queued or running at once (--parallel wins)
     queue: train             # the queue the trials go to
 
@@ -32,9 +34,11 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import itertools
 import json
 import math
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +60,9 @@ FIGURES: dict[str, tuple[str, ...]] = {
 MAXIMIZE = ("accuracy", "macro_f1", "bleu", "chrf")
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "asha", "hyperband")
-PRUNER_OPTIONS = {"none": (), "asha": ("min_resource", "reduction_factor"),
-                  "hyperband": ("min_resource", "max_resource", "reduction_factor")}
+PRUNER_OPTIONS = {"none": (), "asha": ("min_resource", "reduction_factor", "resource"),
+                  "hyperband": ("min_resource", "max_resource", "reduction_factor", "resource")}
+RESOURCES = ("steps", "seconds")  # what a pruner's rungs count: optimizer steps, or training seconds
 BUDGET_FIELDS = ("max_steps", "epochs", "time_budget")
 INPUT_FIELDS = {"data": "data", "target_data": "target"}  # base field -> input name (spec.input_keys())
 ARTIFACT = "artifact:"  # an input already in the artifact store, as `rnnq status JOB --spec` writes it
@@ -270,6 +275,7 @@ def parse(text: str, root: Path = Path(".")) -> Sweep:
     sampler, seed = _sampler(doc.get("sampler", "tpe"), lines)
     pruner, options = _pruner(doc.get("pruner", "none"), lines)
     budget = _budget(doc.get("budget", {}), lines)
+    options = _resource(pruner, options, budget, lines)
     trials = _int(doc.get("trials", 16), "trials", 1, MAX_TRIALS, lines)
     if sampler == "grid":
         trials = min(trials, _grid_size(space, lines))
@@ -395,9 +401,34 @@ def _pruner(value: Any, lines: Lines) -> tuple[str, dict[str, Any]]:
         if key not in PRUNER_OPTIONS[name]:
             known = ", ".join(PRUNER_OPTIONS[name]) or "none"
             raise lines.error(f"pruner.{key}", f"unknown option for {name} (expected {known})")
-        if not (v == "auto" and key != "reduction_factor"):
+        if key == "resource":
+            if v not in RESOURCES:
+                raise lines.error("pruner.resource", f"must be one of {', '.join(RESOURCES)}, got {v!r}")
+        elif not (v == "auto" and key != "reduction_factor"):
             _int(v, f"pruner.{key}", 2 if key == "reduction_factor" else 1, 10**12, lines)
     return name, options
+
+
+def _resource(pruner: str, options: dict[str, Any], budget: dict[str, Any], lines: Lines) -> dict[str, Any]:
+    """The pruner's options with its resource settled. Rungs count training seconds when
+    the budget is a time budget alone: at equal steps a wide model with long windows has
+    trained longer than a narrow one, so step rungs favour what the clock cannot afford.
+    In seconds, the first rung defaults to a ninth of the budget (Optuna's 'auto' would
+    take a hundredth of the first trial's last step: a second or so, all noise)."""
+    if pruner == "none":
+        return options
+    seconds = budget.get("time_budget")
+    timed = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+    resource = options.get("resource", "seconds" if timed and set(budget) == {"time_budget"} else "steps")
+    if resource == "seconds" and not timed:
+        raise lines.error("pruner.resource", "seconds needs a budget.time_budget (in seconds, above 0)")
+    out = {**options, "resource": resource}
+    if resource == "seconds":
+        factor = out.get("reduction_factor", 3)
+        out.setdefault("min_resource", max(1, int(seconds // factor**2)))
+        if pruner == "hyperband":
+            out.setdefault("max_resource", max(int(out["min_resource"]), math.ceil(seconds)))
+    return out
 
 
 def _budget(value: Any, lines: Lines) -> dict[str, Any]:
@@ -441,22 +472,66 @@ def spec_class(task: str) -> type[TrainSpec]:
     return train_spec_class(task)
 
 
+MAX_CORNERS = 4096  # combinations of extremes checked at submit; past it, only pairs of dimensions
+
+
 def check_space(sweep: Sweep) -> None:
-    """The base spec, and the base with each dimension at each extreme, are valid specs;
-    a refusal names the line of the value refused."""
+    """Every combination of the dimensions' extremes is a valid spec, so no trial draws a
+    combination its spec refuses (`tie_weights` with `embed` != `hidden`, say). Past
+    MAX_CORNERS combinations: each extreme with the base, then every pair of extremes.
+    A refusal names the line of a value refused and the values it was combined with."""
     cls = spec_class(sweep.task)
     fields = {f.name for f in dataclasses.fields(cls)}
     base = {**sweep.spec_fields(), **{k: "pending/input" for k in INPUT_FIELDS if k in sweep.base}, "task": sweep.task}
+    searched = {p.name for p in sweep.space}
     for p in sweep.space:
         if p.name not in fields or p.name in ("task", *INPUT_FIELDS):
             raise sweep.error(f"space.{p.name}", f"not a field of a {sweep.task} spec that can be searched")
-    try:
-        cls.from_dict(base)
-    except SpecError as exc:
-        raise sweep.error(sweep.where(exc.field) if exc.field else "base", exc.message) from None
-    for p in sweep.space:
-        for place, value in p.extremes():
-            try:
-                cls.from_dict({**base, p.name: value})
-            except SpecError as exc:
-                raise sweep.error(f"space.{p.name}", f"{value!r}: {exc.message}", at=f"space.{p.name}{place}") from None
+    extremes = [[(p, place, value) for place, value in p.extremes()] for p in sweep.space]
+
+    def refusal(combination: tuple[Choice, ...], within: dict[str, Any]) -> SpecError | None:
+        try:
+            cls.from_dict({**within, **{p.name: value for p, _, value in combination}})
+        except SpecError as exc:
+            return exc
+        return None
+
+    # the first corner that passes stands for the dimensions a check leaves out
+    reference = next((c for c in itertools.islice(itertools.product(*extremes), MAX_CORNERS)
+                      if refusal(c, base) is None), None)
+    if reference is None:
+        first = next(itertools.product(*extremes))
+        exc = refusal(first, base)
+        assert exc is not None
+        if exc.field not in searched:  # no corner passes, for a field the space does not set
+            raise sweep.error(sweep.where(exc.field) if exc.field else "base", exc.message)
+        raise _refused(sweep, first, base, refusal)
+    within = {**base, **{p.name: value for p, _, value in reference}}
+    combinations: Iterable[tuple[Choice, ...]] = itertools.product(*extremes)
+    if math.prod(len(e) for e in extremes) > MAX_CORNERS:
+        combinations = (pair for a, b in itertools.combinations(extremes, 2) for pair in itertools.product(a, b))
+    for combination in combinations:
+        if refusal(combination, within) is not None:
+            raise _refused(sweep, combination, within, refusal)
+
+
+Choice = tuple[Param, str, Any]  # a dimension, where its value is written under its key, the value
+
+
+def _refused(sweep: Sweep, combination: tuple[Choice, ...], within: dict[str, Any],
+             refusal: Callable[[tuple[Choice, ...], dict[str, Any]], SpecError | None]) -> SweepError:
+    """A refused combination, cut down to the values it cannot do without (each one whose
+    removal still leaves it refused is dropped), named by the line of its first value."""
+    kept = list(combination)
+    for choice in combination:
+        rest = tuple(c for c in kept if c is not choice)
+        if rest and refusal(rest, within) is not None:
+            kept = list(rest)
+    exc = refusal(tuple(kept), within)
+    assert exc is not None
+    first = next((c for c in kept if c[0].name == exc.field), kept[0])
+    others = ", ".join(f"{p.name} = {value!r} (line {sweep.lines.line(f'space.{p.name}{place}')})"
+                       for p, place, value in kept if p is not first[0])
+    why = exc.message if exc.field in (first[0].name, "") else f"{exc.field}: {exc.message}"
+    return sweep.error(f"space.{first[0].name}", f"{first[2]!r}{' with ' + others if others else ''}: {why}",
+                       at=f"space.{first[0].name}{first[1]}")

@@ -194,6 +194,28 @@ def test_sweep_prunes_survives_a_lost_worker_and_names_the_best(fast: Env, queue
     _assert_deleted(fast, "tiny", list(jobs))
 
 
+def test_under_a_time_budget_the_pruner_counts_training_seconds(fast: Env, queue: str, pool: list[Worker]) -> None:
+    # Evaluations every half second of training, not by steps; ASHA's rungs in seconds (the default
+    # for a time budget alone: steps buy a wide model more training than a narrow one).
+    text = SWEEP.format(name="timed", trials=3, steps=1, queue=queue, pruner="asha")
+    text = text.replace("eval_every: 10\n", "eval_every: 1000000\n  eval_seconds: 0.5\n")
+    path = fast.tmp / "timed.yaml"
+    (fast.tmp / "corpus.txt").write_text(make_corpus(20_000))
+    path.write_text(text.replace("budget: {max_steps: 1}", "budget: {time_budget: 3}"))
+    res = fast.cli("sweep", str(path), "--wait", "--json")
+    assert res.exit_code == 0, res.output
+    store = _store(fast)
+    assert sweeps.record(store, "timed")["config"]["pruner_options"] == {"resource": "seconds", "min_resource": 1}
+    study = sweeps.load_study(store, "timed")
+    assert len(study.trials) == 3
+    for trial in study.trials:
+        job = store.get(sweeps.trials(store, "timed")[trial.number])
+        assert job.result is not None
+        reported = sorted(trial.intermediate_values)
+        assert reported and reported[-1] <= 3, reported  # seconds of a 3 s budget...
+        assert job.result["steps"] > 10 * max(reported[-1], 1)  # ...not the steps a tiny model takes in them
+
+
 def _assert_deleted(env: Env, name: str, jobs: list[str]) -> None:
     store = _store(env)
     assert not any(store.redis.exists(f"rnnq:job:{job_id}") for job_id in jobs)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +50,7 @@ class Toy(loop.Problem):
 
 
 def spec(**kw: Any) -> ToySpec:
-    return ToySpec(data="toy/data", lr=0.05, warmup_steps=0, eval_every=10, patience=None, **kw)
+    return ToySpec(**{"data": "toy/data", "lr": 0.05, "warmup_steps": 0, "eval_every": 10, "patience": None, **kw})
 
 
 def test_fit_learns_and_saves_a_loadable_best_checkpoint(tmp_path: Path) -> None:
@@ -101,3 +103,23 @@ def test_resume_after_a_run_that_stopped_on_an_epochs_last_batch(tmp_path: Path)
     resumed = Toy()
     rest = loop.fit(spec(max_steps=12), resumed, checkpoint_dir=tmp_path, resume=tmp_path / loop.LAST)
     assert rest["steps"] == 12 and rest["epochs"] == 1.5
+
+
+class SlowToy(Toy):
+    """Each step takes at least 10 ms of training time."""
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
+        time.sleep(0.01)
+        return super().loss(batch)
+
+
+def test_eval_seconds_validates_by_training_time_as_well_as_by_steps(tmp_path: Path) -> None:
+    reports: list[StepMetrics] = []
+    loop.fit(spec(max_steps=20, eval_every=10**6, eval_seconds=0.05), SlowToy(), Callbacks(on_step=reports.append),
+             checkpoint_dir=tmp_path)
+    evaluated = [r for r in reports if r.val_loss is not None and r.step < 20]  # before the final evaluation
+    assert len(evaluated) >= 3, [r.step for r in evaluated]
+    assert all(b.elapsed - a.elapsed >= 0.05 for a, b in itertools.pairwise(evaluated))
+    reports.clear()
+    loop.fit(spec(max_steps=20, eval_every=10**6), SlowToy(), Callbacks(on_step=reports.append), checkpoint_dir=tmp_path / "b")
+    assert [r.step for r in reports if r.val_loss is not None] == [20]  # off by default: only the final one

@@ -48,7 +48,7 @@ def test_a_good_file_parses_into_a_sweep() -> None:
     assert arch.choices == ("lstm", "gru") and not dropout.is_int
     assert (sweep.objective, sweep.direction) == ("val_loss", "minimize")
     assert (sweep.sampler, sweep.seed, sweep.pruner) == ("tpe", 1, "asha")
-    assert sweep.pruner_options == {"min_resource": 100, "reduction_factor": 3}
+    assert sweep.pruner_options == {"min_resource": 100, "reduction_factor": 3, "resource": "steps"}
 
 
 def test_defaults_and_directions_by_figure() -> None:
@@ -57,6 +57,68 @@ def test_defaults_and_directions_by_figure() -> None:
     assert (sweep.task, sweep.objective, sweep.direction) == ("classify", "accuracy", "maximize")
     assert (sweep.trials, sweep.sampler, sweep.pruner, sweep.parallel) == (16, "tpe", "none", 2)
     assert parse("base: {data: x.csv, task: forecast}\nspace: {hidden: [16]}\nobjective: rmse\n").direction == "minimize"
+
+
+BASE = "base: {data: c.txt, arch: lstm}\nspace: {lr: [0.001, 0.01]}\n"
+
+
+@pytest.mark.parametrize(("rest", "expected"), [
+    # a time budget alone: rungs count training seconds, the first at a ninth of the budget
+    ("budget: {time_budget: 90}\npruner: asha\n", {"resource": "seconds", "min_resource": 10}),
+    ("budget: {time_budget: 90}\npruner: {name: asha, reduction_factor: 2}\n",
+     {"resource": "seconds", "min_resource": 22, "reduction_factor": 2}),
+    ("budget: {time_budget: 90}\npruner: hyperband\n",
+     {"resource": "seconds", "min_resource": 10, "max_resource": 90}),
+    ("budget: {time_budget: 90}\npruner: {name: asha, min_resource: 5}\n", {"resource": "seconds", "min_resource": 5}),
+    # steps otherwise, or when asked for; Optuna's defaults left alone
+    ("budget: {max_steps: 600}\npruner: asha\n", {"resource": "steps"}),
+    ("budget: {max_steps: 600, time_budget: 90}\npruner: asha\n", {"resource": "steps"}),
+    ("budget: {time_budget: 90}\npruner: {name: asha, resource: steps}\n", {"resource": "steps"}),
+    ("budget: {max_steps: 600, time_budget: 90}\npruner: {name: asha, resource: seconds}\n",
+     {"resource": "seconds", "min_resource": 10}),
+    ("budget: {time_budget: 90}\n", {}),
+])
+def test_pruner_rungs_count_seconds_under_a_time_budget(rest: str, expected: dict[str, Any]) -> None:
+    assert parse(BASE + rest).pruner_options == expected
+
+
+@pytest.mark.parametrize(("rest", "expected"), [
+    ("budget: {max_steps: 600}\npruner: {name: asha, resource: seconds}\n",
+     "line 4: pruner.resource: seconds needs a budget.time_budget"),
+    ("budget: {time_budget: 90}\npruner: {name: asha, resource: minutes}\n",
+     "line 4: pruner.resource: must be one of steps, seconds, got 'minutes'"),
+])
+def test_a_resource_the_budget_cannot_measure_is_refused(rest: str, expected: str) -> None:
+    assert expected in _error(BASE + rest)
+
+
+def test_a_combination_of_values_the_spec_refuses_is_refused_at_submit() -> None:
+    # each value is valid alone; tied weights need embed == hidden, which 64 with 128 is not
+    # (the refusal keeps the values it cannot do without; the rest stand at a corner that passes)
+    message = _error("""\
+        base:
+          data: c.txt
+          tie_weights: true
+        space:
+          embed: [64, 128]
+          hidden: [64, 128]
+        """)
+    assert message == ("SWEEP_FILE: line 6: space.hidden: 128: tie_weights: needs embed == hidden, got 64 and 128")
+
+
+def test_only_combinations_a_trial_can_draw_are_checked() -> None:
+    # the base's hidden (256 by default) is never trained: the space gives it, always equal to embed
+    sweep = parse("base: {data: c.txt, tie_weights: true}\nspace: {embed: [128], hidden: [128], lr: [0.001, 0.01]}\n")
+    assert [p.name for p in sweep.space] == ["embed", "hidden", "lr"]
+
+
+def test_a_large_space_is_checked_by_pairs() -> None:
+    # 4^7 = 16,384 corners are past the cap: pairs are checked, the rest at a corner that passes
+    text = "base: {data: c.txt, tie_weights: true}\nspace:\n" + "".join(
+        f"  {k}: [0.05, 0.1, 0.2, 0.3]\n" for k in ("dropout", "weight_decay", "l1", "min_lr_ratio", "val_fraction"))
+    assert len(parse(text + "  clip: [0.5, 1, 2, 4]\n  embed: [64]\n  hidden: [64]\n").space) == 8
+    message = _error(text + "  embed: [64, 96, 128, 160]\n  hidden: [64, 96, 128, 160]\n")
+    assert message == "SWEEP_FILE: line 8: space.embed: 96: tie_weights: needs embed == hidden, got 96 and 64"
 
 
 def test_grid_caps_trials_at_the_grid_size() -> None:
