@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from workers.jobstore import STATES, JobStore
 from workers.queues import QUEUES
 from workers.sweep import SWEEPS
+from workers.sweepfile import FIGURES
 
 log = logging.getLogger("rnnq.exporter")
 
@@ -48,6 +49,7 @@ SWEEPS_SHOWN = 50  # sweeps whose trials are counted: the newest, so the label s
 TRIAL_STATES = (*STATES, "pruned")
 
 JOB_LABELS = ["job_id", "job_name", "kind", "queue", "worker"]
+FIGURE_NAMES = {figure for figures in FIGURES.values() for figure in figures} - {"val_loss"}
 # progress report field -> (metric, help)
 JOB_GAUGES = {
     "loss": ("rnnq_job_train_loss", "Training loss (nats per token) of a running job, averaged since its last report."),
@@ -89,7 +91,7 @@ class ClusterCollector(Collector):
         ids = store.all_ids()
         records = store.fields(ids, "state", "queue", "created_at", "sweep")
         running = store.fields(store.running_ids(), "id", "state", "kind", "queue", "name", "worker", "progress",
-                               "val_loss")
+                               "val_loss", "figures")
         return [
             *self._queues(r, queues, records),
             *self._jobs(queues, records),
@@ -156,6 +158,9 @@ class ClusterCollector(Collector):
 
     def _running(self, running: list[dict[str, str | None]]) -> list[Metric]:
         families = {key: GaugeMetricFamily(name, text, labels=JOB_LABELS) for key, (name, text) in JOB_GAUGES.items()}
+        figures = GaugeMetricFamily("rnnq_job_figure", "A running job's other held-out figures at its latest evaluation "
+                                    "(accuracy, macro_f1, rmse, mae, bleu, chrf, cer, wer: whichever its task reports).",
+                                    labels=[*JOB_LABELS, "figure"])
         for rec in running:
             if rec["state"] != "running" or not rec["id"]:
                 continue
@@ -168,7 +173,10 @@ class ClusterCollector(Collector):
                 value = report.get(key)
                 if isinstance(value, (int, float)):
                     family.add_metric(labels, float(value))
-        return list(families.values())
+            for figure, value in sorted(json.loads(rec["figures"] or "{}").items()):
+                if isinstance(value, (int, float)) and figure in FIGURE_NAMES:  # a bounded label set
+                    figures.add_metric([*labels, figure], float(value))
+        return [*families.values(), figures]
 
 
 def _eta(report: dict[str, Any]) -> float | None:

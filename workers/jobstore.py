@@ -191,14 +191,17 @@ return 1
 """
 
 # Fenced metric events, oldest first. KEYS job, lease, deadlines, drain, stream; ARGV
-# token, ms, maxlen, the latest val_loss ('' for none), payloads... The record keeps the
-# last payload as `progress`. Returns the standing (as _FENCE), false when fenced out.
+# token, ms, maxlen, the latest val_loss and the other figures of that evaluation (JSON;
+# '' for none), payloads... The record keeps the last payload as `progress`, and the
+# latest evaluation as `val_loss` and `figures`. Returns the standing (as _FENCE), false
+# when fenced out.
 _EVENT = _FENCE + """
 local standing = fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2])
 if not standing then return false end
-for i = 5, #ARGV do redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[i]) end
+for i = 6, #ARGV do redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[i]) end
 redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'val_loss', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'figures', ARGV[5]) end
 return standing
 """
 
@@ -559,10 +562,12 @@ class JobStore:
         that renews its lease; returns the attempt's standing. Raises Fenced when the
         job is no longer ours."""
         assert events, "no events"
-        vals = [e["val_loss"] for e in events if e.get("val_loss") is not None]
-        val = repr(vals[-1]) if vals else ""  # the latest evaluation, kept between evaluations
+        evaluations = [e for e in events if e.get("val_loss") is not None]
+        last = evaluations[-1] if evaluations else {}  # the latest evaluation, kept between evaluations
+        val = repr(last["val_loss"]) if last else ""
+        figures = json.dumps(last["figures"]) if last.get("figures") else ""
         keys = [*self._fence_keys(a), _P + f"events:{a.job_id}"]
-        args = [*self._fence_args(a), EVENTS_MAXLEN, val, *(json.dumps(e) for e in events)]
+        args = [*self._fence_args(a), EVENTS_MAXLEN, val, figures, *(json.dumps(e) for e in events)]
         with self._reachable():
             standing = Standing.of(self._event(keys=keys, args=args))
         if not standing:

@@ -33,7 +33,8 @@ class Pruning:
             import optuna
 
             assert self.job.sweep is not None and self.job.trial is not None
-            config, journal = record(self.store, self.job.sweep)["config"], storage(self.store.url)
+            config = record(self.store, self.job.sweep)["config"]
+            journal = storage(self.store.url, config)
             study = load_study(self.store, self.job.sweep, config, journal=journal)
             study_id = journal.get_study_id_from_name(self.job.sweep)
             trial_id = journal.get_trial_id_from_study_id_trial_number(study_id, self.job.trial)

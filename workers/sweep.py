@@ -1,6 +1,6 @@
 """Hyperparameter sweeps: an Optuna study whose trials are ordinary rnnq training jobs.
 
-The study lives in the same Redis, in Optuna's journal storage (keys `rnnq:optuna:*`), or
+The study lives in the same Redis, in its own Optuna journal (keys `rnnq:optuna:sweep:<name>:*`), or
 in Optuna's RDB storage where RNNQ_SWEEP_STORAGE names a database.
 Beside it rnnq keeps (prefix "rnnq:"):
 
@@ -67,7 +67,8 @@ log = logging.getLogger("rnnq.sweep")
 _P = "rnnq:sweep:"
 SWEEPS = "rnnq:sweeps"
 ACTIVE = "rnnq:sweeps:active"
-OPTUNA_PREFIX = "rnnq:optuna"  # Optuna's journal keys: rnnq:optuna:log_number, rnnq:optuna:log:<n>
+OPTUNA_PREFIX = "rnnq:optuna"  # each sweep's journal: rnnq:optuna:sweep:<name>:log_number, ...:log:<n>
+# (sweeps recorded before per-sweep journals share one: rnnq:optuna:log_number, rnnq:optuna:log:<n>)
 LOCK_SECONDS = 60.0  # an advance that dies holding the lock blocks others this long at most
 TPE_STARTUP = 10  # Optuna's default random trials before TPE models; a short sweep uses half its trials
 
@@ -81,8 +82,10 @@ class SweepNotFound(RnnqError):
 # -- the study ----------------------------------------------------------------------------
 
 
-def storage(redis_url: str) -> optuna.storages.BaseStorage:
-    """Optuna's journal in the job store's Redis, or the RDB that RNNQ_SWEEP_STORAGE names."""
+def storage(redis_url: str, config: dict[str, Any]) -> optuna.storages.BaseStorage:
+    """The sweep's study storage: its own Optuna journal in the job store's Redis (so a
+    delete removes every entry; one shared journal would keep them, being append-only),
+    or the RDB that RNNQ_SWEEP_STORAGE names."""
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalRedisBackend
 
@@ -90,7 +93,12 @@ def storage(redis_url: str) -> optuna.storages.BaseStorage:
     rdb = settings_mod.resolve().sweep_storage
     if rdb:
         return RDBStorage(rdb)
-    return JournalStorage(JournalRedisBackend(redis_url, prefix=OPTUNA_PREFIX))
+    return JournalStorage(JournalRedisBackend(redis_url, prefix=journal_prefix(config)))
+
+
+def journal_prefix(config: dict[str, Any]) -> str:
+    """The keys of a sweep's Redis journal; sweeps recorded before "journal": "own" share one."""
+    return f"{OPTUNA_PREFIX}:sweep:{config['name']}" if config.get("journal") == "own" else OPTUNA_PREFIX
 
 
 def _quiet() -> None:
@@ -162,7 +170,7 @@ def load_study(store: JobStore, name: str, config: dict[str, Any] | None = None,
 
     _quiet()
     config = config or record(store, name)["config"]
-    return optuna.load_study(study_name=name, storage=journal or storage(store.url), sampler=_sampler(config, asked),
+    return optuna.load_study(study_name=name, storage=journal or storage(store.url, config), sampler=_sampler(config, asked),
                              pruner=_pruner(config))
 
 
@@ -268,11 +276,11 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
 
     _quiet()
     config = {**sweep.to_dict(), "name": name, "parallel": parallel or sweep.parallel,
-              "queue": queue or sweep.queue or TRAIN_QUEUE}
+              "queue": queue or sweep.queue or TRAIN_QUEUE, "journal": "own"}
     created = store.call(lambda: store.redis.zadd(SWEEPS, {name: time.time()}, nx=True))
     if not created:
         raise InvalidJob("--name", f"a sweep named {name!r} exists; choose another --name")
-    optuna.create_study(study_name=name, storage=storage(store.url), direction=cast(Any, sweep.direction),
+    optuna.create_study(study_name=name, storage=storage(store.url, config), direction=cast(Any, sweep.direction),
                         sampler=_sampler(config, 0), pruner=_pruner(config))
     store.call(lambda: store.redis.hset(_P + name, mapping={
         "config": json.dumps(config), "base": json.dumps(base), "state": "running", "created_at": repr(time.time()),

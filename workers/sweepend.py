@@ -10,9 +10,9 @@ Delete goes in an order that a second `delete` can finish after the first died:
                            the reapers stop looking at the sweep (off rnnq:sweeps:active)
     trial jobs removed     records, metric streams, artifacts (jobs/<id>/); the uploaded
                            inputs are content-addressed and shared, so they stay
-    study removed          Optuna's journal is append-only: the study is gone (load_study
-                           no longer finds it, the name can be used again) but its
-                           entries stay in rnnq:optuna:log:*
+    study removed          its own journal's keys deleted (rnnq:optuna:sweep:<name>:*);
+                           a sweep recorded before per-sweep journals is deleted through
+                           Optuna from the shared, append-only journal, whose entries stay
     records removed        rnnq:sweep:<name>[:trials|:told], and the name from the index
 """
 
@@ -22,12 +22,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from workers import settings as settings_mod
 from workers import sweep as sweeps
 from workers.artifacts import ArtifactStore
 from workers.errors import JobNotFound, RnnqError
 from workers.jobstore import FINAL_STATES, JobStore
 
 _P = "rnnq:sweep:"
+JOURNAL_DELETE_BATCH = 1000  # journal entries deleted per command
 STOP_WAIT_SECONDS = 120.0  # how long `delete --force` waits for its cancelled trials to stop
 POLL_SECONDS = 0.2  # how often it looks
 
@@ -107,8 +109,17 @@ def _delete_job(store: JobStore, artifacts: ArtifactStore, job_id: str) -> None:
 def _delete_study(store: JobStore, name: str) -> None:
     import optuna
 
+    config = sweeps.record(store, name)["config"]
+    if config.get("journal") == "own" and not settings_mod.resolve().sweep_storage:
+        prefix = sweeps.journal_prefix(config)
+        last = int(store.call(lambda: store.redis.get(f"{prefix}:log_number")) or -1)
+        for start in range(last, -1, -JOURNAL_DELETE_BATCH):  # newest first: log_number goes last
+            keys = [f"{prefix}:log:{n}" for n in range(start, max(start - JOURNAL_DELETE_BATCH, -1), -1)]
+            store.call(lambda keys=keys: store.redis.delete(*keys))
+        store.call(lambda: store.redis.delete(f"{prefix}:snapshot", f"{prefix}:log_number"))
+        return
     try:
-        optuna.delete_study(study_name=name, storage=sweeps.storage(store.url))
+        optuna.delete_study(study_name=name, storage=sweeps.storage(store.url, config))
     except KeyError:  # deleted already (a delete that died half-way)
         pass
 

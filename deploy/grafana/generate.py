@@ -114,11 +114,18 @@ def job_panels() -> list[Panel]:
         Panel("Gradient norm", (("rnnq_job_grad_norm" + JOB, "grad norm"),), width=8,
               description="Before clipping; spikes come before a diverging loss."),
         Panel("Tokens/s", (("rnnq_job_tokens_per_second" + JOB, "tokens/s"),), width=8),
+        Panel("Held-out figures", (("rnnq_job_figure" + JOB, "{{figure}}"),), width=24,
+              description="The task's other figures at the latest evaluation: accuracy and macro F1 (classify), "
+                          "RMSE and MAE (forecast), BLEU and chrF (translate), CER and WER (transcribe)."),
         Panel("Sweep: validation loss of its running trials", (("rnnq_job_validation_loss" + SWEEP_TRIALS,
                                                                 "{{job_name}}"),), width=16,
               description="Pick a sweep: each running trial's validation loss at its latest evaluation."),
         Panel("Sweep: trials by state", (('rnnq_sweep_trials{sweep="$sweep"}', "{{state}}"),), width=8,
               description="pruned: stopped early by the sweep's pruner (state succeeded, stopped_by pruned)."),
+        Panel("Sweep: held-out figures of its running trials", (("rnnq_job_figure" + SWEEP_TRIALS,
+                                                                 "{{job_name}} {{figure}}"),), width=24,
+              description="Pick a sweep: each running trial's other figures (its objective among them, when the "
+                          "objective is not val_loss) at its latest evaluation."),
     ]
 
 

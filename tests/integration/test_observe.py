@@ -29,7 +29,7 @@ from tests.integration.conftest import (
     total,
     wait_for,
 )
-from tests.support import make_corpus, wait_state
+from tests.support import make_corpus, sentiment_csv, wait_state
 from workers.app import make_app
 from workers.jobstore import JobStore
 from workers.settings import resolve
@@ -134,6 +134,27 @@ def test_worker_endpoint_sums_pool_processes_and_job_series_end_with_the_job(
     after = scrape(exporter)
     assert not {s["job_id"] for s in series(after, "rnnq_job_train_loss")} & set(jobs)  # labels gone with the jobs
     assert total(after, "rnnq_jobs", queue=queue, state="cancelled") == 2
+
+
+def test_a_running_jobs_held_out_figures_are_exported_with_its_loss(
+        env: Env, metered: tuple[Worker, int, str], exporter: int) -> None:
+    # A classifier reports accuracy and macro F1 at each evaluation, beside its validation
+    # loss: the exporter serves them while it runs (the dashboards' "Held-out figures").
+    _, _, queue = metered
+    data = sentiment_csv(env.tmp / "reviews.csv")
+    res = env.cli("train", str(data), "--task", "classify", "--hidden", "16", "--embed", "8", "--batch-size", "8",
+                  "--eval-every", "5", "--max-steps", "1000000", "--queue", queue, "--json")
+    assert res.exit_code == 0, res.output
+    job = str(json.loads(res.stdout)["job_id"])
+    wait_for(lambda: bool(series(scrape(exporter), "rnnq_job_figure")), 120, "a scrape after the first evaluation")
+    samples = scrape(exporter)
+    assert {(s["job_id"], s["figure"]) for s in series(samples, "rnnq_job_figure")} == {
+        (job, "accuracy"), (job, "macro_f1")}
+    assert 0.0 <= total(samples, "rnnq_job_figure", job_id=job, figure="accuracy") <= 1.0
+    assert series(samples, "rnnq_job_validation_loss")
+    assert env.cli("cancel", job).exit_code == 0
+    _wait_final(env, job)
+    assert not series(scrape(exporter), "rnnq_job_figure")  # gone with the job
 
 
 @pytest.fixture

@@ -223,8 +223,9 @@ def _assert_deleted(env: Env, name: str, jobs: list[str]) -> None:
     # (A worker whose trial just ended may still be in an advance that finds no sweep:
     # its lock key lives that long, so it is not counted.)
     assert not [key for key in store.redis.keys(f"rnnq:sweep:{name}*") if not str(key).endswith(":lock")]
-    with pytest.raises(KeyError):  # the study is gone from Optuna's storage
-        optuna.load_study(study_name=name, storage=sweeps.storage(store.url))
+    with pytest.raises(KeyError):  # the study is gone from Optuna's storage, every entry of its journal with it
+        optuna.load_study(study_name=name, storage=sweeps.storage(store.url, {"name": name, "journal": "own"}))
+    assert not store.redis.keys(f"rnnq:optuna:sweep:{name}:*")
     assert name not in [row["sweep"] for row in json.loads(env.cli("sweep", "list", "--json").stdout)]
     res = env.cli("sweep", "status", name)
     assert res.exit_code == 1 and f"no sweep '{name}'" in res.output

@@ -33,7 +33,7 @@ GAUGES = [
     "rnnq_jobs", "rnnq_workers_online", "rnnq_workers_busy",
     "rnnq_job_train_loss", "rnnq_job_validation_loss", "rnnq_job_learning_rate", "rnnq_job_grad_norm",
     "rnnq_job_tokens_per_second", "rnnq_job_progress_ratio", "rnnq_job_step", "rnnq_job_eta_seconds",
-    "rnnq_job_elapsed_seconds", "rnnq_sweep_trials",
+    "rnnq_job_elapsed_seconds", "rnnq_job_figure", "rnnq_sweep_trials",
 ]
 EXPOSED = {
     *GAUGES,

@@ -58,8 +58,8 @@ def test_studies_go_to_an_rdb_where_the_operator_says(tmp_path: Path, monkeypatc
     from workers.sweep import storage
 
     monkeypatch.setenv("RNNQ_SWEEP_STORAGE", f"sqlite:///{tmp_path / 'studies.db'}")
-    rdb = storage("redis://127.0.0.1:1/0")
+    rdb = storage("redis://127.0.0.1:1/0", {"name": "s", "journal": "own"})
     assert isinstance(rdb, optuna.storages.RDBStorage)
     study = optuna.create_study(study_name="s", storage=rdb)
     study.tell(study.ask(), 1.0)
-    assert optuna.load_study(study_name="s", storage=storage("redis://unused")).best_value == 1.0
+    assert optuna.load_study(study_name="s", storage=storage("redis://unused", {"name": "s"})).best_value == 1.0
