@@ -75,8 +75,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--trial-budget", type=float, default=75.0, help="training seconds per trial [default: 75, so "
                     "16 unpruned trials take 20 minutes]")
-    ap.add_argument("--eval-seconds", type=float, default=8.0, help="training seconds between evaluations, each a "
-                    "report to the trial [default: 8, the first rung: a ninth of the 75 s budget]")
+    ap.add_argument("--eval-seconds", type=float, default=9.0, help="training seconds between evaluations, each a "
+                    "report to the trial [default: 9, the first rung: a ninth of the 75 s budget, rounded up]")
     ap.add_argument("--retrain", type=float, default=180.0, help="seconds to retrain the best trial (0: skip)")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -86,7 +86,7 @@ def main() -> None:
     worker = start_worker(env, home / "worker.log", queues="train")
     try:
         store = JobStore(url)
-        asha = {"name": "asha", "reduction_factor": 3}  # rungs in training seconds: 8, 24, 72 at 75 s per trial
+        asha = {"name": "asha", "reduction_factor": 3}  # rungs in training seconds: 9 and 27 at 75 s per trial
         pruned = _arm(env, store, args.data, "pruned", asha, args)
         unpruned = _arm(env, store, args.data, "unpruned", "none", args)
         report: dict[str, Any] = {"benchmark": "sweep", "trials": args.trials, "trial_budget_s": args.trial_budget,

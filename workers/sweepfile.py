@@ -413,7 +413,9 @@ def _resource(pruner: str, options: dict[str, Any], budget: dict[str, Any], line
     """The pruner's options with its resource settled. Rungs count training seconds when
     the budget is a time budget alone: at equal steps a wide model with long windows has
     trained longer than a narrow one, so step rungs favour what the clock cannot afford.
-    In seconds, the first rung defaults to a ninth of the budget (Optuna's 'auto' would
+    In seconds, the first rung defaults to a ninth of the budget, rounded up, so the rungs
+    are at 1/9 and 1/3 and the next falls past the end: a rung just short of the end
+    would prune a trial that has cost all but its last seconds (Optuna's 'auto' would
     take a hundredth of the first trial's last step: a second or so, all noise)."""
     if pruner == "none":
         return options
@@ -425,7 +427,7 @@ def _resource(pruner: str, options: dict[str, Any], budget: dict[str, Any], line
     out = {**options, "resource": resource}
     if resource == "seconds":
         factor = out.get("reduction_factor", 3)
-        out.setdefault("min_resource", max(1, int(seconds // factor**2)))
+        out.setdefault("min_resource", max(1, math.ceil(seconds / factor**2)))  # rungs past 1/factor of it: none
         if pruner == "hyperband":
             out.setdefault("max_resource", max(int(out["min_resource"]), math.ceil(seconds)))
     return out

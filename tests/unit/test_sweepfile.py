@@ -64,9 +64,11 @@ BASE = "base: {data: c.txt, arch: lstm}\nspace: {lr: [0.001, 0.01]}\n"
 
 @pytest.mark.parametrize(("rest", "expected"), [
     # a time budget alone: rungs count training seconds, the first at a ninth of the budget
+    # (rounded up: 75 s gives rungs at 9 and 27 s, none at 81; rounded down, 8, 24 and 72)
     ("budget: {time_budget: 90}\npruner: asha\n", {"resource": "seconds", "min_resource": 10}),
+    ("budget: {time_budget: 75}\npruner: asha\n", {"resource": "seconds", "min_resource": 9}),
     ("budget: {time_budget: 90}\npruner: {name: asha, reduction_factor: 2}\n",
-     {"resource": "seconds", "min_resource": 22, "reduction_factor": 2}),
+     {"resource": "seconds", "min_resource": 23, "reduction_factor": 2}),
     ("budget: {time_budget: 90}\npruner: hyperband\n",
      {"resource": "seconds", "min_resource": 10, "max_resource": 90}),
     ("budget: {time_budget: 90}\npruner: {name: asha, min_resource: 5}\n", {"resource": "seconds", "min_resource": 5}),
