@@ -296,6 +296,9 @@ def _base(value: Any, root: Path, lines: Lines) -> dict[str, Any]:
         raise lines.error("base.task", f"must be one of {', '.join(TASKS)}, got {task!r}")
     if "data" not in base:
         raise lines.error("base", "data: the input file is missing")
+    for name in train_spec_class(task).SOURCE_FIELDS:  # resolved against the job store, which a sweep file is not
+        if base.get(name) is not None:
+            raise lines.error(f"base.{name}", "a sweep cannot start from another job's model yet; use rnnq train")
     for name in INPUT_FIELDS:
         if name in base:
             if not isinstance(base[name], str) or not base[name]:
