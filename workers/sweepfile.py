@@ -488,7 +488,7 @@ def check_space(sweep: Sweep) -> None:
     base = {**sweep.spec_fields(), **{k: "pending/input" for k in INPUT_FIELDS if k in sweep.base}, "task": sweep.task}
     searched = {p.name for p in sweep.space}
     for p in sweep.space:
-        if p.name not in fields or p.name in ("task", *INPUT_FIELDS):
+        if p.name not in fields or p.name in ("task", *INPUT_FIELDS, *cls.SOURCE_FIELDS):
             raise sweep.error(f"space.{p.name}", f"not a field of a {sweep.task} spec that can be searched")
     extremes = [[(p, place, value) for place, value in p.extremes()] for p in sweep.space]
 
