@@ -271,8 +271,8 @@ def test_char_encoder_maps_unseen_characters_to_unk() -> None:
 
 # -- starting from a language model (init_from, ULMFiT) ------------------------------------
 
-LM_SHAPE = {"arch": "lstm", "embed": 8, "hidden": 16, "layers": 2}
-FROM_LM = {**LM_SHAPE, "init_from": "a" * 12, "tokenizer": "word", "bidirectional": False, "lowercase": False}
+LM_SHAPE: dict[str, Any] = {"arch": "lstm", "embed": 8, "hidden": 16, "layers": 2}
+FROM_LM: dict[str, Any] = {**LM_SHAPE, "init_from": "a" * 12, "tokenizer": "word", "bidirectional": False, "lowercase": False}
 
 
 @pytest.fixture(scope="module")
@@ -407,8 +407,12 @@ def test_init_from_adopts_the_lms_shape_and_tokenizer() -> None:
 
     lm = _trained("lm", {**LM_SHAPE, "arch": "gru", "tokenizer": "bpe"})
     looked_up: list[tuple[str, str]] = []
-    fields = check_sources({"init_from": "my-lm", "hidden": 16, "pooling": "mean"},
-                           lambda name, flag: looked_up.append((name, flag)) or lm)
+
+    def find(name: str, flag: str) -> Any:
+        looked_up.append((name, flag))
+        return lm
+
+    fields = check_sources({"init_from": "my-lm", "hidden": 16, "pooling": "mean"}, find)
     assert looked_up == [("my-lm", "init_from")]
     spec = ClassifySpec.from_dict({"data": "inputs/x", **fields})
     assert (spec.init_from, spec.arch, spec.embed, spec.hidden, spec.layers, spec.tokenizer) == \
