@@ -126,6 +126,8 @@ def print_result(ctx: Context, job: Job, as_json: bool) -> None:
             f"{data['tokens_per_s']:,.0f} tok/s  stopped by {data['stopped_by']}"
         )
         _figures(data)
+        if data.get("init_from"):
+            click.echo(f"started from language model {data['init_from']['job']}")
         click.echo(f"checkpoint {data['checkpoint']}")
     elif job.kind == "generate":
         for prompt, text in zip(data["prompts"], data["texts"]):

@@ -15,13 +15,16 @@ import json
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli import follow
 from cli.context import Context, pass_ctx
 from cli.types import DEVICE, JOB_NAME, QUEUE
+
+if TYPE_CHECKING:
+    from rnn_tasks.spec import TrainSpec
 
 KINDS = ("lm", "classify", "forecast", "translate", "transcribe")
 # Spec fields that name input files: paths in a job file, uploaded before the job is sent.
@@ -31,7 +34,7 @@ INPUT_FIELDS = ("data", "target_data")
 ARTIFACT = "artifact:"
 
 
-def spec_class(kind: str) -> type:
+def spec_class(kind: str) -> type[TrainSpec]:
     from rnn_tasks.spec import train_spec_class  # stdlib only; loaded for train alone
 
     return train_spec_class(kind)
@@ -136,6 +139,8 @@ def _opt(*decls: str, kinds: tuple[str, ...] | None = None, field: str | None = 
 @_opt("--pooling", type=click.Choice(["mean", "max", "last"]), help="How states become one vector.")
 @_opt("--class-weights", type=click.Choice(["balanced", "none"]), help="Weigh rare classes up.")
 @_opt("--max-len", type=int, help="Tokens kept per text.")
+@_opt("--init-from", metavar="LM_JOB", help="Start from a finished word or BPE language model (job id or name): "
+      "its tokenizer, shape, embedding and recurrent layers; fine-tuned as ULMFiT does.")
 @_opt("--time-column", help="The time column. [default: the first]")
 @_opt("--target-column", field="target", metavar="COLUMN", help="The column to predict.")
 @_opt("--horizon", type=int, help="Steps predicted at once.")
@@ -223,6 +228,9 @@ def _submit(ctx: Context, kind: str, fields: dict[str, Any], paths: dict[str, Pa
     from workers import submit as submitter
 
     inputs = tuple("data" if n == "data" else f"{n}_data" for n in paths)
+    if any(fields.get(name) is not None for name in spec_class(kind).SOURCE_FIELDS):  # --init-from JOB
+        ctx.ensure_stack()  # the job store knows the job it names
+        fields = submitter.resolve_sources(ctx.store, kind, fields)
     spec = submitter.build_spec(kind, fields, inputs)
     files = submitter.check_inputs(spec, paths, ctx.settings.max_corpus_bytes, encoding=encoding,
                                    worker_memory=ctx.settings.worker_memory_bytes)

@@ -103,6 +103,14 @@ class Problem:
         """Weights stored once under another name ({"head.weight": "embed.weight"}): none by default."""
         return {}
 
+    def lr_groups(self) -> list[tuple[list[torch.nn.Parameter], float]] | None:
+        """Parameters by group, each with its share of the scheduled learning rate (the first
+        group's is the lr reported); None, the default: the whole model at the full rate."""
+        return None
+
+    def before_step(self, progress: float) -> None:
+        """Called before every training step with progress (0..1): a task may freeze or thaw layers."""
+
 
 @dataclass
 class _State:
@@ -124,10 +132,9 @@ class _Fit:
         self.dev = next(problem.model.parameters()).device
         model = problem.model
         self.threads = devices.fit_threads(model, self.dev)  # every kind's training passes here
-        decay = [p for p in model.parameters() if p.dim() > 1]
-        rest = [p for p in model.parameters() if p.dim() <= 1]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
-                                            {"params": rest, "weight_decay": 0.0}], lr=spec.lr)
+        groups = problem.lr_groups() or [(list(model.parameters()), 1.0)]
+        self.optimizer = torch.optim.AdamW([g for params, scale in groups for g in _decay_split(params, scale, spec)],
+                                           lr=spec.lr)
         self.generator = torch.Generator().manual_seed(spec.seed)
         self.epoch_rng = self.generator.get_state()
         self.s = _State()
@@ -178,8 +185,11 @@ class _Fit:
 
     def train_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
         spec, model = self.spec, self.problem.model
+        progress = self.progress()
+        self.problem.before_step(progress)
+        lr = lr_at(spec, self.s.step, progress)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(spec, self.s.step, self.progress())  # type: ignore[arg-type]
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # checkpoints before lr_scale have none
         with devices.autocast(self.dev, spec.amp):
             loss, size = self.problem.loss(batch)
         total = loss + spec.l1 * sum(p.abs().sum() for p in model.parameters() if p.dim() > 1) if spec.l1 else loss
@@ -216,6 +226,12 @@ class _Fit:
         else:
             checkpoint.save(path, ckpt, self.problem.model)
         self.on_checkpoint(name, path, s.step)
+
+
+def _decay_split(params: list[torch.nn.Parameter], lr_scale: float, spec: TrainSpec) -> list[dict[str, Any]]:
+    """One lr group as two optimizer groups: weight decay on matrices, none on biases and gains."""
+    return [{"params": [p for p in params if p.dim() > 1], "weight_decay": spec.weight_decay, "lr_scale": lr_scale},
+            {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0, "lr_scale": lr_scale}]
 
 
 class _Reporter:

@@ -180,6 +180,9 @@ class TrainSpec(_Spec):
     PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ()
     EVAL_OPTIONS: ClassVar[tuple[str, ...]] = ()
     PREDICT_FROM_TRAINING_DATA: ClassVar[bool] = False  # predict with no inputs continues the training data
+    # Fields naming another finished training job (an id once submitted) whose best checkpoint
+    # a fresh run starts from; submit resolves and checks them (the spec module's check_sources).
+    SOURCE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     data: str  # artifact key of the input (content-addressed, uploaded by the CLI)
     task: str = ""
@@ -217,9 +220,16 @@ class TrainSpec(_Spec):
         """Named inputs the worker loads from the artifact store."""
         return {"data": self.data}
 
+    def source_jobs(self) -> dict[str, str]:
+        """Named training jobs whose best checkpoints the worker gives a fresh run as input files."""
+        return {name: getattr(self, name) for name in self.SOURCE_FIELDS if getattr(self, name) is not None}
+
     def validate(self) -> None:
         for name, key in self.input_keys().items():
             check_artifact_key(name, key)
+        for name, job_id in self.source_jobs().items():
+            if not JOB_ID_RE.match(job_id):
+                raise SpecError(name, f"not a job id: {job_id!r}")
         if self.task != self.TASK:
             raise SpecError("task", f"must be {self.TASK!r} for a {type(self).__name__}, got {self.task!r}")
         if self.arch not in ARCHES:

@@ -488,6 +488,9 @@ def _train(r: Run) -> Outcome:
             on_step)
     callbacks = Callbacks(on_step=on_step, should_stop=r.control.should_stop, on_checkpoint=_publisher(r))
     files = {name: r.input(key) for name, key in spec.input_keys().items()}
+    if resume is None:  # a fresh run starts from these jobs' models; a resumed one has its own weights
+        files.update({name: _source_checkpoint(r, job_id, name)[1].read_bytes()
+                      for name, job_id in spec.source_jobs().items()})
     summary = task.lookup(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
     r.control.flush()  # the final evaluation's report, before the result is recorded
     if r.control.reason == "pruned" and summary.get("stopped_by") != "requested":

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, SpecError, TrainedModel, TrainSpec, train_spec_class
 from workers import dispatch
 from workers.artifacts import ArtifactStore, put_input
-from workers.errors import InvalidJob, UploadFailed
+from workers.errors import InvalidJob, JobNotFound, UploadFailed
 from workers.jobstore import Job, JobStore
 from workers.queues import KIND_QUEUES
 from workers.settings import CORPUS_MEMORY_PER_CHAR, DEFAULT_MAX_CORPUS_BYTES, DEFAULT_WORKER_MEMORY_BYTES
@@ -251,6 +251,27 @@ def _check_request(store: JobStore, job: Job, cls: type[TrainSpec], fields: dict
         raise InvalidJob(exc.field, exc.message) from None
 
 
+def resolve_sources(store: JobStore, task: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A training job's fields with the jobs they name (TrainSpec.SOURCE_FIELDS, such as a
+    classifier's init_from) checked and given by id, as the task's check_sources returns
+    them (it may adopt the named model's shape); unchanged when they name none."""
+    cls = train_spec_class(task)
+    check = _task_check(cls, "check_sources")
+    if check is None or all(fields.get(name) is None for name in cls.SOURCE_FIELDS):
+        return fields
+
+    def find(source: str, field: str) -> TrainedModel:
+        try:
+            return _model(_trained(store, source, field))
+        except JobNotFound as exc:
+            raise InvalidJob(field, str(exc)) from None
+
+    try:
+        return dict(check(fields, find))
+    except SpecError as exc:
+        raise InvalidJob(exc.field, exc.message) from None
+
+
 def _model(job: Job) -> TrainedModel:
     return TrainedModel(id=job.id, spec=dict(job.spec), result=dict(job.result or {}))
 
@@ -354,5 +375,5 @@ def _enqueue(store: JobStore, app: Celery, kind: str, spec: dict[str, Any], queu
 
 
 __all__ = ["audio_bundle", "build_spec", "check_files", "check_inputs", "corpus_memory", "inference_input", "read_input",
-           "read_text", "speech_inputs", "submit_eval", "submit_generate", "submit_predict", "submit_train",
-           "trained_task"]
+           "read_text", "resolve_sources", "speech_inputs", "submit_eval", "submit_generate", "submit_predict",
+           "submit_train", "trained_task"]

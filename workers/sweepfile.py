@@ -296,6 +296,9 @@ def _base(value: Any, root: Path, lines: Lines) -> dict[str, Any]:
         raise lines.error("base.task", f"must be one of {', '.join(TASKS)}, got {task!r}")
     if "data" not in base:
         raise lines.error("base", "data: the input file is missing")
+    for name in train_spec_class(task).SOURCE_FIELDS:  # resolved against the job store, which a sweep file is not
+        if base.get(name) is not None:
+            raise lines.error(f"base.{name}", "a sweep cannot start from another job's model yet; use rnnq train")
     for name in INPUT_FIELDS:
         if name in base:
             if not isinstance(base[name], str) or not base[name]:
@@ -487,7 +490,7 @@ def check_space(sweep: Sweep) -> None:
     base = {**sweep.spec_fields(), **{k: "pending/input" for k in INPUT_FIELDS if k in sweep.base}, "task": sweep.task}
     searched = {p.name for p in sweep.space}
     for p in sweep.space:
-        if p.name not in fields or p.name in ("task", *INPUT_FIELDS):
+        if p.name not in fields or p.name in ("task", *INPUT_FIELDS, *cls.SOURCE_FIELDS):
             raise sweep.error(f"space.{p.name}", f"not a field of a {sweep.task} spec that can be searched")
     extremes = [[(p, place, value) for place, value in p.extremes()] for p in sweep.space]
 

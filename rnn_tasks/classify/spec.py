@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from rnn_tasks.classify import table
-from rnn_tasks.spec import SpecError, TrainSpec, _between, check_tokenizer_fields
+from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, check_tokenizer_fields, train_spec_class
 
 POOLINGS = ("mean", "max", "last")
 CLASS_WEIGHTS = ("balanced", "none")
@@ -28,6 +29,7 @@ class ClassifySpec(TrainSpec):
 
     TASK: ClassVar[str] = "classify"
     PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ("format",)
+    SOURCE_FIELDS: ClassVar[tuple[str, ...]] = ("init_from",)
 
     task: str = "classify"
     # Common fields re-tuned for a few thousand sentences; see the class docstring.
@@ -56,6 +58,10 @@ class ClassifySpec(TrainSpec):
     bidirectional: bool = True  # read each text both ways
     pooling: str = "max"  # max | mean (over real tokens) | last (final states of both directions)
     class_weights: str = "balanced"  # balanced: loss weight n / (classes * count) per class; none
+    # Transfer from a language model (ULMFiT, Howard and Ruder 2018; see check_sources).
+    init_from: str | None = None  # job id of a finished word/BPE LM whose embedding and recurrent layers start this one
+    lr_decay: float = 2.6  # init_from: each layer group below the head trains at the lr of the one above / this
+    unfreeze: float = 0.5  # init_from: share of training over which groups thaw, head first (0: all from the start)
 
     def __post_init__(self) -> None:
         if self.delimiter in _TAB_ALIASES:
@@ -81,6 +87,51 @@ class ClassifySpec(TrainSpec):
             raise SpecError("pooling", f"must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.class_weights not in CLASS_WEIGHTS:
             raise SpecError("class_weights", f"must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
+        _between("lr_decay", self.lr_decay, 1.0, 100.0)
+        _between("unfreeze", self.unfreeze, 0.0, 1.0)
+        if self.init_from is not None:  # what check_sources adopts, for specs that did not pass through it
+            for name, wanted in _FROM_LM.items():
+                if getattr(self, name) != wanted:
+                    raise SpecError(name, f"must be {wanted!r} with init_from: {_WHY[name]}")
+            if self.tokenizer == "char":
+                raise SpecError("tokenizer", "init_from needs a word or BPE language model")
+
+
+# What a classifier started from a language model must be, whatever the LM's shape, and why.
+_FROM_LM: dict[str, Any] = {"bidirectional": False, "lowercase": False}
+_WHY = {
+    "bidirectional": "a language model reads left to right, so its layers start a one-way classifier",
+    "lowercase": "the language model's tokenizer keeps case, and the classifier tokenizes as it did",
+}
+_SHAPE = ("tokenizer", "arch", "embed", "hidden", "layers")  # taken from the LM's spec
+
+
+def check_sources(fields: dict[str, Any], find: Callable[[str, str], TrainedModel]) -> dict[str, Any]:
+    """Submit-time check of init_from (a job id or name): a finished word or BPE language
+    model. Its tokenizer and shape become the classifier's; a field the user set to
+    something else is refused, naming it. Returns the fields with the LM's job id.
+
+    Character LMs are refused: a char classifier's ids are shifted past <pad> and <unk>
+    (classify.data.TextEncoder), and character models transfer little to sentences anyway.
+    """
+    if fields.get("init_from") is None:
+        return fields
+    lm = find(str(fields["init_from"]), "init_from")
+    task = str(lm.spec.get("task", "lm"))
+    if not train_spec_class(task).GENERATES:
+        raise SpecError("init_from", f"job {lm.id} trained a {task} model, not a language model")
+    from rnn_tasks.lm.spec import LMSpec  # stdlib
+
+    spec = LMSpec.from_dict({**lm.spec, "task": "lm"})
+    if spec.tokenizer == "char":
+        raise SpecError("init_from", f"language model {lm.id} reads characters; a classifier starts only from a "
+                                     "word or BPE language model")
+    adopted = {**{name: getattr(spec, name) for name in _SHAPE}, **_FROM_LM}
+    for name, value in adopted.items():
+        if name in fields and fields[name] != value:
+            why = _WHY.get(name, f"language model {lm.id} has {name} {value!r}")
+            raise SpecError(name, f"is {fields[name]!r}, but with init_from it must be {value!r}: {why}")
+    return {**fields, **adopted, "init_from": lm.id}
 
 
 def read_labelled(spec: ClassifySpec, raw: bytes, field: str = "DATA") -> tuple[table.Labelled, table.Table]:

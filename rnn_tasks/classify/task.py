@@ -1,7 +1,9 @@
 """The classify task: train, predict and evaluate entry points the worker calls.
 
 train   labelled CSV/TSV -> seeded stratified split -> tokenizer fitted on the training
-        split -> TextClassifier trained by rnn_tasks.loop.fit -> held-out figures of the
+        split (or, with init_from, a language model's tokenizer, embedding and recurrent
+        layers: rnn_tasks.classify.finetune) -> TextClassifier trained by
+        rnn_tasks.loop.fit -> held-out figures of the
         best checkpoint (accuracy, macro F1, confusion matrix), beside those of TF-IDF +
         logistic regression fitted on the same training split (rnn_tasks.classify.baseline)
 predict best checkpoint + texts (one per line, or a CSV column) -> label and probabilities
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 
 from rnn_tasks import checkpoint, delimited, loop
 from rnn_tasks import device as devices
-from rnn_tasks.classify import baseline, metrics, table
+from rnn_tasks.classify import baseline, finetune, metrics, table
 from rnn_tasks.classify.data import PAD_ID, UNK_ID, Batch, Encoded, TextEncoder, class_weights, encode
 from rnn_tasks.classify.model import ClassifierConfig, TextClassifier
 from rnn_tasks.classify.spec import ClassifySpec, labelled_splits, read_labelled
@@ -42,6 +44,17 @@ class ClassifyProblem(loop.Problem):
         self.spec, self.model, self.train, self.val, self.weights, self.meta = spec, model, train, val, weights, meta
         self.best_val = math.inf
         self.best_confusion: list[list[int]] = []  # at the lowest val_loss seen by this process
+        # Started from a language model: ULMFiT's layer groups (rnn_tasks.classify.finetune); else none.
+        self.groups = finetune.layer_groups(model) if spec.init_from is not None else None
+
+    def lr_groups(self) -> list[tuple[list[torch.nn.Parameter], float]] | None:
+        if self.groups is None:
+            return None
+        return list(zip(self.groups, finetune.lr_scales(len(self.groups), self.spec.lr_decay), strict=True))
+
+    def before_step(self, progress: float) -> None:
+        if self.groups is not None:
+            finetune.set_trainable(self.groups, finetune.thawed(len(self.groups), progress, self.spec.unfreeze))
 
     def batches_per_epoch(self) -> int:
         return math.ceil(len(self.train) / self.spec.batch_size)
@@ -95,11 +108,9 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None 
     class_id = {label: i for i, label in enumerate(labels)}
     y = [class_id[x] for x in rows.labels]
     train_texts = [rows.texts[i] for i in train_idx]
-    if resume is not None:  # the resumed model's vocabulary, whatever a refit would give
-        encoder = TextEncoder.from_meta(checkpoint.read(resume).meta["encoder"])
-    else:
-        encoder = TextEncoder.fit(spec.tokenizer, train_texts, lowercase=spec.lowercase, max_len=spec.max_len,
-                                  min_freq=spec.min_freq, max_vocab=spec.max_vocab, vocab_size=spec.vocab_size)
+    resumed = checkpoint.read(resume).meta if resume is not None else None
+    lm = _pretrained(spec, files) if resumed is None else None
+    encoder = _encoder(spec, train_texts, resumed, lm)
     train_y = [y[i] for i in train_idx]
     train_rows = encode(encoder, train_texts, train_y, dev)
     val_rows = encode(encoder, [rows.texts[i] for i in val_idx], [y[i] for i in val_idx], dev)
@@ -107,7 +118,11 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None 
     config = ClassifierConfig(vocab_size=len(encoder), n_classes=len(labels), arch=spec.arch, embed=spec.embed,
                               hidden=spec.hidden, layers=spec.layers, dropout=spec.dropout,
                               bidirectional=spec.bidirectional, pooling=spec.pooling)
-    model = TextClassifier(config).to(dev)
+    model = TextClassifier(config)
+    init = resumed.get("init_from") if resumed is not None else None  # what the first attempt took
+    if lm is not None:
+        init = {"job": spec.init_from, "copied": finetune.copy_weights(model, lm)}
+    model = model.to(dev)
     tfidf_lr = baseline.fit(train_texts, train_y)
     meta = {
         "labels": labels,
@@ -117,6 +132,7 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None 
         "rows": {"train": len(train_idx), "val": len(val_idx), "skipped_empty": rows.skipped},
         "format": {"delimiter": source.delimiter, "header": source.header is not None},
         "baseline": tfidf_lr.to_meta() if tfidf_lr is not None else None,
+        "init_from": init,  # the language model this classifier started from, and what it took
     }
     w = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=dev)
     problem = ClassifyProblem(spec, model, train_rows, val_rows, w, meta)
@@ -132,7 +148,29 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None 
         "labels": labels,
         "class_weights": weights,
         "rows": meta["rows"],
+        "init_from": init,
     }
+
+
+def _encoder(spec: ClassifySpec, texts: list[str], resumed: dict[str, Any] | None,
+             lm: finetune.PretrainedLM | None) -> TextEncoder:
+    """The run's tokenizer: a resumed run's own (whatever a refit would give), the language
+    model's it starts from, or one fitted on the training texts."""
+    if resumed is not None:
+        return TextEncoder.from_meta(resumed["encoder"])
+    if lm is not None:
+        return finetune.encoder(lm, spec)
+    return TextEncoder.fit(spec.tokenizer, texts, lowercase=spec.lowercase, max_len=spec.max_len,
+                           min_freq=spec.min_freq, max_vocab=spec.max_vocab, vocab_size=spec.vocab_size)
+
+
+def _pretrained(spec: ClassifySpec, files: dict[str, bytes]) -> finetune.PretrainedLM | None:
+    """The language model a fresh run starts from (the worker passes its best checkpoint)."""
+    if spec.init_from is None:
+        return None
+    if "init_from" not in files:
+        raise SpecError("init_from", f"the checkpoint of language model {spec.init_from} was not given")
+    return finetune.read_lm(files["init_from"])
 
 
 def _baseline_figures(fitted: baseline.Baseline | None, texts: list[str], y: list[int],

@@ -67,6 +67,40 @@ def test_classify_bad_input_is_refused_at_submit(env: Env) -> None:
     assert "--horizon" in refused(env, "train", str(data), "--task", "classify", "--horizon", "3")
 
 
+def test_classify_starts_from_a_language_model(env: Env, worker: Worker) -> None:
+    data = sentiment_csv(env.tmp / "reviews.csv")
+    corpus = env.tmp / "unlabelled.txt"  # the same kind of text, without labels
+    corpus.write_text("\n".join(line.rsplit(",", 1)[0] for line in data.read_text().splitlines()[1:]) + "\n")
+    tiny = ["--hidden", "32", "--embed", "16", "--seq-len", "16", "--batch-size", "8"]
+    lm = run(env, "train", str(corpus), "--tokenizer", "word", "--arch", "lstm", *tiny, *LM_STEPS, "--name", "rev-lm")
+    assert lm["state"] == "succeeded" and lm["tokenizer"] == "word"
+
+    # The default 8 epochs (184 steps): the lower layers train at lr / 2.6^k, and only from a quarter of the way in.
+    trained = run(env, "train", str(data), "--task", "classify", "--init-from", "rev-lm", "--batch-size", "16",
+                  "--eval-every", "40", "--name", "from-lm")
+    assert trained["state"] == "succeeded" and trained["accuracy"] > 0.9
+    assert trained["init_from"]["job"] == lm["job_id"] and "embed.weight" in trained["init_from"]["copied"]
+    assert trained["baseline_accuracy"] is not None  # TF-IDF + LR beside it, as for any classifier
+    spec = json.loads(env.cli("status", "from-lm", "--json").stdout)["spec"]
+    assert (spec["init_from"], spec["arch"], spec["hidden"], spec["embed"], spec["tokenizer"]) == \
+        (lm["job_id"], "lstm", 32, 16, "word")  # adopted from the LM
+    assert spec["bidirectional"] is False and spec["lowercase"] is False
+    predicted = run(env, "predict", "from-lm", "--text", "the film was great", "--text", "a plot was awful")
+    assert [p["label"] for p in predicted["predictions"]] == ["pos", "neg"]
+    job_file = env.tmp / "again.yaml"  # its job file trains it again, from the same LM
+    job_file.write_text(env.cli("status", "from-lm", "--spec").stdout)
+    assert run(env, "train", "-f", str(job_file), "--max-steps", "5")["init_from"]["job"] == lm["job_id"]
+
+    chars = run(env, "train", str(corpus), *tiny, "--max-steps", "5", "--eval-every", "5", "--name", "char-lm")
+    assert chars["tokenizer"] == "char"
+    for source, says in (("char-lm", "characters"), ("from-lm", "not a language model"), ("nobody", "no job")):
+        output = refused(env, "train", str(data), "--task", "classify", "--init-from", source)
+        assert "--init-from" in output and says in output, output
+    output = refused(env, "train", str(data), "--task", "classify", "--init-from", "rev-lm", "--hidden", "64")
+    assert "--hidden" in output and "32" in output, output
+    assert "--init-from" in refused(env, "train", str(corpus), "--init-from", "rev-lm")  # an LM takes none
+
+
 def test_forecast_train_predict_eval(env: Env, worker: Worker) -> None:
     data = series_csv(env.tmp / "series.csv")
     args = ["--task", "forecast", "--horizon", "3", "--lookback", "12", "--season", "12"]

@@ -267,3 +267,161 @@ def test_char_encoder_maps_unseen_characters_to_unk() -> None:
     encoder = TextEncoder.fit("char", ["abc"], lowercase=False, max_len=4)
     assert len(encoder) == 5 and encoder.encode("ab\u2603cdef") == [2, 3, 1, 4]
     assert encoder.encode("") == [1]
+
+
+# -- starting from a language model (init_from, ULMFiT) ------------------------------------
+
+LM_SHAPE: dict[str, Any] = {"arch": "lstm", "embed": 8, "hidden": 16, "layers": 2}
+FROM_LM: dict[str, Any] = {**LM_SHAPE, "init_from": "a" * 12, "tokenizer": "word", "bidirectional": False, "lowercase": False}
+
+
+@pytest.fixture(scope="module")
+def word_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The best checkpoint of a tiny word LM trained on review-like text (case kept)."""
+    from rnn_tasks.lm import task as lm_task
+    from rnn_tasks.lm.spec import LMSpec
+
+    folder = tmp_path_factory.mktemp("lm")
+    text = "\n".join(t for t, _ in reviews(300, seed=9))
+    spec = LMSpec(data="inputs/lm", tokenizer="word", seq_len=16, batch_size=4, max_steps=3, eval_every=3,
+                  device="cpu", **LM_SHAPE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(devices, "configure", lambda dev: torch.set_num_threads(1))
+        lm_task.train(spec, {"data": text.encode()}, None, folder, None)
+    return folder / BEST
+
+
+def _lm_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from rnn_tasks import checkpoint
+
+    ckpt, weights = checkpoint.load(path)
+    return weights, ckpt.meta
+
+
+def test_init_from_copies_the_lms_tokenizer_embedding_and_recurrent_layers(tmp_path: Path, word_lm: Path) -> None:
+    # unfreeze 1.0 over 8 steps with 4 groups (head, rnn l1, rnn l0, embedding): the head trains
+    # from step 0, rnn layer 1 from step 3, layer 0 from step 6, the embedding never.
+    spec = _spec(**FROM_LM, max_steps=8, eval_every=100, unfreeze=1.0, dropout=0.0)
+    summary = train(spec, {"data": to_csv(reviews(120)), "init_from": word_lm.read_bytes()}, None, tmp_path, None)
+    lm, lm_meta = _lm_weights(word_lm)
+    mine, meta = _lm_weights(tmp_path / BEST)
+    assert meta["encoder"]["tokenizer"] == lm_meta["tokenizer"] and meta["encoder"]["lowercase"] is False
+    assert meta["model"]["vocab_size"] == lm["embed.weight"].shape[0]
+    assert summary["init_from"]["job"] == "a" * 12 and "head.weight" not in summary["init_from"]["copied"]
+    assert set(summary["init_from"]["copied"]) == {k for k in lm if k.startswith(("embed.", "rnn."))}
+    torch.testing.assert_close(mine["embed.weight"], lm["embed.weight"], atol=0, rtol=0)  # frozen throughout
+    assert not torch.equal(mine["rnn.weight_hh_l1"], lm["rnn.weight_hh_l1"])  # thawed at step 3
+    assert not torch.equal(mine["rnn.weight_hh_l0"], lm["rnn.weight_hh_l0"])  # thawed at step 6
+    assert mine["head.weight"].shape[0] == 2  # the classifier's own head, not the LM's
+
+
+def test_init_from_weights_equal_the_lms_before_training(word_lm: Path) -> None:
+    from rnn_tasks.classify import finetune
+
+    lm = finetune.read_lm(word_lm.read_bytes())
+    spec = _spec(**FROM_LM)
+    encoder = finetune.encoder(lm, spec)
+    model = TextClassifier(ClassifierConfig(vocab_size=len(encoder), n_classes=3, arch="lstm", embed=8, hidden=16,
+                                            layers=2, bidirectional=False))
+    copied = finetune.copy_weights(model, lm)
+    state = model.state_dict()
+    assert copied and all(torch.equal(state[name], lm.weights[name]) for name in copied)
+    assert encoder.encode("Great phone") != encoder.encode("great phone")  # the LM's case is kept
+
+    wider = TextClassifier(ClassifierConfig(vocab_size=len(encoder), n_classes=3, arch="lstm", embed=8, hidden=32,
+                                            layers=2, bidirectional=False))
+    with pytest.raises(SpecError) as err:
+        finetune.copy_weights(wider, lm)
+    assert err.value.field == "hidden"
+
+
+def test_discriminative_learning_rates_per_layer_group(tmp_path: Path, word_lm: Path) -> None:
+    from rnn_tasks import checkpoint
+
+    spec = _spec(**FROM_LM, max_steps=2, eval_every=100, warmup_steps=0, lr_decay=2.6, unfreeze=0.0)
+    train(spec, {"data": to_csv(reviews(80)), "init_from": word_lm.read_bytes()}, None, tmp_path, None)
+    optim, _ = checkpoint.load_training_state(tmp_path / LAST)
+    assert optim is not None
+    groups = optim["param_groups"]  # head, rnn l1, rnn l0, embedding; each as matrices + vectors
+    assert len(groups) == 8
+    peak = groups[0]["lr"]
+    for level in range(4):
+        for g in groups[2 * level : 2 * level + 2]:
+            assert g["lr"] == pytest.approx(peak / 2.6**level)
+    sizes = [len(g["params"]) for g in groups]
+    assert sizes == [1, 1, 2, 2, 2, 2, 1, 0]  # head w | b, weight_ih/hh | bias_ih/hh per layer, embedding w
+
+
+def test_without_init_from_one_group_trains_at_the_full_rate(tmp_path: Path) -> None:
+    from rnn_tasks import checkpoint
+
+    train(_spec(max_steps=2, eval_every=100, warmup_steps=0), {"data": to_csv(reviews(80))}, None, tmp_path, None)
+    optim, _ = checkpoint.load_training_state(tmp_path / LAST)
+    assert optim is not None and len(optim["param_groups"]) == 2
+    assert optim["param_groups"][0]["lr"] == optim["param_groups"][1]["lr"]
+
+
+def test_unfreezing_schedule_thaws_one_group_per_stage() -> None:
+    from rnn_tasks.classify import finetune
+
+    # 4 groups over the first half of training: a stage every 0.5 / 3 of progress.
+    assert [finetune.thawed(4, p, 0.5) for p in (0.0, 0.16, 0.17, 0.34, 0.49, 0.5, 1.0)] == [1, 1, 2, 3, 3, 4, 4]
+    assert finetune.thawed(4, 0.0, 0.0) == 4  # unfreeze 0: everything trains from the start
+    assert finetune.lr_scales(3, 2.0) == [1.0, 0.5, 0.25]
+    model = TextClassifier(ClassifierConfig(vocab_size=10, n_classes=2, embed=4, hidden=4, layers=3,
+                                            bidirectional=False))
+    groups = finetune.layer_groups(model)
+    assert groups[0] == list(model.head.parameters()) and groups[-1] == [model.embed.weight]
+    assert [p is model.rnn.weight_hh_l2 for p in groups[1]].count(True) == 1  # top layer first
+    finetune.set_trainable(groups, 2)
+    assert [all(p.requires_grad for p in g) for g in groups] == [True, True, False, False, False]
+    finetune.set_trainable(groups, 5)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def _trained(task: str, spec: dict[str, Any]) -> Any:
+    from rnn_tasks.spec import TrainedModel
+
+    return TrainedModel(id="b" * 12, spec={"data": "inputs/x", "task": task, **spec}, result={})
+
+
+@pytest.mark.parametrize(("fields", "source", "field", "message"), [
+    ({"hidden": 32}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "hidden", "must be 16"),
+    ({"tokenizer": "bpe"}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "tokenizer", "'word'"),
+    ({"bidirectional": True}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "bidirectional", "left to right"),
+    ({"lowercase": True}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "lowercase", "keeps case"),
+    ({}, _trained("lm", {**LM_SHAPE, "tokenizer": "char"}), "init_from", "characters"),
+    ({}, _trained("classify", LM_SHAPE), "init_from", "not a language model"),
+])
+def test_init_from_conflicts_are_refused_at_submit(fields: dict[str, Any], source: Any, field: str,
+                                                   message: str) -> None:
+    from rnn_tasks.classify.spec import check_sources
+
+    with pytest.raises(SpecError, match=message) as err:
+        check_sources({"init_from": "my-lm", **fields}, lambda name, flag: source)
+    assert err.value.field == field
+
+
+def test_init_from_adopts_the_lms_shape_and_tokenizer() -> None:
+    from rnn_tasks.classify.spec import check_sources
+
+    lm = _trained("lm", {**LM_SHAPE, "arch": "gru", "tokenizer": "bpe"})
+    looked_up: list[tuple[str, str]] = []
+
+    def find(name: str, flag: str) -> Any:
+        looked_up.append((name, flag))
+        return lm
+
+    fields = check_sources({"init_from": "my-lm", "hidden": 16, "pooling": "mean"}, find)
+    assert looked_up == [("my-lm", "init_from")]
+    spec = ClassifySpec.from_dict({"data": "inputs/x", **fields})
+    assert (spec.init_from, spec.arch, spec.embed, spec.hidden, spec.layers, spec.tokenizer) == \
+        ("b" * 12, "gru", 8, 16, 2, "bpe")
+    assert not spec.bidirectional and not spec.lowercase and spec.pooling == "mean"
+    assert check_sources({"hidden": 3}, lambda name, flag: lm) == {"hidden": 3}  # no init_from: untouched
+    with pytest.raises(SpecError) as err:  # a spec that skipped check_sources is still consistent
+        _spec(init_from="b" * 12)
+    assert err.value.field == "bidirectional"
+    with pytest.raises(SpecError) as err:
+        _spec(**{**FROM_LM, "init_from": "my-lm"})
+    assert err.value.field == "init_from"
