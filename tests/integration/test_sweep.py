@@ -210,10 +210,10 @@ def test_under_a_time_budget_the_pruner_counts_training_seconds(fast: Env, queue
     assert len(study.trials) == 3
     for trial in study.trials:
         job = store.get(sweeps.trials(store, "timed")[trial.number])
-        assert job.result is not None
+        assert job.state == "succeeded"
         reported = sorted(trial.intermediate_values)
         assert reported and reported[-1] <= 3, reported  # seconds of a 3 s budget...
-        assert job.result["steps"] > 10 * max(reported[-1], 1)  # ...not the steps a tiny model takes in them
+        assert (job.result or {})["steps"] > 10 * max(reported[-1], 1)  # ...not the steps a tiny model takes in them
 
 
 def _assert_deleted(env: Env, name: str, jobs: list[str]) -> None:

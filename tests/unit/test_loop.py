@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,21 +103,35 @@ def test_resume_after_a_run_that_stopped_on_an_epochs_last_batch(tmp_path: Path)
     assert rest["steps"] == 12 and rest["epochs"] == 1.5
 
 
-class SlowToy(Toy):
-    """Each step takes at least 10 ms of training time."""
+class Clock:
+    """loop's clock, moved by hand: each training step takes exactly one second."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class TimedToy(Toy):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
 
     def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
-        time.sleep(0.01)
+        self.clock.now += 1.0
         return super().loss(batch)
 
 
-def test_eval_seconds_validates_by_training_time_as_well_as_by_steps(tmp_path: Path) -> None:
+def test_eval_seconds_validates_by_training_time_as_well_as_by_steps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(loop, "time", clock)
     reports: list[StepMetrics] = []
-    loop.fit(spec(max_steps=20, eval_every=10**6, eval_seconds=0.05), SlowToy(), Callbacks(on_step=reports.append),
-             checkpoint_dir=tmp_path)
-    evaluated = [r for r in reports if r.val_loss is not None and r.step < 20]  # before the final evaluation
-    assert len(evaluated) >= 3, [r.step for r in evaluated]
-    assert all(b.elapsed - a.elapsed >= 0.05 for a, b in itertools.pairwise(evaluated))
+    loop.fit(spec(max_steps=20, eval_every=10**6, eval_seconds=5.0), TimedToy(clock),
+             Callbacks(on_step=reports.append), checkpoint_dir=tmp_path)
+    assert [r.step for r in reports if r.val_loss is not None] == [5, 10, 15, 20]  # 20: the final evaluation
     reports.clear()
-    loop.fit(spec(max_steps=20, eval_every=10**6), SlowToy(), Callbacks(on_step=reports.append), checkpoint_dir=tmp_path / "b")
+    loop.fit(spec(max_steps=20, eval_every=10**6), TimedToy(clock), Callbacks(on_step=reports.append),
+             checkpoint_dir=tmp_path / "b")
     assert [r.step for r in reports if r.val_loss is not None] == [20]  # off by default: only the final one
