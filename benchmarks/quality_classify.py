@@ -18,6 +18,13 @@ anchor given with the issue for the in-domain split was 0.818 (exact shuffle unk
 
 --budget caps training seconds (time_budget); --set overrides spec fields, e.g.
 --set arch='"lstm"' --set hidden=128. Prints one JSON object.
+
+Started from a language model (--pretrain FILE..., ULMFiT as `rnnq train --task classify
+--init-from LM_JOB` does it): a word-level LM (rnn_tasks.lm, the same loop) is first trained
+for --lm-budget seconds on the given unlabeled text followed by the sentences of the training
+rows, labels dropped, --domain-repeat times (the test rows are never seen), and the classifier
+starts from its embedding and recurrent layers, unidirectional, with the LM's shape. WikiText's
+markup (" @-@ ", "<unk>", "= = headings = =") is undone first. --lm-set overrides LM fields.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from typing import Any
 
 from rnn_tasks.classify import task
 from rnn_tasks.classify.spec import ClassifySpec, check_inputs
-from rnn_tasks.loop import BEST
+from rnn_tasks.lm import task as lm_task
+from rnn_tasks.lm.spec import LMSpec
+from rnn_tasks.loop import BEST, Callbacks
 
 FILES = ("amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt")
 ANCHOR = {"method": "TF-IDF + logistic regression", "accuracy": 0.818}
@@ -54,6 +63,29 @@ def tsv(rows: list[tuple[str, str]]) -> bytes:
     return "\r\n".join(f"{text}\t{label}" for text, label in rows).encode()
 
 
+LM_DEFAULTS = {"tokenizer": "word", "arch": "lstm", "layers": 1, "embed": 128, "hidden": 256, "min_freq": 2,
+               "lr": 3e-3, "dropout": 0.2, "seq_len": 64, "val_fraction": 0.05, "eval_every": 500}
+WIKI_MARKUP = [(re.compile(r" @(.)@ "), r"\1"), (re.compile(r"<unk>"), ""), (re.compile(r"^ *=.*= *$", re.MULTILINE), "")]
+
+
+def pretrain_text(files: list[Path], train_rows: list[tuple[str, str]], repeat: int) -> str:
+    general = "\n".join(path.read_text(encoding="utf-8") for path in files)
+    for pattern, replacement in WIKI_MARKUP:
+        general = pattern.sub(replacement, general)
+    domain = "\n".join(text for text, _ in train_rows)
+    return "\n".join([general, *[domain] * repeat]) + "\n"
+
+
+def pretrain(text: str, budget: float, seed: int, overrides: dict[str, Any], out: Path) -> dict[str, Any]:
+    spec = LMSpec.from_dict({"data": "bench/unlabeled", "time_budget": budget, "seed": seed,
+                             **LM_DEFAULTS, **overrides})
+    summary = lm_task.train(spec, {"data": text.encode()}, Callbacks(), out, None)
+    return {"spec": {k: v for k, v in spec.to_dict().items() if k != "data"}, "chars": len(text),
+            "val_loss": round(summary["best_val_loss"], 4), "perplexity": round(summary["perplexity"], 1),
+            "vocab_size": summary["vocab_size"], "steps": summary["steps"], "epochs": round(summary["epochs"], 2),
+            "train_s": summary["elapsed_s"]}
+
+
 def parse_sets(items: list[str]) -> dict[str, Any]:
     out = {}
     for item in items:
@@ -71,6 +103,11 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="spec override key=<json value>")
     parser.add_argument("--test-domain", choices=[f.removesuffix("_labelled.txt") for f in FILES],
                         help="cross-domain: train on the other two files, test on this one")
+    parser.add_argument("--pretrain", type=Path, nargs="+", help="unlabeled text for a word LM to start from")
+    parser.add_argument("--lm-budget", type=float, default=300.0, help="LM training seconds")
+    parser.add_argument("--domain-repeat", type=int, default=2, help="times the training sentences join the LM text")
+    parser.add_argument("--lm-set", action="append", default=[], help="LM spec override key=<json value>")
+    parser.add_argument("--lm-dir", type=Path, help="keep the LM here, and reuse the one already there")
     args = parser.parse_args()
 
     if args.test_domain is None:
@@ -84,12 +121,26 @@ def main() -> None:
         random.Random(0).shuffle(train_rows)
         test_rows = load_rows(args.data_dir, (test_file,))
     overrides = parse_sets(args.set)
-    spec = ClassifySpec.from_dict({"data": "bench/sentiment", "text_column": "0", "label_column": "1",
-                                   "time_budget": args.budget, "seed": args.seed, "device": args.device, **overrides})
     files = {"data": tsv(train_rows)}
-    check_inputs(spec, files)
     start = time.perf_counter()
+    lm = None
     with tempfile.TemporaryDirectory() as tmp:
+        if args.pretrain:
+            lm_overrides = parse_sets(args.lm_set)
+            lm_dir = args.lm_dir or Path(tmp) / "lm"
+            if (lm_dir / "lm.json").exists():  # a language model this script trained before, on the same rows
+                lm = json.loads((lm_dir / "lm.json").read_text())
+            else:
+                lm = pretrain(pretrain_text(args.pretrain, train_rows, args.domain_repeat), args.lm_budget,
+                              args.seed, lm_overrides, lm_dir)
+                (lm_dir / "lm.json").write_text(json.dumps(lm))
+            files["init_from"] = (lm_dir / BEST).read_bytes()
+            shape = {k: lm["spec"][k] for k in ("tokenizer", "arch", "embed", "hidden", "layers")}
+            overrides = {**shape, "bidirectional": False, "lowercase": False, "init_from": "0" * 12, **overrides}
+        spec = ClassifySpec.from_dict({"data": "bench/sentiment", "text_column": "0", "label_column": "1",
+                                       "time_budget": args.budget, "seed": args.seed, "device": args.device,
+                                       **overrides})
+        check_inputs(spec, files)
         summary = task.train(spec, files, None, Path(tmp), None)
         held_out = task.evaluate(Path(tmp) / BEST, {"data": tsv(test_rows)}, args.device)
     print(json.dumps({
@@ -111,6 +162,7 @@ def main() -> None:
         "device": summary["device"],
         "parameters": summary["parameters"],
         "overrides": overrides,
+        "language_model": lm,
         "baseline_accuracy": round(held_out["baseline_accuracy"], 4),
         "baseline_macro_f1": round(held_out["baseline_macro_f1"], 4),
         "val_baseline_accuracy": round(summary["baseline_accuracy"], 4),

@@ -5,6 +5,12 @@
 
 Trains in-process with rnn_tasks.lm.task.train (the same loop a worker runs) on the corpus with
 its last 10% held out, and prints one JSON object. --set overrides a LMSpec field.
+
+Two scores of the best checkpoint on the whole held-out part: `best_val_loss`, the job's own
+(each character predicted from everything before it, the state carried across windows), and
+`block64_val_loss`, the held-out text cut into independent 65-character blocks, each scored
+from a zero state (64 predictions a block), as nanoGPT's evaluation scores blocks of
+block_size with no context from before them.
 """
 
 from __future__ import annotations
@@ -12,14 +18,32 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from rnn_tasks.lm.spec import LMSpec
-from rnn_tasks.lm.task import train
-from rnn_tasks.loop import Callbacks, StepMetrics
+from rnn_tasks.lm.task import load_model, prepare_corpus, train
+from rnn_tasks.loop import BEST, Callbacks, StepMetrics
+
+BLOCK = 64
+
+
+@torch.no_grad()
+def block_loss(checkpoint: Path, spec: LMSpec, text: str) -> float:
+    """Mean nats per character over independent (BLOCK + 1)-character blocks of the held-out part."""
+    model, tokenizer, _ = load_model(checkpoint)
+    _, _, val_ids, _ = prepare_corpus(spec, text, tokenizer)
+    blocks = val_ids[: len(val_ids) // (BLOCK + 1) * (BLOCK + 1)].long().view(-1, BLOCK + 1)
+    total, count = 0.0, 0
+    for chunk in blocks.split(256):
+        logits, _ = model(chunk[:, :-1])
+        total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
+                                                        chunk[:, 1:].reshape(-1), reduction="sum"))
+        count += chunk[:, 1:].numel()
+    return total / count
 
 
 def _value(text: str) -> object:
@@ -45,7 +69,9 @@ def main() -> None:
         if m.val_loss is not None:
             curve.append((m.step, m.val_loss))
 
-    result = train(spec, {"data": text.encode("utf-8")}, Callbacks(on_step=on_step))
+    with tempfile.TemporaryDirectory() as out:
+        result = train(spec, {"data": text.encode("utf-8")}, Callbacks(on_step=on_step), Path(out))
+        blocks = block_loss(Path(out) / BEST, spec, text)
     print(
         json.dumps(
             {
@@ -53,6 +79,7 @@ def main() -> None:
                 "budget_s": args.budget,
                 "val_loss": round(result["val_loss"], 4),
                 "best_val_loss": round(result["best_val_loss"], 4),
+                "block64_val_loss": round(blocks, 4),
                 "train_loss": round(result["train_loss"], 4),
                 "steps": result["steps"],
                 "epochs": round(result["epochs"], 3),
