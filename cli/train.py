@@ -140,7 +140,8 @@ def _opt(*decls: str, kinds: tuple[str, ...] | None = None, field: str | None = 
 @_opt("--class-weights", type=click.Choice(["balanced", "none"]), help="Weigh rare classes up.")
 @_opt("--max-len", type=int, help="Tokens kept per text.")
 @_opt("--init-from", metavar="LM_JOB", help="Start from a finished word or BPE language model (job id or name): "
-      "its tokenizer, shape, embedding and recurrent layers; fine-tuned as ULMFiT does.")
+      "its tokenizer, shape, embedding and recurrent layers (a translator's source side and encoder); "
+      "fine-tuned as ULMFiT does.")
 @_opt("--time-column", help="The time column. [default: the first]")
 @_opt("--target-column", field="target", metavar="COLUMN", help="The column to predict.")
 @_opt("--horizon", type=int, help="Steps predicted at once.")

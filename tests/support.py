@@ -14,9 +14,10 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # unit tests import this module without the worker layer
+    from rnn_tasks.spec import TrainedModel
     from workers.jobstore import JobStore
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "its", "red", "ball"]
@@ -138,3 +139,16 @@ def job_final(store: JobStore, job_id: str) -> bool:
 
 def wait_state(store: JobStore, job_id: str, states: tuple[str, ...] = FINAL, timeout: float = 300) -> None:
     wait_for(lambda: store.get(job_id).state in states, timeout, f"job {job_id} to reach {states}")
+
+
+def init_from_refusal(check_sources: Callable[..., Any], fields: dict[str, Any], lm: TrainedModel,
+                      message: str) -> str:
+    """The field a task's submit-time check_sources names in refusing init_from (the job
+    `lm`) with the user's `fields`; the refusal must match `message`."""
+    import pytest
+
+    from rnn_tasks.spec import SpecError
+
+    with pytest.raises(SpecError, match=message) as err:
+        check_sources({"init_from": "my-lm", **fields}, lambda name, flag: lm)
+    return err.value.field

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from rnn_tasks.classify import table
-from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, check_tokenizer_fields, train_spec_class
+from rnn_tasks.lm.spec import adopt, check_finetune_fields, source_lm
+from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, check_tokenizer_fields
 
 POOLINGS = ("mean", "max", "last")
 CLASS_WEIGHTS = ("balanced", "none")
@@ -87,8 +88,7 @@ class ClassifySpec(TrainSpec):
             raise SpecError("pooling", f"must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.class_weights not in CLASS_WEIGHTS:
             raise SpecError("class_weights", f"must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
-        _between("lr_decay", self.lr_decay, 1.0, 100.0)
-        _between("unfreeze", self.unfreeze, 0.0, 1.0)
+        check_finetune_fields(self)
         if self.init_from is not None:  # what check_sources adopts, for specs that did not pass through it
             for name, wanted in _FROM_LM.items():
                 if getattr(self, name) != wanted:
@@ -108,30 +108,13 @@ _SHAPE = ("tokenizer", "arch", "embed", "hidden", "layers")  # taken from the LM
 
 def check_sources(fields: dict[str, Any], find: Callable[[str, str], TrainedModel]) -> dict[str, Any]:
     """Submit-time check of init_from (a job id or name): a finished word or BPE language
-    model. Its tokenizer and shape become the classifier's; a field the user set to
-    something else is refused, naming it. Returns the fields with the LM's job id.
-
-    Character LMs are refused: a char classifier's ids are shifted past <pad> and <unk>
-    (classify.data.TextEncoder), and character models transfer little to sentences anyway.
-    """
+    model (rnn_tasks.lm.spec.source_lm). Its tokenizer and shape become the classifier's;
+    a field the user set to something else is refused, naming it. Returns the fields with
+    the LM's job id."""
     if fields.get("init_from") is None:
         return fields
-    lm = find(str(fields["init_from"]), "init_from")
-    task = str(lm.spec.get("task", "lm"))
-    if not train_spec_class(task).GENERATES:
-        raise SpecError("init_from", f"job {lm.id} trained a {task} model, not a language model")
-    from rnn_tasks.lm.spec import LMSpec  # stdlib
-
-    spec = LMSpec.from_dict({**lm.spec, "task": "lm"})
-    if spec.tokenizer == "char":
-        raise SpecError("init_from", f"language model {lm.id} reads characters; a classifier starts only from a "
-                                     "word or BPE language model")
-    adopted = {**{name: getattr(spec, name) for name in _SHAPE}, **_FROM_LM}
-    for name, value in adopted.items():
-        if name in fields and fields[name] != value:
-            why = _WHY.get(name, f"language model {lm.id} has {name} {value!r}")
-            raise SpecError(name, f"is {fields[name]!r}, but with init_from it must be {value!r}: {why}")
-    return {**fields, **adopted, "init_from": lm.id}
+    lm_id, spec = source_lm(str(fields["init_from"]), find, "a classifier")
+    return adopt(fields, lm_id, {**{name: getattr(spec, name) for name in _SHAPE}, **_FROM_LM}, _WHY)
 
 
 def read_labelled(spec: ClassifySpec, raw: bytes, field: str = "DATA") -> tuple[table.Labelled, table.Table]:

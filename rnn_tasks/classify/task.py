@@ -2,7 +2,7 @@
 
 train   labelled CSV/TSV -> seeded stratified split -> tokenizer fitted on the training
         split (or, with init_from, a language model's tokenizer, embedding and recurrent
-        layers: rnn_tasks.classify.finetune) -> TextClassifier trained by
+        layers: rnn_tasks.finetune, rnn_tasks.classify.finetune) -> TextClassifier trained by
         rnn_tasks.loop.fit -> held-out figures of the
         best checkpoint (accuracy, macro F1, confusion matrix), beside those of TF-IDF +
         logistic regression fitted on the same training split (rnn_tasks.classify.baseline)
@@ -28,6 +28,7 @@ from rnn_tasks.classify import baseline, finetune, metrics, table
 from rnn_tasks.classify.data import PAD_ID, UNK_ID, Batch, Encoded, TextEncoder, class_weights, encode
 from rnn_tasks.classify.model import ClassifierConfig, TextClassifier
 from rnn_tasks.classify.spec import ClassifySpec, labelled_splits, read_labelled
+from rnn_tasks.finetune import FineTunable, PretrainedLM, Schedule, pretrained
 from rnn_tasks.loop import Callbacks
 from rnn_tasks.spec import SpecError, TrainSpec
 
@@ -36,7 +37,7 @@ EVAL_BATCH = 256  # rows per batch when nothing is trained: bigger is faster, pa
 PREDICT_OPTIONS = (*ClassifySpec.PREDICT_OPTIONS, "delimiter", "header", "text_column")
 
 
-class ClassifyProblem(loop.Problem):
+class ClassifyProblem(FineTunable):
     model: TextClassifier
 
     def __init__(self, spec: ClassifySpec, model: TextClassifier, train: Encoded, val: Encoded,
@@ -44,17 +45,8 @@ class ClassifyProblem(loop.Problem):
         self.spec, self.model, self.train, self.val, self.weights, self.meta = spec, model, train, val, weights, meta
         self.best_val = math.inf
         self.best_confusion: list[list[int]] = []  # at the lowest val_loss seen by this process
-        # Started from a language model: ULMFiT's layer groups (rnn_tasks.classify.finetune); else none.
-        self.groups = finetune.layer_groups(model) if spec.init_from is not None else None
-
-    def lr_groups(self) -> list[tuple[list[torch.nn.Parameter], float]] | None:
-        if self.groups is None:
-            return None
-        return list(zip(self.groups, finetune.lr_scales(len(self.groups), self.spec.lr_decay), strict=True))
-
-    def before_step(self, progress: float) -> None:
-        if self.groups is not None:
-            finetune.set_trainable(self.groups, finetune.thawed(len(self.groups), progress, self.spec.unfreeze))
+        if spec.init_from is not None:  # ULMFiT's layer groups (rnn_tasks.finetune)
+            self.schedule = Schedule(finetune.layer_groups(model), spec.lr_decay, spec.unfreeze)
 
     def batches_per_epoch(self) -> int:
         return math.ceil(len(self.train) / self.spec.batch_size)
@@ -109,7 +101,7 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None 
     y = [class_id[x] for x in rows.labels]
     train_texts = [rows.texts[i] for i in train_idx]
     resumed = checkpoint.read(resume).meta if resume is not None else None
-    lm = _pretrained(spec, files) if resumed is None else None
+    lm = pretrained(spec.init_from, files) if resumed is None else None
     encoder = _encoder(spec, train_texts, resumed, lm)
     train_y = [y[i] for i in train_idx]
     train_rows = encode(encoder, train_texts, train_y, dev)
@@ -153,7 +145,7 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None 
 
 
 def _encoder(spec: ClassifySpec, texts: list[str], resumed: dict[str, Any] | None,
-             lm: finetune.PretrainedLM | None) -> TextEncoder:
+             lm: PretrainedLM | None) -> TextEncoder:
     """The run's tokenizer: a resumed run's own (whatever a refit would give), the language
     model's it starts from, or one fitted on the training texts."""
     if resumed is not None:
@@ -162,15 +154,6 @@ def _encoder(spec: ClassifySpec, texts: list[str], resumed: dict[str, Any] | Non
         return finetune.encoder(lm, spec)
     return TextEncoder.fit(spec.tokenizer, texts, lowercase=spec.lowercase, max_len=spec.max_len,
                            min_freq=spec.min_freq, max_vocab=spec.max_vocab, vocab_size=spec.vocab_size)
-
-
-def _pretrained(spec: ClassifySpec, files: dict[str, bytes]) -> finetune.PretrainedLM | None:
-    """The language model a fresh run starts from (the worker passes its best checkpoint)."""
-    if spec.init_from is None:
-        return None
-    if "init_from" not in files:
-        raise SpecError("init_from", f"the checkpoint of language model {spec.init_from} was not given")
-    return finetune.read_lm(files["init_from"])
 
 
 def _baseline_figures(fitted: baseline.Baseline | None, texts: list[str], y: list[int],

@@ -1,13 +1,16 @@
-"""The language model's training spec (characters, words or BPE tokens); stdlib only."""
+"""The language model's training spec (characters, words or BPE tokens), and the
+submit-time check of a job that starts from one (init_from; rnn_tasks.finetune at run
+time); stdlib only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from rnn_tasks.spec import SpecError, TrainSpec, _between, check_tokenizer_fields
+from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, check_tokenizer_fields, train_spec_class
 
-__all__ = ["LMSpec"]
+__all__ = ["LMSpec", "adopt", "check_finetune_fields", "source_lm"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,39 @@ def check_inputs(spec: LMSpec, files: dict[str, bytes]) -> None:
     except UnicodeDecodeError as exc:
         raise SpecError("data", f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     windows.check("the corpus", text, spec)
+
+
+def source_lm(source: str, find: Callable[[str, str], TrainedModel], model: str) -> tuple[str, LMSpec]:
+    """The job id and spec of the word or BPE language model that init_from names (a job
+    id or name, looked up by `find`); `model` names what starts from it ("a classifier").
+
+    Character LMs are refused: their ids have no <pad>, <unk>, <bos> or <eos>, which a
+    classifier's and a translator's batches need, and they transfer little to sentences.
+    """
+    lm = find(source, "init_from")
+    task = str(lm.spec.get("task", "lm"))
+    if not train_spec_class(task).GENERATES:
+        raise SpecError("init_from", f"job {lm.id} trained a {task} model, not a language model")
+    spec = LMSpec.from_dict({**lm.spec, "task": "lm"})
+    if spec.tokenizer == "char":
+        raise SpecError("init_from", f"language model {lm.id} reads characters; {model} starts only from a "
+                                     "word or BPE language model")
+    return lm.id, spec
+
+
+def adopt(fields: dict[str, Any], lm_id: str, adopted: Mapping[str, Any],
+          why: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """fields with `adopted` (what the language model lm_id decides) and init_from set to
+    lm_id; a field the user set to something else is refused naming it, with why[field]
+    (by default: the LM has that value)."""
+    for name, value in adopted.items():
+        if name in fields and fields[name] != value:
+            reason = (why or {}).get(name, f"language model {lm_id} has {name} {value!r}")
+            raise SpecError(name, f"is {fields[name]!r}, but with init_from it must be {value!r}: {reason}")
+    return {**fields, **adopted, "init_from": lm_id}
+
+
+def check_finetune_fields(spec: Any) -> None:
+    """The fine-tuning fields of a spec that can start from a language model (lr_decay, unfreeze)."""
+    _between("lr_decay", spec.lr_decay, 1.0, 100.0)
+    _between("unfreeze", spec.unfreeze, 0.0, 1.0)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from rnn_tasks.spec import SpecError, TrainSpec, _between, check_artifact_key, check_tokenizer_fields
+from rnn_tasks.lm.spec import adopt, check_finetune_fields, source_lm
+from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, check_artifact_key, check_tokenizer_fields
 
 TOKENIZERS = ("bpe", "word")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -35,6 +37,7 @@ class TranslateSpec(TrainSpec):
     TASK: ClassVar[str] = "translate"
     PREDICT_OPTIONS: ClassVar[tuple[str, ...]] = ("beam", "max_len")
     EVAL_OPTIONS: ClassVar[tuple[str, ...]] = ("beam",)
+    SOURCE_FIELDS: ClassVar[tuple[str, ...]] = ("init_from",)
 
     task: str = "translate"
     hidden: int = 256  # decoder state size; each encoder direction has hidden // 2 when bidirectional
@@ -56,6 +59,10 @@ class TranslateSpec(TrainSpec):
     beam: int = 4  # beam width of the final evaluation (1 = greedy)
     teacher_forcing: float = 1.0  # probability of feeding the reference token (1 keeps training parallel in time)
     label_smoothing: float = 0.1  # of the training loss; val_loss is plain cross-entropy
+    # The encoder from a language model (ULMFiT, Howard and Ruder 2018; see check_sources).
+    init_from: str | None = None  # job id of a finished word/BPE LM: the source tokenizer, encoder embedding and rnn
+    lr_decay: float = 2.6  # init_from: each encoder group below the new layers trains at the lr of the one above / this
+    unfreeze: float = 0.5  # init_from: share of training over which encoder groups thaw, top first (0: all at once)
 
     def input_keys(self) -> dict[str, str]:
         if self.target_data is None:
@@ -73,6 +80,33 @@ class TranslateSpec(TrainSpec):
         _between("label_smoothing", self.label_smoothing, 0.0, 0.5)
         if self.bidirectional and self.hidden % 2:
             raise SpecError("hidden", f"must be even with a bidirectional encoder, got {self.hidden}")
+        check_finetune_fields(self)
+
+
+def check_sources(fields: dict[str, Any], find: Callable[[str, str], TrainedModel]) -> dict[str, Any]:
+    """Submit-time check of init_from (a job id or name): a finished word or BPE language
+    model (rnn_tasks.lm.spec.source_lm) whose tokenizer reads the source side and whose
+    embedding and recurrent layers start the encoder's forward direction. Its arch, embed
+    and layers become the translator's, and hidden as the encoder needs it: the LM's,
+    twice that with a bidirectional encoder (each direction has hidden // 2 units). An LM
+    of several layers starts only a unidirectional encoder: above the first layer, a
+    bidirectional one's layers read both directions' states. A field the user set to
+    something else is refused, naming it."""
+    if fields.get("init_from") is None:
+        return fields
+    lm_id, lm = source_lm(str(fields["init_from"]), find, "a translator's encoder")
+    shape: dict[str, Any] = {"arch": lm.arch, "embed": lm.embed, "layers": lm.layers}
+    why = {"bidirectional": f"language model {lm_id} has {lm.layers} layers, and above the first a bidirectional "
+                            "encoder's layers read both directions' states, the language model's only its own"}
+    if lm.layers > 1:
+        shape["bidirectional"] = False
+    if shape.get("bidirectional", fields.get("bidirectional", TranslateSpec.bidirectional)):
+        shape["hidden"] = 2 * lm.hidden
+        why["hidden"] = (f"each direction of the bidirectional encoder has hidden // 2 units, and language model "
+                         f"{lm_id} has hidden {lm.hidden} (with bidirectional false: hidden {lm.hidden})")
+    else:
+        shape["hidden"] = lm.hidden
+    return adopt(fields, lm_id, shape, why)
 
 
 def read_lines(raw: bytes, field: str) -> list[str]:

@@ -2,10 +2,11 @@
 
 The training split is the first pairs, validation the last `val_fraction` of them. The
 tokenizers (one per language) are fitted on the training split only and travel in the
-checkpoint's meta as JSON. During training each evaluation reports teacher-forced
-val_loss plus greedy BLEU/chrF on the first 200 validation pairs (a fixed subset, so the
-curve is comparable); the final summary decodes the whole validation split with the
-spec's beam from the best checkpoint.
+checkpoint's meta as JSON; with init_from the source side's is a language model's, whose
+embedding and recurrent layers start the encoder (rnn_tasks.translate.finetune). During
+training each evaluation reports teacher-forced val_loss plus greedy BLEU/chrF on the
+first 200 validation pairs (a fixed subset, so the curve is comparable); the final
+summary decodes the whole validation split with the spec's beam from the best checkpoint.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import torch
 
 from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
+from rnn_tasks.finetune import FineTunable, PretrainedLM, Schedule, pretrained
 from rnn_tasks.loop import Callbacks
 from rnn_tasks.spec import SpecError, TrainSpec
 from rnn_tasks.tokenizer import Tokenizer, fit_tokenizer, tokenizer_from_json
-from rnn_tasks.translate import data
+from rnn_tasks.translate import data, finetune
 from rnn_tasks.translate.decode import translate
 from rnn_tasks.translate.metrics import bleu_chrf, cross_entropy
 from rnn_tasks.translate.model import Seq2Seq, Seq2SeqConfig, token_loss
@@ -31,14 +33,16 @@ BLEU_SUBSET = 200  # validation pairs decoded at every evaluation during trainin
 OPTIONS = TranslateSpec.PREDICT_OPTIONS
 
 
-class TranslateProblem(loop.Problem):
+class TranslateProblem(FineTunable):
     def __init__(self, spec: TranslateSpec, sources: list[str], targets: list[str], dev: torch.device,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None, lm: PretrainedLM | None = None) -> None:
+        """meta: a resumed run's checkpoint meta; lm: the language model a fresh run's encoder starts from."""
         self.spec, self.dev = spec, dev
         n_train, _ = split_sizes(len(sources), spec.val_fraction)
         if meta is None:  # a resumed run reuses its tokenizers: refitting could change the ids
-            self.src_tok = _fit(spec, sources[:n_train])
             self.tgt_tok = _fit(spec, targets[:n_train])
+            self.src_tok = (finetune.source_tokenizer(lm, self.tgt_tok) if lm is not None
+                            else _fit(spec, sources[:n_train]))
         else:
             self.src_tok = tokenizer_from_json(meta["source_tokenizer"])
             self.tgt_tok = tokenizer_from_json(meta["target_tokenizer"])
@@ -55,7 +59,13 @@ class TranslateProblem(loop.Problem):
             hidden=spec.hidden, layers=spec.layers, dropout=spec.dropout, bidirectional=spec.bidirectional,
             attention=spec.attention, pad_id=self.pad,
         )
-        self.model: Seq2Seq = Seq2Seq(config).to(dev)
+        model = Seq2Seq(config)
+        init = meta.get("init_from") if meta is not None else None  # what the first attempt took
+        if lm is not None:
+            init = {"job": spec.init_from, "copied": finetune.copy_encoder(model, lm)}
+        self.model: Seq2Seq = model.to(dev)
+        if spec.init_from is not None:  # ULMFiT's layer groups (rnn_tasks.translate.finetune)
+            self.schedule = Schedule(finetune.layer_groups(self.model), spec.lr_decay, spec.unfreeze)
         self.meta = {
             "model": config.to_dict(),
             "source_tokenizer": self.src_tok.to_json(),
@@ -63,6 +73,7 @@ class TranslateProblem(loop.Problem):
             "train_pairs": len(self.train_pairs),
             "dropped_long": dropped,
             "val_pairs": len(self.val_pairs),
+            "init_from": init,  # the language model the encoder started from, and what it took
         }
 
     def batches_per_epoch(self) -> int:
@@ -106,7 +117,8 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None,
     devices.configure(dev)
     torch.manual_seed(spec.seed)
     meta = checkpoint.read(resume).meta if resume is not None else None
-    problem = TranslateProblem(spec, sources, targets, dev, meta)
+    lm = pretrained(spec.init_from, files) if meta is None else None  # a resumed run has its own weights
+    problem = TranslateProblem(spec, sources, targets, dev, meta, lm)
     summary = loop.fit(spec, problem, callbacks, checkpoint_dir, resume)
     best = checkpoint_dir / loop.BEST if checkpoint_dir is not None else None
     if best is not None and best.exists():
@@ -115,7 +127,8 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None,
     with torch.no_grad():
         final = problem.quality(problem.val_sources, problem.val_targets, beam=spec.beam)
     return {**summary, **final, "beam": spec.beam, "val_pairs": len(problem.val_pairs),
-            "train_pairs": len(problem.train_pairs), "dropped_long": problem.meta["dropped_long"]}
+            "train_pairs": len(problem.train_pairs), "dropped_long": problem.meta["dropped_long"],
+            "init_from": problem.meta["init_from"]}
 
 
 class _Loaded:

@@ -3,6 +3,7 @@ at submit time with nothing queued. Data is generated here, small and learnable.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import re
@@ -142,6 +143,38 @@ def test_translate_train_predict_eval(env: Env, worker: Worker) -> None:
 
     figures = run(env, "eval", "toy-mt", "--data", str(source), "--target-file", str(target))
     assert figures["bleu"] > BLEU_FLOOR and figures["chrf"] > CHRF_FLOOR
+
+
+def test_translate_encoder_starts_from_a_language_model(env: Env, worker: Worker) -> None:
+    source, target = parallel(env.tmp)
+    corpus = env.tmp / "source.txt"  # the source language alone
+    corpus.write_bytes(gzip.decompress(source.read_bytes()))
+    tiny = ["--hidden", "16", "--embed", "16", "--seq-len", "16", "--batch-size", "8"]
+    lm = run(env, "train", str(corpus), "--tokenizer", "word", "--arch", "gru", *tiny, "--max-steps", "20",
+             "--eval-every", "20", "--name", "src-lm")
+    assert lm["state"] == "succeeded" and lm["tokenizer"] == "word"
+
+    pair = ["--task", "translate", "--source", str(source), "--target-file", str(target), "--tokenizer", "word"]
+    trained = run(env, "train", *pair, "--init-from", "src-lm", "--batch-size", "16", "--max-steps", "20",
+                  "--eval-every", "20", "--name", "mt-from-lm")
+    copied = trained["init_from"]["copied"]
+    assert trained["state"] == "succeeded" and trained["init_from"]["job"] == lm["job_id"]
+    assert "encoder.embed.weight" in copied and "encoder.rnn.weight_hh_l0" in copied
+    assert not any(name.endswith("_reverse") or name.startswith("decoder.") for name in copied)
+    spec = json.loads(env.cli("status", "mt-from-lm", "--json").stdout)["spec"]
+    assert (spec["init_from"], spec["arch"], spec["embed"], spec["layers"], spec["hidden"], spec["bidirectional"]) == \
+        (lm["job_id"], "gru", 16, 1, 32, True)  # adopted from the LM: each encoder direction has its 16
+    new = env.tmp / "new.en"
+    new.write_text("the red cat\nthe big dog sees\n")
+    assert len(run(env, "predict", "mt-from-lm", "--input", str(new))["translations"]) == 2
+
+    chars = run(env, "train", str(corpus), *tiny, "--max-steps", "5", "--eval-every", "5", "--name", "src-chars")
+    assert chars["tokenizer"] == "char"
+    for lm_source, says in (("src-chars", "characters"), ("mt-from-lm", "not a language model"), ("nobody", "no job")):
+        output = refused(env, "train", *pair, "--init-from", lm_source)
+        assert "--init-from" in output and says in output, output
+    output = refused(env, "train", *pair, "--init-from", "src-lm", "--hidden", "16")
+    assert "--hidden" in output and "32" in output, output
 
 
 def test_translate_misaligned_files_are_refused_at_submit(env: Env) -> None:

@@ -21,6 +21,7 @@ from rnn_tasks.classify.spec import ClassifySpec, check_inputs, labelled_splits
 from rnn_tasks.classify.task import evaluate, predict, train
 from rnn_tasks.loop import BEST, LAST, Callbacks, StepMetrics
 from rnn_tasks.spec import SpecError, train_spec_from_dict
+from tests.support import init_from_refusal
 
 SMALL = {"data": "inputs/reviews", "hidden": 16, "embed": 16, "batch_size": 16, "lr": 0.01, "dropout": 0.1,
          "eval_every": 25, "warmup_steps": 5, "device": "cpu"}
@@ -317,8 +318,9 @@ def test_init_from_copies_the_lms_tokenizer_embedding_and_recurrent_layers(tmp_p
 
 def test_init_from_weights_equal_the_lms_before_training(word_lm: Path) -> None:
     from rnn_tasks.classify import finetune
+    from rnn_tasks.finetune import read_lm
 
-    lm = finetune.read_lm(word_lm.read_bytes())
+    lm = read_lm(word_lm.read_bytes())
     spec = _spec(**FROM_LM)
     encoder = finetune.encoder(lm, spec)
     model = TextClassifier(ClassifierConfig(vocab_size=len(encoder), n_classes=3, arch="lstm", embed=8, hidden=16,
@@ -361,7 +363,8 @@ def test_without_init_from_one_group_trains_at_the_full_rate(tmp_path: Path) -> 
 
 
 def test_unfreezing_schedule_thaws_one_group_per_stage() -> None:
-    from rnn_tasks.classify import finetune
+    from rnn_tasks import finetune
+    from rnn_tasks.classify.finetune import layer_groups
 
     # 4 groups over the first half of training: a stage every 0.5 / 3 of progress.
     assert [finetune.thawed(4, p, 0.5) for p in (0.0, 0.16, 0.17, 0.34, 0.49, 0.5, 1.0)] == [1, 1, 2, 3, 3, 4, 4]
@@ -369,7 +372,7 @@ def test_unfreezing_schedule_thaws_one_group_per_stage() -> None:
     assert finetune.lr_scales(3, 2.0) == [1.0, 0.5, 0.25]
     model = TextClassifier(ClassifierConfig(vocab_size=10, n_classes=2, embed=4, hidden=4, layers=3,
                                             bidirectional=False))
-    groups = finetune.layer_groups(model)
+    groups = layer_groups(model)
     assert groups[0] == list(model.head.parameters()) and groups[-1] == [model.embed.weight]
     assert [p is model.rnn.weight_hh_l2 for p in groups[1]].count(True) == 1  # top layer first
     finetune.set_trainable(groups, 2)
@@ -396,9 +399,7 @@ def test_init_from_conflicts_are_refused_at_submit(fields: dict[str, Any], sourc
                                                    message: str) -> None:
     from rnn_tasks.classify.spec import check_sources
 
-    with pytest.raises(SpecError, match=message) as err:
-        check_sources({"init_from": "my-lm", **fields}, lambda name, flag: source)
-    assert err.value.field == field
+    assert init_from_refusal(check_sources, fields, source, message) == field
 
 
 def test_init_from_adopts_the_lms_shape_and_tokenizer() -> None:

@@ -44,8 +44,8 @@ def test_the_job_files_task_picks_the_options(tmp_path: Path) -> None:
     (["--task", "lm", "--horizon", "3"], "--horizon does not apply to --task lm (it is for forecast)"),
     (["--task", "forecast", "--target-file", "x"], "--target-file does not apply to --task forecast"),
     (["--task", "classify", "--no-such-flag"], "No such option"),
-    (["--task", "lm", "--init-from", "my-lm"], "--init-from does not apply to --task lm (it is for classify)"),
-    (["--task", "translate", "--init-from", "my-lm"], "--init-from does not apply to --task translate"),
+    (["--task", "lm", "--init-from", "my-lm"], "--init-from does not apply to --task lm (it is for classify, translate)"),
+    (["--task", "forecast", "--init-from", "my-lm"], "--init-from does not apply to --task forecast"),
 ])
 def test_an_option_of_another_kind_is_refused_in_one_line(tmp_path: Path, args: list[str], says: str) -> None:
     result = CliRunner().invoke(rnnq, ["train", str(tmp_path / "data.csv"), *args],

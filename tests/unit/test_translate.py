@@ -27,6 +27,7 @@ from rnn_tasks.translate.data import encode_sources, pad
 from rnn_tasks.translate.decode import beam_search, greedy, limits_for, translate
 from rnn_tasks.translate.model import Seq2Seq, Seq2SeqConfig
 from rnn_tasks.translate.spec import TranslateSpec, check_inputs, read_lines
+from tests.support import init_from_refusal
 
 WORDS = [f"w{i}" for i in range(12)]
 TINY = {"data": "corpora/src", "target_data": "corpora/tgt", "tokenizer": "word", "hidden": 64, "embed": 32,
@@ -230,3 +231,172 @@ def test_resume_continues_with_the_same_tokenizers(tmp_path: Path) -> None:
     summary = task.train(spec(max_steps=9, eval_every=3), files, None, tmp_path, tmp_path / loop.LAST)
     assert summary["steps"] == 9
     assert loop.load(tmp_path / loop.LAST)[0].meta == loop.load(tmp_path / loop.BEST)[0].meta
+
+
+# -- the encoder from a language model (init_from, ULMFiT) ----------------------------------
+
+LM_SHAPE: dict[str, Any] = {"arch": "gru", "embed": 8, "hidden": 16}
+# A one-layer LM starts a bidirectional encoder (each direction hidden // 2 = the LM's 16);
+# a deeper one a unidirectional encoder of its own shape.
+BI: dict[str, Any] = {**LM_SHAPE, "layers": 1, "hidden": 32, "init_from": "a" * 12, "dropout": 0.0}
+UNI: dict[str, Any] = {**LM_SHAPE, "layers": 2, "bidirectional": False, "init_from": "a" * 12, "dropout": 0.0}
+
+
+def _train_lm(folder: Path, layers: int) -> Path:
+    """The best checkpoint of a tiny word LM trained on source-language sentences."""
+    from rnn_tasks.lm import task as lm_task
+    from rnn_tasks.lm.spec import LMSpec
+
+    sources, _ = corpus(300, seed=9)
+    lm_spec = LMSpec(data="inputs/lm", tokenizer="word", seq_len=8, batch_size=4, max_steps=3, eval_every=3,
+                     device="cpu", layers=layers, **LM_SHAPE)
+    lm_task.train(lm_spec, {"data": lines(sources)}, None, folder, None)
+    return folder / loop.BEST
+
+
+@pytest.fixture(scope="module")
+def lm1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train_lm(tmp_path_factory.mktemp("lm1"), layers=1)
+
+
+@pytest.fixture(scope="module")
+def lm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train_lm(tmp_path_factory.mktemp("lm2"), layers=2)
+
+
+def _from_lm(lm: Path) -> dict[str, bytes]:
+    sources, targets = corpus(200, seed=3)
+    return {"data": lines(sources), "target": lines(targets), "init_from": lm.read_bytes()}
+
+
+def test_init_from_copies_the_lm_into_the_encoders_forward_direction(lm1: Path) -> None:
+    from rnn_tasks import checkpoint
+    from rnn_tasks.finetune import read_lm
+
+    lm, lm_meta = checkpoint.load(lm1)[1], checkpoint.read(lm1).meta
+    sources, targets = corpus(100, seed=3)
+    problem = task.TranslateProblem(spec(**BI), sources, targets, torch.device("cpu"), lm=read_lm(lm1.read_bytes()))
+    state = problem.model.state_dict()
+    copied = problem.meta["init_from"]["copied"]
+    assert problem.meta["init_from"]["job"] == "a" * 12
+    assert set(copied) == {f"encoder.{k}" for k in lm if k.startswith(("embed.", "rnn."))}
+    assert all(torch.equal(state[name], lm[name.removeprefix("encoder.")]) for name in copied)
+    # The backward direction has the forward one's shapes but starts fresh: the LM reads one way.
+    reverse = [k for k in state if k.startswith("encoder.rnn.") and k.endswith("_reverse")]
+    assert len(reverse) == 4 and not set(reverse) & set(copied)
+    assert not any(torch.equal(state[k], lm[k.removeprefix("encoder.").removesuffix("_reverse")]) for k in reverse)
+    # The source side reads with the LM's tokenizer; the target side keeps its own.
+    assert problem.meta["source_tokenizer"] == lm_meta["tokenizer"]
+    assert problem.tgt_tok.encode("x3 x1") != [problem.tgt_tok.unk_id] * 2
+    assert problem.src_tok.encode("x3 x1") == [problem.src_tok.unk_id] * 2
+
+
+def test_training_from_an_lm_thaws_the_encoder_top_down(tmp_path: Path, lm2: Path) -> None:
+    from rnn_tasks import checkpoint
+
+    # unfreeze 1.0 over 6 steps with 4 groups (new, encoder rnn l1, l0, embedding): the decoder
+    # trains from step 0, layer 1 from step 2, layer 0 from step 4, the embedding never.
+    summary = task.train(spec(**UNI, max_steps=6, eval_every=100, warmup_steps=0, unfreeze=1.0), _from_lm(lm2),
+                         None, tmp_path, None)
+    lm = checkpoint.load(lm2)[1]
+    mine = loop.load(tmp_path / loop.BEST)[1]
+    assert summary["init_from"]["job"] == "a" * 12 and "encoder.embed.weight" in summary["init_from"]["copied"]
+    torch.testing.assert_close(mine["encoder.embed.weight"], lm["embed.weight"], atol=0, rtol=0)  # frozen throughout
+    assert not torch.equal(mine["encoder.rnn.weight_hh_l1"], lm["rnn.weight_hh_l1"])  # thawed at step 2
+    assert not torch.equal(mine["encoder.rnn.weight_hh_l0"], lm["rnn.weight_hh_l0"])  # thawed at step 4
+    optim, _ = checkpoint.load_training_state(tmp_path / loop.LAST)
+    groups = (optim or {})["param_groups"]  # each group as matrices + vectors, new first
+    assert len(groups) == 8
+    for level in range(4):
+        for g in groups[2 * level : 2 * level + 2]:
+            assert g["lr"] == pytest.approx(groups[0]["lr"] / 2.6**level)
+
+
+def test_a_resumed_run_keeps_its_weights_and_the_first_attempts_record(tmp_path: Path, lm1: Path) -> None:
+    files = _from_lm(lm1)
+    first = task.train(spec(**BI, max_steps=4, eval_every=3), files, None, tmp_path, None)
+    del files["init_from"]  # the worker hands a resumed run no LM: it reads its own checkpoint
+    resumed = task.train(spec(**BI, max_steps=8, eval_every=3), files, None, tmp_path, tmp_path / loop.LAST)
+    assert resumed["steps"] == 8 and resumed["init_from"] == first["init_from"]
+    with pytest.raises(SpecError, match="was not given") as err:  # a fresh run without it is refused
+        task.train(spec(**BI, max_steps=1), files, None, tmp_path / "fresh", None)
+    assert err.value.field == "init_from"
+
+
+@pytest.mark.parametrize(("lm_name", "overrides", "field", "message"), [
+    ("lm1", {"hidden": 16}, "hidden", r"has 8 units \(hidden // 2\).*hidden is 16"),
+    ("lm1", {"hidden": 32, "bidirectional": False}, "hidden", r"is 32, the language model's \(init_from\) is 16"),
+    ("lm1", {"embed": 16}, "embed", "is 8"),
+    ("lm1", {"arch": "lstm"}, "arch", "'gru'"),
+    ("lm1", {"layers": 2, "bidirectional": False}, "layers", r"is 2, the language model's \(init_from\) is 1"),
+    ("lm2", {"layers": 2}, "bidirectional", "of 2 layers"),
+])
+def test_an_encoder_the_lm_does_not_fit_is_refused_naming_the_field(request: pytest.FixtureRequest, lm_name: str,
+                                                                    overrides: dict[str, Any], field: str,
+                                                                    message: str) -> None:
+    from rnn_tasks.finetune import read_lm
+
+    lm = read_lm(request.getfixturevalue(lm_name).read_bytes())
+    sources, targets = corpus(40, seed=3)
+    with pytest.raises(SpecError, match=message) as err:
+        task.TranslateProblem(spec(**{**BI, **overrides}), sources, targets, torch.device("cpu"), lm=lm)
+    assert err.value.field == field
+
+
+def test_a_char_lm_or_another_model_is_refused_naming_init_from(trained: dict[str, Any]) -> None:
+    from rnn_tasks.finetune import PretrainedLM, read_lm
+    from rnn_tasks.tokenizer import CharTokenizer, fit_tokenizer
+    from rnn_tasks.translate.finetune import source_tokenizer
+
+    with pytest.raises(SpecError, match="not a language model") as err:
+        read_lm((trained["dir"] / loop.BEST).read_bytes())  # a translator's checkpoint
+    assert err.value.field == "init_from"
+    chars = PretrainedLM({**LM_SHAPE, "layers": 1}, CharTokenizer.fit("w0 w1").to_json(), {})
+    with pytest.raises(SpecError, match="character language model") as err:
+        source_tokenizer(chars, fit_tokenizer("word", ["x0 x1"]))
+    assert err.value.field == "init_from"
+
+
+def _lm_job(task_name: str, layers: int = 1, **fields: Any) -> Any:
+    from rnn_tasks.spec import TrainedModel
+
+    return TrainedModel(id="b" * 12, spec={"data": "inputs/x", "task": task_name, "tokenizer": "word",
+                                           **LM_SHAPE, "layers": layers, **fields}, result={})
+
+
+@pytest.mark.parametrize(("fields", "source", "field", "message"), [
+    ({"hidden": 16}, _lm_job("lm"), "hidden", r"must be 32: each direction.*hidden // 2"),
+    ({"hidden": 32, "bidirectional": False}, _lm_job("lm"), "hidden", "must be 16"),
+    ({"arch": "lstm"}, _lm_job("lm", tokenizer="bpe"), "arch", "'gru'"),
+    ({"bidirectional": True}, _lm_job("lm", layers=2), "bidirectional", "has 2 layers"),
+    ({}, _lm_job("lm", tokenizer="char"), "init_from", "characters"),
+    ({}, _lm_job("translate", hidden=32), "init_from", "not a language model"),
+])
+def test_init_from_conflicts_are_refused_at_submit(fields: dict[str, Any], source: Any, field: str,
+                                                   message: str) -> None:
+    from rnn_tasks.translate.spec import check_sources
+
+    assert init_from_refusal(check_sources, fields, source, message) == field
+
+
+def test_init_from_adopts_the_lms_shape_for_the_encoder() -> None:
+    from rnn_tasks.translate.spec import check_sources
+
+    looked_up: list[tuple[str, str]] = []
+
+    def find(layers: int) -> Any:
+        def lookup(name: str, flag: str) -> Any:
+            looked_up.append((name, flag))
+            return _lm_job("lm", layers=layers, tokenizer="bpe")
+        return lookup
+
+    both = TranslateSpec.from_dict({**TINY, **check_sources({"init_from": "my-lm", "tokenizer": "word"}, find(1))})
+    assert looked_up == [("my-lm", "init_from")]
+    assert (both.init_from, both.arch, both.embed, both.hidden, both.layers, both.bidirectional) == \
+        ("b" * 12, "gru", 8, 32, 1, True)  # each direction hidden // 2 = the LM's 16
+    assert both.tokenizer == "word"  # the target side's own
+    one = check_sources({"init_from": "my-lm", "bidirectional": False}, find(1))
+    assert one["hidden"] == 16 and one["bidirectional"] is False
+    deep = check_sources({"init_from": "my-lm"}, find(2))  # a 2-layer LM: one way, its own width
+    assert (deep["layers"], deep["hidden"], deep["bidirectional"]) == (2, 16, False)
+    assert check_sources({"hidden": 3}, find(1)) == {"hidden": 3}  # no init_from: untouched
