@@ -30,6 +30,7 @@ markup (" @-@ ", "<unk>", "= = headings = =") is undone first. --lm-set override
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import re
@@ -128,11 +129,15 @@ def main() -> None:
         if args.pretrain:
             lm_overrides = parse_sets(args.lm_set)
             lm_dir = args.lm_dir or Path(tmp) / "lm"
-            if (lm_dir / "lm.json").exists():  # a language model this script trained before, on the same rows
+            rows_sha = hashlib.sha256(files["data"]).hexdigest()  # the training rows whose sentences it read
+            if (lm_dir / "lm.json").exists():  # a language model this script trained before
                 lm = json.loads((lm_dir / "lm.json").read_text())
+                if lm.get("train_rows_sha256") != rows_sha:  # another split's LM may have read these test rows
+                    parser.error(f"--lm-dir {lm_dir}: its language model read another split's training rows")
             else:
                 lm = pretrain(pretrain_text(args.pretrain, train_rows, args.domain_repeat), args.lm_budget,
                               args.seed, lm_overrides, lm_dir)
+                lm["train_rows_sha256"] = rows_sha
                 (lm_dir / "lm.json").write_text(json.dumps(lm))
             files["init_from"] = (lm_dir / BEST).read_bytes()
             shape = {k: lm["spec"][k] for k in ("tokenizer", "arch", "embed", "hidden", "layers")}
