@@ -190,19 +190,35 @@ for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
-# Fenced metric events, oldest first. KEYS job, lease, deadlines, drain, stream; ARGV
-# token, ms, maxlen, the latest val_loss and the other figures of that evaluation (JSON;
-# '' for none), payloads... The record keeps the last payload as `progress`, and the
-# latest evaluation as `val_loss` and `figures`. Returns the standing (as _FENCE), false
-# when fenced out.
+# Fenced metric events and checkpoint pointers, in one step: what a running job sends
+# once per talk (workers.runner). KEYS job, lease, deadlines, drain, stream; ARGV token,
+# ms, maxlen, the latest val_loss and the other figures of that evaluation (JSON; ''
+# for none), the number of pointers n, n x (name, key, step), then the payloads, oldest
+# first. The record keeps the last payload as `progress`, the latest evaluation as
+# `val_loss` and `figures`, and points `ckpt_<name>` at each key, only forward (as
+# _PUBLISH). Returns {standing (as _FENCE), the key each pointer replaced ('' for
+# none)...}, or false, writing nothing, when fenced out or a pointer would go back.
 _EVENT = _FENCE + """
 local standing = fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2])
 if not standing then return false end
-for i = 6, #ARGV do redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[i]) end
-redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
+local last = 6 + 3 * tonumber(ARGV[6])
+for i = 7, last, 3 do
+  if tonumber(ARGV[i + 2]) < tonumber(redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[i] .. '_step') or '-1') then
+    return false
+  end
+end
+local reply = {standing}
+for i = 7, last, 3 do
+  reply[#reply + 1] = redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[i]) or ''
+  redis.call('HSET', KEYS[1], 'ckpt_' .. ARGV[i], ARGV[i + 1], 'ckpt_' .. ARGV[i] .. '_step', ARGV[i + 2])
+end
+if #ARGV > last then
+  for i = last + 1, #ARGV do redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[i]) end
+  redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
+end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'val_loss', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'figures', ARGV[5]) end
-return standing
+return reply
 """
 
 # Publish a checkpoint: point `ckpt_<name>` at an immutable object, only for the owner
@@ -562,17 +578,29 @@ class JobStore:
         that renews its lease; returns the attempt's standing. Raises Fenced when the
         job is no longer ours."""
         assert events, "no events"
+        return self.report(a, events, [])[0]
+
+    def report(self, a: Attempt, events: list[dict[str, Any]],
+               checkpoints: list[tuple[str, str, int]]) -> tuple[Standing, dict[str, str]]:
+        """Metric events (oldest first) and checkpoint pointers (name, key, step: as
+        publish_checkpoint) of a job this attempt owns, in one step that renews its lease.
+        Returns the attempt's standing and, by name, the key each pointer replaced ('' for
+        none). Raises Fenced, having written nothing, when the job is no longer ours or
+        a pointer would go back."""
         evaluations = [e for e in events if e.get("val_loss") is not None]
         last = evaluations[-1] if evaluations else {}  # the latest evaluation, kept between evaluations
         val = repr(last["val_loss"]) if last else ""
         figures = json.dumps(last["figures"]) if last.get("figures") else ""
         keys = [*self._fence_keys(a), _P + f"events:{a.job_id}"]
-        args = [*self._fence_args(a), EVENTS_MAXLEN, val, figures, *(json.dumps(e) for e in events)]
+        pointers = [x for name, key, step in checkpoints for x in (name, key, step)]
+        args = [*self._fence_args(a), EVENTS_MAXLEN, val, figures, len(checkpoints), *pointers,
+                *(json.dumps(e) for e in events)]
         with self._reachable():
-            standing = Standing.of(self._event(keys=keys, args=args))
+            reply = self._event(keys=keys, args=args)
+        standing = Standing.of(reply[0] if reply else None)
         if not standing:
-            raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job")
-        return standing
+            raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job, or a checkpoint would go back")
+        return standing, {name: str(old) for (name, _, _), old in zip(checkpoints, reply[1:], strict=True)}
 
     def publish_checkpoint(self, a: Attempt, name: str, key: str, step: int) -> str | None:
         """Point checkpoint `name` at the immutable object `key` (written at `step`);

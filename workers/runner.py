@@ -14,21 +14,25 @@ A sweep's trial also stops when the pruner says so at an evaluation (ends `succe
 `stopped_by: pruned`; workers.sweep).
 
 How a job hears of the first two, without polling Redis for them. Every fenced write
-renews the lease and answers with the attempt's Standing (workers.jobstore). Beside
-publishing its checkpoints, a job talks to Redis once per CHECK_SECONDS, and that talk
-is also the stop check:
+renews the lease and answers with the attempt's Standing (workers.jobstore). A job
+talks to Redis once per CHECK_SECONDS, and that talk is also the stop check:
 
     training loop   on_step every 0.5 s ──> kept until the next talk: every evaluation's
                                             report, and the latest of the others
-    should_stop()   every step: news older than CHECK_SECONDS? write what was kept, in
-                    one script (or, with nothing kept, renew the lease); the reply is
-                    the news
+                    on_checkpoint ────────> kept until the next talk: the newest file of
+                                            each name (best, last)
+    should_stop()   every step: news older than CHECK_SECONDS? upload the checkpoints
+                    kept, then write the reports and the checkpoints' pointers in one
+                    script (or, with nothing kept, renew the lease); the reply is the news
     lease thread    renews only when no fenced write did for a third of the TTL
 
 So a training job's progress reaches its event stream (what `rnnq watch` shows) every
-CHECK_SECONDS, every evaluation included, however often it evaluates; its lease is
-renewed by those writes; and a cancel or a drain is seen within CHECK_SECONDS plus one
-step. The first report, and whatever is kept when training ends, are written at once.
+CHECK_SECONDS, every evaluation included, however often it evaluates; a checkpoint is
+published within CHECK_SECONDS of being written, however often it checkpoints; its
+lease is renewed by those writes; a cancel or a drain is seen within CHECK_SECONDS plus
+one step; and the job's requests to Redis do not grow with its cadence. The first
+report is written at once; what is kept when training ends is written before the
+result, the checkpoints waiting for Redis if it is away.
 """
 
 from __future__ import annotations
@@ -104,14 +108,18 @@ class Lease:
         self._hear(self.store.renew_lease(self.attempt), sent)
         return not self.lost
 
-    def write_events(self, events: list[dict[str, Any]]) -> None:
-        """Progress events, fenced, in one step; the reply is news like a renewal's."""
+    def report(self, events: list[dict[str, Any]], checkpoints: list[tuple[str, str, int]]) -> dict[str, str]:
+        """Progress events and checkpoint pointers, fenced, in one step; the reply is news
+        like a renewal's. Returns the key each pointer replaced, by name; raises Fenced
+        (the lease is then lost) when the job is no longer ours."""
         sent = _now()
         try:
-            standing = self.store.add_events(self.attempt, events)
+            standing, replaced = self.store.report(self.attempt, events, checkpoints)
         except Fenced:
-            standing = Standing.LOST
+            self._hear(Standing.LOST, sent)
+            raise
         self._hear(standing, sent)
+        return replaced
 
     def proved(self, sent: float) -> None:
         """A fenced write sent at `sent` (_now) succeeded: the lease was renewed then."""
@@ -159,20 +167,29 @@ class _Control:
     """Why a job should stop early; polled by the training loop's should_stop.
 
     The check is also when the job talks to its record: when the news is older than
-    CHECK_SECONDS it writes the progress reports kept since the last talk (`pending`),
-    or renews the lease when there are none, and reads the reply.
+    CHECK_SECONDS it uploads the checkpoints the loop wrote since the last talk, and
+    writes them (their pointers) with the progress reports kept since then, in one
+    script; or renews the lease when there is nothing to write; and reads the reply.
+    So a job's requests do not grow with how often it evaluates or checkpoints.
     """
 
     job_id: str
     node: str
     lease: Lease
+    artifacts: ArtifactStore  # where checkpoints go
     reason: str | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)  # progress reports not yet written
-    _tried: float = -float("inf")  # the last talk, answered or not (Redis may be down)
+    written: dict[str, tuple[Path, int]] = field(default_factory=dict)  # checkpoints to upload: label -> file, step
+    uploaded: dict[str, tuple[str, int]] = field(default_factory=dict)  # to publish: label -> object key, step
+    retired: list[str] = field(default_factory=list)  # replaced objects, deleted one publication later
+    _tried: float = -float("inf")  # the last talk or flush, answered or not (Redis may be down)
 
     def should_stop(self) -> bool:
         now = _now()
-        if self.reason is None and now - max(self.lease.heard, self._tried) >= CHECK_SECONDS:
+        # By the last talk, not by the last news: a lease renewed more often than this (a
+        # short lease's thread) must not starve the talks, which carry the progress and
+        # the checkpoints.
+        if self.reason is None and now - self._tried >= CHECK_SECONDS:
             self._tried = now
             self._talk()
         if self.lease.lost:
@@ -189,24 +206,87 @@ class _Control:
             self.pending.pop()  # superseded
         self.pending.append(event)
 
+    def checkpoint(self, name: str, path: Path, step: int) -> None:
+        """on_checkpoint for the training loop: the file at `path` (the loop writes each
+        name to one path) is published at the next talk, as an immutable object named by
+        attempt and step. A newer one of the same name before then supersedes it unsent."""
+        self.written[name.split(".")[0]] = (path, step)  # best | last
+
     def flush(self) -> None:
-        """Write the kept reports now (the first report; the last ones, as training ends)."""
+        """Write what is kept now: the first report; and, as training ends, the last
+        reports with the checkpoints not yet published, which wait for Redis (up to
+        FINISH_RETRY_SECONDS) so that no result points past them. Raises Fenced when the
+        job is no longer ours and a checkpoint was waiting."""
         events, self.pending = self.pending, []
+        self._tried = _now()
+        if self.written or self.uploaded:
+            _retry(lambda: self._write(events), "publish checkpoints")
+            return
         if events:
             try:
-                self.lease.write_events(events)
+                self._write(events)
+            except Fenced:
+                pass  # the lease is lost: the next check stops the job
             except Exception:
                 log.warning("could not record progress of job %s", self.job_id, exc_info=True)
 
     def _talk(self) -> None:
         events, self.pending = self.pending, []
         try:
-            if events:
-                self.lease.write_events(events)
-            else:
-                self.lease.renew()
+            self._write(events)
+        except Fenced:
+            pass  # the lease is lost: should_stop says so
         except Exception:
             log.warning("job %s: could not check for stop requests", self.job_id, exc_info=True)
+
+    def _write(self, events: list[dict[str, Any]]) -> None:
+        """Upload the checkpoints written since the last talk, then one fenced script:
+        the events and every pointer not yet published (a Redis outage keeps them for
+        the next talk; training goes on meanwhile). A copy that lost the job uploads
+        nothing more and deletes what it uploaded."""
+        if self.lease.lost:
+            self._discard()
+            raise Fenced(f"job {self.job_id}: attempt {self.lease.attempt.number} no longer owns the job")
+        self._upload()
+        pointers = [(label, key, step) for label, (key, step) in self.uploaded.items()]
+        if not events and not pointers:
+            self.lease.renew()
+            return
+        try:
+            replaced = self.lease.report(events, pointers)
+        except Fenced:
+            self._discard()
+            raise
+        self.uploaded.clear()
+        while self.retired:
+            self.artifacts.delete(self.retired.pop())
+        self.retired = [old for (_, key, _), old in zip(pointers, replaced.values(), strict=True) if old and old != key]
+
+    def _upload(self) -> None:
+        if not self.written:
+            return
+        # No upload for a job that is no longer ours: a fenced write renewed the lease
+        # lately, or a renewal now says so (a copy that pauses between this check and
+        # its upload uploads, but cannot publish; the object is then deleted).
+        if not self.lease.owned_lately() and not self.lease.renew():
+            self._discard()
+            raise Fenced(f"job {self.job_id}: attempt {self.lease.attempt.number} no longer owns the job")
+        while self.written:
+            label, (path, step) = next(iter(self.written.items()))
+            key = job_key(self.job_id, f"ckpt/{label}-a{self.lease.attempt.number}-s{step}-{uuid.uuid4().hex[:6]}"
+                                       ".safetensors")
+            self.artifacts.put_file(key, path)
+            del self.written[label]
+            superseded = self.uploaded.get(label)
+            self.uploaded[label] = (key, step)
+            if superseded:
+                self.artifacts.delete(superseded[0])  # never published
+
+    def _discard(self) -> None:
+        self.written.clear()
+        for key, _ in self.uploaded.values():
+            self.artifacts.delete(key)
+        self.uploaded.clear()
 
 
 @dataclass
@@ -245,7 +325,7 @@ def run(kind: str, job_id: str, worker: str) -> None:
     try:
         with Lease(store, attempt) as lease:
             _share_cores(s.worker_processes)
-            control = _Control(job_id, worker, lease)
+            control = _Control(job_id, worker, lease, artifacts)
             ended = _attempt(Run(job, attempt, store, artifacts, control, scratch, s.input_cache), kind)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -413,44 +493,6 @@ def _reporter(r: Run) -> Callable[[StepMetrics], None]:
     return on_step
 
 
-def _publisher(r: Run) -> Callable[[str, Path, int], None]:
-    """on_checkpoint for the training loop: upload the file the loop just wrote as an
-    immutable object named by attempt and step, then point the job at it (fenced, and
-    never backwards). The object it replaces is deleted one publication later, so a
-    reader that just looked the old one up can still read it."""
-    retired: list[str] = []
-
-    def publish(name: str, path: Path, step: int) -> None:
-        label = name.split(".")[0]  # best | last
-        key = job_key(r.job.id, f"ckpt/{label}-a{r.attempt.number}-s{step}-{uuid.uuid4().hex[:6]}.safetensors")
-        lease = r.control.lease
-        # No upload for a job that is no longer ours: a fenced write renewed the lease
-        # lately, or a renewal now says so (a copy that pauses between this check and
-        # its upload uploads, but cannot publish; the object is then deleted).
-        if not lease.owned_lately():
-            owned: list[bool] = []  # Redis unreachable: wait for it (training pauses here), up to a limit
-            _retry(lambda: owned.append(lease.renew()), "check the lease before a checkpoint")
-            if not owned[-1]:
-                raise Fenced(f"job {r.job.id}: attempt {r.attempt.number} no longer owns the job")
-        r.artifacts.put_file(key, path)
-        replaced: list[str | None] = []
-        sent = _now()
-        try:
-            _retry(lambda: replaced.append(r.store.publish_checkpoint(r.attempt, label, key, step)), "publish")
-            old = replaced[-1]
-        except Fenced:
-            r.artifacts.delete(key)
-            lease.lost = True
-            raise
-        lease.proved(sent)
-        while retired:
-            r.artifacts.delete(retired.pop())
-        if old and old != key:
-            retired.append(old)
-
-    return publish
-
-
 S = TypeVar("S", TrainSpec, GenerateSpec, PredictSpec, EvalSpec)
 T = TypeVar("T")
 
@@ -486,13 +528,13 @@ def _train(r: Run) -> Outcome:
 
         on_step = Pruning(r.store, job, owned=lambda: not r.control.lease.lost, stop=lambda: _stop(r, "pruned")).wrap(
             on_step)
-    callbacks = Callbacks(on_step=on_step, should_stop=r.control.should_stop, on_checkpoint=_publisher(r))
+    callbacks = Callbacks(on_step=on_step, should_stop=r.control.should_stop, on_checkpoint=r.control.checkpoint)
     files = {name: r.input(key) for name, key in spec.input_keys().items()}
     if resume is None:  # a fresh run starts from these jobs' models; a resumed one has its own weights
         files.update({name: _source_checkpoint(r, job_id, name)[1].read_bytes()
                       for name, job_id in spec.source_jobs().items()})
     summary = task.lookup(spec.task).train(spec, files, callbacks, checkpoint_dir, resume)
-    r.control.flush()  # the final evaluation's report, before the result is recorded
+    r.control.flush()  # the final evaluation's report and checkpoints, before the result is recorded
     if r.control.reason == "pruned" and summary.get("stopped_by") != "requested":
         r.control.reason = None  # pruned at the final evaluation: the trial had already run its course
     summary["stopped_by"] = r.control.reason or summary.get("stopped_by")
