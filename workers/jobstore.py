@@ -31,7 +31,8 @@ checkpoint pointer; and since the record must exist, no write re-creates a delet
 An attempt whose lease key lapsed while nobody else took the job (a Redis restart
 longer than the lease) passes the check and re-takes the lease in the same step.
 
-Every fenced write renews the lease, and its reply is the attempt's Standing: whether
+Every fenced write renews the lease (a running job's talk only when less than two
+thirds of the TTL is left), and its reply is the attempt's Standing: whether
 the user asked the job to stop (`cancel_requested`) or its worker node is shutting down
 (rnnq:drain:<node>). A running job learns both from the writes it makes anyway (its
 progress events), with no polling of its own (workers.runner).
@@ -163,14 +164,19 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(now[1]) * 1000 + ma
 # ARGV[2] lease ms. Returns false when the caller no longer owns the job; otherwise
 # renews (or re-takes, after a Redis restart) the lease and returns the attempt's
 # standing: 'cancel' (the user asked it to stop), 'drain' (its node is shutting down:
-# checkpoint and hand back) or 'owned' (carry on).
+# checkpoint and hand back) or 'owned' (carry on). A `lazy` write (a running job's
+# talk, every few seconds) renews only when less than two thirds of the TTL is left:
+# either way the lease lives for two thirds of a TTL after the write, which is all the
+# writer assumes (workers.runner.Lease), for two Redis calls less on most writes.
 _FENCE = _HOLD + """
-local function fenced(job, lease, deadlines, drain, token, ms)
+local function fenced(job, lease, deadlines, drain, token, ms, lazy)
   local record = redis.call('HMGET', job, 'state', 'lease_token', 'cancel_requested', 'id')
   if record[1] ~= 'running' or record[2] ~= token then return false end
   local holder = redis.call('GET', lease)
   if holder and holder ~= token then return false end
-  hold(lease, deadlines, record[4], token, ms)
+  if not (lazy and holder and redis.call('PTTL', lease) * 3 > tonumber(ms) * 2) then
+    hold(lease, deadlines, record[4], token, ms)
+  end
   if record[3] == '1' then return 'cancel' end
   if redis.call('EXISTS', drain) == 1 then return 'drain' end
   return 'owned'
@@ -199,25 +205,24 @@ return 1
 # _PUBLISH). Returns {standing (as _FENCE), the key each pointer replaced ('' for
 # none)...}, or false, writing nothing, when fenced out or a pointer would go back.
 _EVENT = _FENCE + """
-local standing = fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2])
+local standing = fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], true)
 if not standing then return false end
 local last = 6 + 3 * tonumber(ARGV[6])
+local reply, fields = {standing}, {}
 for i = 7, last, 3 do
-  if tonumber(ARGV[i + 2]) < tonumber(redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[i] .. '_step') or '-1') then
-    return false
-  end
-end
-local reply = {standing}
-for i = 7, last, 3 do
-  reply[#reply + 1] = redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[i]) or ''
-  redis.call('HSET', KEYS[1], 'ckpt_' .. ARGV[i], ARGV[i + 1], 'ckpt_' .. ARGV[i] .. '_step', ARGV[i + 2])
+  local name = 'ckpt_' .. ARGV[i]
+  local was = redis.call('HMGET', KEYS[1], name .. '_step', name)
+  if tonumber(ARGV[i + 2]) < tonumber(was[1] or '-1') then return false end
+  reply[#reply + 1] = was[2] or ''
+  for _, x in ipairs({name, ARGV[i + 1], name .. '_step', ARGV[i + 2]}) do fields[#fields + 1] = x end
 end
 if #ARGV > last then
   for i = last + 1, #ARGV do redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[i]) end
-  redis.call('HSET', KEYS[1], 'progress', ARGV[#ARGV])
+  fields[#fields + 1], fields[#fields + 2] = 'progress', ARGV[#ARGV]
 end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'val_loss', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'figures', ARGV[5]) end
+if ARGV[4] ~= '' then fields[#fields + 1], fields[#fields + 2] = 'val_loss', ARGV[4] end
+if ARGV[5] ~= '' then fields[#fields + 1], fields[#fields + 2] = 'figures', ARGV[5] end
+if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
 return reply
 """
 

@@ -80,11 +80,12 @@ def _now() -> float:
 class Lease:
     """An attempt's hold on its job, and the latest news from the job's record.
 
-    Every fenced write renews the lease (jobstore._FENCE). The Lease keeps the time of
-    the last one that succeeded (`proven`) and of the last reply that carried the
-    attempt's Standing (`heard`, with `standing`). Nobody can take a job while its lease
-    is alive, so the attempt owns the job for at least a lease TTL after `proven`; a
-    third of it is taken as certain (`owned_lately`).
+    Every fenced write renews the lease, or leaves it when two thirds of its TTL are
+    left (jobstore._FENCE). The Lease keeps the time of the last one that succeeded
+    (`proven`) and of the last reply that carried the attempt's Standing (`heard`, with
+    `standing`). Nobody can take a job while its lease is alive, so the attempt owns the
+    job for at least two thirds of a lease TTL after `proven`; a third is taken as
+    certain (`owned_lately`).
 
     A thread renews the lease when no fenced write did for a third of its TTL. A
     renewal that fails because Redis is unreachable is retried a third of a TTL later:
@@ -122,7 +123,7 @@ class Lease:
         return replaced
 
     def proved(self, sent: float) -> None:
-        """A fenced write sent at `sent` (_now) succeeded: the lease was renewed then."""
+        """A fenced write sent at `sent` (_now) succeeded: the lease lives for two thirds of a TTL after it."""
         self.proven = max(self.proven, sent)
 
     def owned_lately(self) -> bool:

@@ -260,3 +260,33 @@ def test_a_redis_never_reached_fails_at_once(capfd: pytest.CaptureFixture[str]) 
     with pytest.raises(RedisUnavailable, match="cannot reach Redis"):
         store.get("0123456789ab")
     assert "retrying" not in capfd.readouterr().err
+
+
+def test_a_talk_renews_the_lease_only_once_a_third_of_it_is_gone(store: JobStore) -> None:
+    """A running job's talk (JobStore.report, every 2 s) leaves a lease with more than two
+    thirds of its TTL alone, and renews one with less; the deadline index follows the
+    lease's own expiry either way. Other writes and the lease thread always renew."""
+    job = store.create("train", {"x": 1}, "train")
+    a = take(store, job.id, "a", lease=30.0)
+    lease = f"rnnq:lease:{job.id}"
+
+    def deadline_matches() -> bool:
+        return int(store.redis.zscore("rnnq:deadlines", job.id) or 0) == store.redis.execute_command(
+            "PEXPIRETIME", lease)
+
+    store.redis.pexpire(lease, 25_000)  # five seconds of the lease used
+    store.redis.zadd("rnnq:deadlines", {job.id: store.redis.execute_command("PEXPIRETIME", lease)})
+    store.report(a, [{"step": 1}], [])
+    assert 20_000 < store.redis.pttl(lease) <= 25_000 and deadline_matches()
+
+    store.redis.pexpire(lease, 15_000)  # half of it used
+    store.report(a, [{"step": 2}], [])
+    assert store.redis.pttl(lease) > 25_000 and deadline_matches()
+
+    store.redis.pexpire(lease, 25_000)
+    assert store.renew_lease(a)  # the lease thread's renewal is not lazy
+    assert store.redis.pttl(lease) > 25_000 and deadline_matches()
+
+    store.redis.delete(lease)  # lapsed (a Redis restart longer than the lease): the talk takes it back
+    store.report(a, [{"step": 3}], [])
+    assert store.redis.get(lease) == a.token and store.redis.pttl(lease) > 25_000 and deadline_matches()
