@@ -358,7 +358,9 @@ def test_beam_one_agrees_with_greedy_where_frames_are_confident(trained: tuple[P
     # A tiny model this young is unsure; sharpen (temperature 1/4: greedy's answer unchanged).
     sharp = [torch.log_softmax(torch.from_numpy(p) * 4, 1).numpy() for p in posts]
     confident = [p for p in sharp if np.exp(p.max(1)).min() >= 0.7]
-    assert len(confident) >= len(posts) // 2 and any(decode.greedy(p) for p in confident)
+    # How many are confident varies with the CPU's arithmetic (15 of 32 on an AMD EPYC,
+    # more on an Intel Xeon): enough of them that the check below is not empty.
+    assert len(confident) >= len(posts) // 4 and any(decode.greedy(p) for p in confident)
     assert all(decode.prefix_beam(p, 1) == decode.greedy(p) for p in confident)
 
 
