@@ -20,8 +20,10 @@ other CPUs, so they do not take Redis's core), and for each size W in --fleet an
                     since the last, and the pointers of the checkpoints written since
                     (`last` and `best`), in one script. What workers.runner sends now.
               each  every 2 s the reports alone (JobStore.add_events), and one
-                    publication per checkpoint (JobStore.publish_checkpoint). What it
-                    sent before checkpoints rode on the talk.
+                    publication per checkpoint (JobStore.publish_checkpoint: the same
+                    script with one pointer). What it sent before checkpoints rode on
+                    the talk (README run 5 measured it with the publication script of
+                    then, since merged into the talk's).
             In both, every RNNQ_REAP_SECONDS the worker's reaper loop (workers.app): its
             heartbeat, the turn, and for the node that takes it the reaper pass and the
             sweeps' advance. Each node starts at a random phase. The exporter's

@@ -201,9 +201,10 @@ return 1
 # ms, maxlen, the latest val_loss and the other figures of that evaluation (JSON; ''
 # for none), the number of pointers n, n x (name, key, step), then the payloads, oldest
 # first. The record keeps the last payload as `progress`, the latest evaluation as
-# `val_loss` and `figures`, and points `ckpt_<name>` at each key, only forward (as
-# _PUBLISH). Returns {standing (as _FENCE), the key each pointer replaced ('' for
-# none)...}, or false, writing nothing, when fenced out or a pointer would go back.
+# `val_loss` and `figures`, and points `ckpt_<name>` at each key (an immutable object),
+# only forward: a step lower than the one published refuses the write. Returns
+# {standing (as _FENCE), the key each pointer replaced ('' for none)...}, or false,
+# writing nothing, when fenced out or a pointer would go back.
 _EVENT = _FENCE + """
 local standing = fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], true)
 if not standing then return false end
@@ -224,18 +225,6 @@ if ARGV[4] ~= '' then fields[#fields + 1], fields[#fields + 2] = 'val_loss', ARG
 if ARGV[5] ~= '' then fields[#fields + 1], fields[#fields + 2] = 'figures', ARGV[5] end
 if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
 return reply
-"""
-
-# Publish a checkpoint: point `ckpt_<name>` at an immutable object, only for the owner
-# and only forward. KEYS job, lease, deadlines, drain; ARGV token, ms, name, key, step. Returns the key
-# it replaced ('' for none), or false when fenced out or the step would go back.
-_PUBLISH = _FENCE + """
-if not fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]) then return false end
-local step = tonumber(redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[3] .. '_step') or '-1')
-if tonumber(ARGV[5]) < step then return false end
-local old = redis.call('HGET', KEYS[1], 'ckpt_' .. ARGV[3]) or ''
-redis.call('HSET', KEYS[1], 'ckpt_' .. ARGV[3], ARGV[4], 'ckpt_' .. ARGV[3] .. '_step', ARGV[5])
-return old
 """
 
 # End an attempt: a final state (result fields in ARGV[5..]) or, for 'queued', a
@@ -462,7 +451,6 @@ class JobStore:
         self._renew = self.redis.register_script(_RENEW)
         self._update = self.redis.register_script(_UPDATE)
         self._event = self.redis.register_script(_EVENT)
-        self._publish = self.redis.register_script(_PUBLISH)
         self._end = self.redis.register_script(_END)
         self._cancel = self.redis.register_script(_CANCEL)
         self._resume = self.redis.register_script(_RESUME)
@@ -587,8 +575,8 @@ class JobStore:
 
     def report(self, a: Attempt, events: list[dict[str, Any]],
                checkpoints: list[tuple[str, str, int]]) -> tuple[Standing, dict[str, str]]:
-        """Metric events (oldest first) and checkpoint pointers (name, key, step: as
-        publish_checkpoint) of a job this attempt owns, in one step that renews its lease.
+        """Metric events (oldest first) and checkpoint pointers (name, object key, step) of
+        a job this attempt owns, in one step that renews its lease.
         Returns the attempt's standing and, by name, the key each pointer replaced ('' for
         none). Raises Fenced, having written nothing, when the job is no longer ours or
         a pointer would go back."""
@@ -608,14 +596,10 @@ class JobStore:
         return standing, {name: str(old) for (name, _, _), old in zip(checkpoints, reply[1:], strict=True)}
 
     def publish_checkpoint(self, a: Attempt, name: str, key: str, step: int) -> str | None:
-        """Point checkpoint `name` at the immutable object `key` (written at `step`);
-        returns the key it replaced ('' for none). Raises Fenced when this attempt no
-        longer owns the job or the published step would go back."""
-        with self._reachable():
-            old = self._publish(keys=self._fence_keys(a), args=[*self._fence_args(a), name, key, step])
-        if old is None:
-            raise Fenced(f"job {a.job_id}: attempt {a.number} may not publish {name} at step {step}")
-        return str(old) or None
+        """Point checkpoint `name` at the immutable object `key` (written at `step`), alone
+        (see report); returns the key it replaced, None for none. Raises Fenced when this
+        attempt no longer owns the job or the published step would go back."""
+        return self.report(a, [], [(name, key, step)])[1][name] or None
 
     def finish(self, a: Attempt, state: str, **fields: Any) -> None:
         """Record how the attempt ended and release its lease, in one fenced step."""

@@ -261,7 +261,7 @@ class _Control:
         self.uploaded.clear()
         while self.retired:
             self.artifacts.delete(self.retired.pop())
-        self.retired = [old for (_, key, _), old in zip(pointers, replaced.values(), strict=True) if old and old != key]
+        self.retired = [old for label, key, _ in pointers if (old := replaced[label]) and old != key]
 
     def _upload(self) -> None:
         if not self.written:
