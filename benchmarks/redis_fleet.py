@@ -129,7 +129,8 @@ class Node:
                  checkpoints_per_min: float) -> None:
         self.store = JobStore(url)
         self.name = f"gpu0@node{index:05d}"
-        self.reaper = Reaper(self.store, s.lease_seconds, s.reap_seconds, s.resend_seconds, s.max_worker_losses)
+        self.reaper = Reaper(self.store, s.lease_seconds, s.reap_seconds, s.resend_seconds, s.max_worker_losses,
+                             node=self.name)
         self.settings = s
         job = self.store.create("train", {"kind": "lm", "hidden": 512}, "train")
         attempt = self.store.start(job.id, self.name, uuid.uuid4().hex, s.lease_seconds, s.max_worker_losses)
@@ -176,9 +177,7 @@ class Node:
         self.store.publish_checkpoint(self.attempt, "last", key, self.step)
 
     def period(self) -> None:
-        """The worker's reaper loop (workers.app): heartbeat, the turn, and the pass if it is ours."""
-        s = self.settings
-        self.store.heartbeat(self.name, ttl=max(3 * s.reap_seconds, 15.0))
+        """The worker's reaper loop (workers.app): heartbeat and turn, and the pass if it is ours."""
         if self.reaper.pass_once() is not None:
             sweeps.advance_all(self.store, lambda job_id, kind, queue: None)
 

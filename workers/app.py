@@ -91,19 +91,17 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
 
     s = settings_mod.resolve()
     store = JobStore(s.redis_url)
-    reaper = Reaper(store, s.lease_seconds, s.reap_seconds, s.resend_seconds, s.max_worker_losses)
     node = getattr(sender, "hostname", None)
+    reaper = Reaper(store, s.lease_seconds, s.reap_seconds, s.resend_seconds, s.max_worker_losses, node=node)
 
     def loop() -> None:
         started = False
         while not _stopping.wait(0 if not started else s.reap_seconds):
             try:
-                if node:
-                    if not started:
-                        store.set_draining(node, False)
-                    store.heartbeat(node, ttl=max(3 * s.reap_seconds, 15.0))
+                if node and not started:
+                    store.set_draining(node, False)
                 started = True
-                made = reaper.pass_once()
+                made = reaper.pass_once()  # and the node's heartbeat
                 if made is None:
                     continue  # another node makes this period's pass
                 reaped, unsent = made

@@ -6,7 +6,8 @@ deleted. Layout (prefix "rnnq:"):
     rnnq:job:<id>       hash   the record (see Job)
     rnnq:jobs           zset   job ids scored by submit time: the index `list` reads
     rnnq:names:<name>   zset   the jobs submitted under a name, by submit time (newest wins)
-    rnnq:events:<id>    stream training metrics (step, loss, val_loss, lr, tokens/s, ...)
+    rnnq:events:<id>    stream training metrics (step, loss, val_loss, lr, tokens/s, ...),
+                               one entry a talk: its events as a JSON array
     rnnq:lease:<id>     string the token of the one process running the job, with a TTL
     rnnq:running        set    jobs in state running
     rnnq:deadlines      zset   running jobs scored by when their lease lapses (ms, Redis's
@@ -71,7 +72,7 @@ from workers.settings import redact
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-EVENTS_MAXLEN = 20_000  # newest metric events kept per job (trimmed approximately)
+EVENTS_MAXLEN = 20_000  # newest stream entries (talks) kept per job, trimmed approximately
 _P = "rnnq:"
 # A reply that takes longer than this is a lost connection. Without it a host cut off
 # by a partition (no RST, only silence) would block in a read until TCP gives up, many
@@ -199,27 +200,28 @@ return 1
 # Fenced metric events and checkpoint pointers, in one step: what a running job sends
 # once per talk (workers.runner). KEYS job, lease, deadlines, drain, stream; ARGV token,
 # ms, maxlen, the latest val_loss and the other figures of that evaluation (JSON; ''
-# for none), the number of pointers n, n x (name, key, step), then the payloads, oldest
-# first. The record keeps the last payload as `progress`, the latest evaluation as
-# `val_loss` and `figures`, and points `ckpt_<name>` at each key (an immutable object),
-# only forward: a step lower than the one published refuses the write. Returns
-# {standing (as _FENCE), the key each pointer replaced ('' for none)...}, or false,
-# writing nothing, when fenced out or a pointer would go back.
+# for none), the talk's events as one JSON array and its last event ('' for none: the
+# stream gets one entry a talk, `b`, however many events it carries), the number of
+# pointers n, then n x (name, key, step). The record keeps the last event as
+# `progress`, the latest evaluation as `val_loss` and `figures`, and points
+# `ckpt_<name>` at each key (an immutable object), only forward: a step lower than the
+# one published refuses the write. Returns {standing (as _FENCE), the key each pointer
+# replaced ('' for none)...}, or false, writing nothing, when fenced out or a pointer
+# would go back.
 _EVENT = _FENCE + """
 local standing = fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], true)
 if not standing then return false end
-local last = 6 + 3 * tonumber(ARGV[6])
 local reply, fields = {standing}, {}
-for i = 7, last, 3 do
+for i = 9, 8 + 3 * tonumber(ARGV[8]), 3 do
   local name = 'ckpt_' .. ARGV[i]
   local was = redis.call('HMGET', KEYS[1], name .. '_step', name)
   if tonumber(ARGV[i + 2]) < tonumber(was[1] or '-1') then return false end
   reply[#reply + 1] = was[2] or ''
   for _, x in ipairs({name, ARGV[i + 1], name .. '_step', ARGV[i + 2]}) do fields[#fields + 1] = x end
 end
-if #ARGV > last then
-  for i = last + 1, #ARGV do redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[i]) end
-  fields[#fields + 1], fields[#fields + 2] = 'progress', ARGV[#ARGV]
+if ARGV[6] ~= '' then
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*', 'b', ARGV[6])
+  fields[#fields + 1], fields[#fields + 2] = 'progress', ARGV[7]
 end
 if ARGV[4] ~= '' then fields[#fields + 1], fields[#fields + 2] = 'val_loss', ARGV[4] end
 if ARGV[5] ~= '' then fields[#fields + 1], fields[#fields + 2] = 'figures', ARGV[5] end
@@ -586,8 +588,8 @@ class JobStore:
         figures = json.dumps(last["figures"]) if last.get("figures") else ""
         keys = [*self._fence_keys(a), _P + f"events:{a.job_id}"]
         pointers = [x for name, key, step in checkpoints for x in (name, key, step)]
-        args = [*self._fence_args(a), EVENTS_MAXLEN, val, figures, len(checkpoints), *pointers,
-                *(json.dumps(e) for e in events)]
+        batch, progress = (json.dumps(events), json.dumps(events[-1])) if events else ("", "")
+        args = [*self._fence_args(a), EVENTS_MAXLEN, val, figures, batch, progress, len(checkpoints), *pointers]
         with self._reachable():
             reply = self._event(keys=keys, args=args)
         standing = Standing.of(reply[0] if reply else None)
@@ -631,9 +633,16 @@ class JobStore:
                     requeued.append(job_id)
         return [self.get(job_id) for job_id in requeued]
 
-    def take_turn(self, what: str, seconds: float) -> bool:
-        """True for the one caller per `seconds` across the cluster (a key set NX with a TTL)."""
-        return bool(self.call(lambda: self.redis.set(_P + f"turn:{what}", "1", nx=True, px=max(1, int(seconds * 1000)))))
+    def take_turn(self, what: str, seconds: float, heartbeat: tuple[str, float] | None = None) -> bool:
+        """True for the one caller per `seconds` across the cluster (a key set NX with a
+        TTL). With `heartbeat` (node, ttl): that worker node is alive for ttl seconds
+        more, said in the same round trip (what every node sends each reap period)."""
+        pipe = self.redis.pipeline(transaction=False)
+        if heartbeat:
+            node, ttl = heartbeat
+            pipe.set(_P + f"worker:{node}", repr(time.time()), px=int(ttl * 1000))
+        pipe.set(_P + f"turn:{what}", "1", nx=True, px=max(1, int(seconds * 1000)))
+        return bool(self.call(pipe.execute)[-1])
 
     def queued_since(self, before: float) -> list[str]:
         """Jobs that have been queued since before `before` (epoch seconds)."""
@@ -668,10 +677,6 @@ class JobStore:
         """Ask the node's running jobs to hand back (their next fenced write says DRAIN)."""
         key = _P + f"drain:{node}"
         self.call(lambda: self.redis.set(key, "1", ex=3600) if on else self.redis.delete(key))
-
-    def heartbeat(self, node: str, ttl: float) -> None:
-        """The worker node is alive for ttl seconds more."""
-        self.call(lambda: self.redis.set(_P + f"worker:{node}", repr(time.time()), px=int(ttl * 1000)))
 
     def forget_worker(self, node: str) -> None:
         self.call(lambda: self.redis.delete(_P + f"worker:{node}"))
@@ -709,7 +714,11 @@ class JobStore:
             reply = cast(Any, self.redis.xread({_P + f"events:{job_id}": after}, block=block_ms, count=10_000))
         if not reply:
             return []
-        return [(event_id, json.loads(fields["m"])) for event_id, fields in reply[0][1]]
+        # One entry a talk holds its events as a JSON array (`b`); an entry written by a
+        # version before that holds one event (`m`). Every event of an entry carries the
+        # entry's id, so a reader resumes after the last one it saw.
+        return [(entry_id, event) for entry_id, fields in reply[0][1]
+                for event in (json.loads(fields["b"]) if "b" in fields else [json.loads(fields["m"])])]
 
     def delete(self, job_id: str) -> None:
         job = self.get(job_id)

@@ -47,6 +47,7 @@ class Reaper:
     reap_seconds: float
     resend_seconds: float
     max_losses: int
+    node: str | None = None  # the worker node running this loop: its heartbeat rides on the turn
     _run_id: str | None = None
     _grace_until: float = 0.0
     _failing: bool = False
@@ -55,11 +56,18 @@ class Reaper:
     def grace(self) -> float:
         return self.lease_seconds + self.reap_seconds
 
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How long a node counts as online after its last period (three periods)."""
+        return max(3 * self.reap_seconds, 15.0)
+
     def pass_once(self) -> tuple[list[Job], list[Job]] | None:
         """One pass: (jobs reaped, jobs whose message was re-sent), the caller sends; None
-        when another node makes this period's pass."""
+        when another node makes this period's pass. Either way the node's heartbeat goes
+        with the bid for the turn, in one request."""
         try:
-            turn = self.store.take_turn("reaper", self.reap_seconds * 0.9)
+            beat = (self.node, self.heartbeat_seconds) if self.node else None
+            turn = self.store.take_turn("reaper", self.reap_seconds * 0.9, heartbeat=beat)
             if self._failing:  # we were cut off: count the grace from our return
                 self._grace_until, self._failing = time.monotonic() + self.grace, False
             if not turn:

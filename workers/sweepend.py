@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from workers import settings as settings_mod
 from workers import sweep as sweeps
@@ -115,7 +116,7 @@ def _delete_study(store: JobStore, name: str) -> None:
         last = int(store.call(lambda: store.redis.get(f"{prefix}:log_number")) or -1)
         for start in range(last, -1, -JOURNAL_DELETE_BATCH):  # newest first: log_number goes last
             keys = [f"{prefix}:log:{n}" for n in range(start, max(start - JOURNAL_DELETE_BATCH, -1), -1)]
-            store.call(lambda keys=keys: store.redis.delete(*keys))
+            store.call(partial(store.redis.delete, *keys))
         store.call(lambda: store.redis.delete(f"{prefix}:snapshot", f"{prefix}:log_number"))
         return
     try:

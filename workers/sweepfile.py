@@ -422,8 +422,9 @@ def _resource(pruner: str, options: dict[str, Any], budget: dict[str, Any], line
     take a hundredth of the first trial's last step: a second or so, all noise)."""
     if pruner == "none":
         return options
-    seconds = budget.get("time_budget")
-    timed = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+    given = budget.get("time_budget")
+    seconds = float(given) if isinstance(given, (int, float)) and not isinstance(given, bool) else 0.0
+    timed = seconds > 0
     resource = options.get("resource", "seconds" if timed and set(budget) == {"time_budget"} else "steps")
     if resource == "seconds" and not timed:
         raise lines.error("pruner.resource", "seconds needs a budget.time_budget (in seconds, above 0)")

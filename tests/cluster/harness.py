@@ -411,7 +411,7 @@ def check(cluster: Cluster, expect: dict[str, str], deleted: set[str] = frozense
 def _check_events(r: redis.Redis, job_id: str, rep: Report) -> None:
     """Per attempt, steps go forward; an older attempt never writes after a newer one
     (a stale copy); attempts' time ranges do not overlap (two copies training)."""
-    events = [json.loads(fields["m"]) for _, fields in r.xrange(f"rnnq:events:{job_id}")]
+    events = [e for _, fields in r.xrange(f"rnnq:events:{job_id}") for e in json.loads(fields["b"])]
     spans: dict[int, list[float]] = {}
     last_attempt, last_step = 0, {}
     for e in events:

@@ -9,7 +9,6 @@ each name and publishes its pointer with the progress events, in one script.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def test_only_the_newest_checkpoint_before_a_talk_is_uploaded_and_published(serv
     assert job.artifacts.get_bytes(key) == b"weights at step 30"  # type: ignore[arg-type]
     assert job.objects() == [Path(key).name]  # 10 and 20 were never uploaded
     # The events of the same talk are in the stream, and the record has the evaluation.
-    assert [json.loads(e["m"])["step"] for _, e in job.store.redis.xrange(f"rnnq:events:{job.id}")] == [30]
+    assert [e["step"] for _, e in job.store.events(job.id)] == [30]
     assert job.store.redis.hget(f"rnnq:job:{job.id}", "val_loss") == "1.25"
 
     job.write(40)

@@ -164,16 +164,22 @@ def test_reaper_waits_one_lease_after_redis_comes_back(store: JobStore) -> None:
 
 def test_one_reaper_pass_per_period_for_the_whole_cluster(store: JobStore) -> None:
     """Every node runs the loop; one pass per period walks the running jobs, and the
-    nodes without the turn send nothing after taking it (no INFO, no reap)."""
+    nodes without the turn send nothing after bidding for it (no INFO, no reap). Each
+    node's heartbeat rides on its bid, so all three are online."""
     job = store.create("train", {}, "train")
     take(store, job.id, "a")
     lose_lease(store, job.id)
-    nodes = [Reaper(store, lease_seconds=0, reap_seconds=5, resend_seconds=60, max_losses=3) for _ in range(3)]
+    names = [f"gpu0@reaper-test-{i}" for i in range(3)]
+    nodes = [Reaper(store, lease_seconds=0, reap_seconds=5, resend_seconds=60, max_losses=3, node=n) for n in names]
     wait_for(lambda: store.redis_uptime()[1] >= 5, 10, "Redis up for one lease + reap")
     store.redis.delete("rnnq:turn:reaper")
     made = [n.pass_once() for n in nodes]
     assert made[0] is not None and [j.id for j in made[0][0]] == [job.id]
     assert made[1:] == [None, None]
+    assert set(names) <= set(store.workers_online())
+    assert 14_000 < store.redis.pttl(f"rnnq:worker:{names[2]}") <= 15_000  # three periods, at least 15 s
+    for name in names:
+        store.forget_worker(name)
     store.redis.delete("rnnq:turn:reaper")  # the period is over
 
 

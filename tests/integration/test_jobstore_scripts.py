@@ -243,6 +243,17 @@ def test_events_written_together_keep_their_order_and_the_latest_evaluation(stor
     assert [e for _, e in store.events(job.id)] == batch
     assert store.get(job.id).progress == {"step": 25, "loss": 1.1}
     assert float(record(store, job.id)["val_loss"]) == 1.25
+    # one stream entry a talk, however many events it carries: a reader resumes after it
+    assert store.redis.xlen(f"rnnq:events:{job.id}") == 1
+    assert store.events(job.id, after=store.events(job.id)[-1][0]) == []
+
+
+def test_events_written_one_an_entry_by_an_earlier_version_are_still_read(store: JobStore) -> None:
+    job = store.create("train", {}, "train")
+    a = take(store, job.id)
+    store.redis.xadd(f"rnnq:events:{job.id}", {"m": json.dumps({"step": 5, "loss": 2.5})})
+    store.add_events(a, [{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1.8}])
+    assert [e["step"] for _, e in store.events(job.id)] == [5, 10, 20]
 
 
 def test_publish_moves_forward_and_may_repeat_a_step(store: JobStore) -> None:

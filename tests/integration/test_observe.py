@@ -152,8 +152,7 @@ def test_a_running_jobs_held_out_figures_are_exported_with_its_loss(
         (job, "accuracy"), (job, "macro_f1")}
     # the value served is one the worker evaluated: an evaluation event of this job carries it
     store = JobStore(env.vars["RNNQ_REDIS_URL"])
-    evaluated = {json.loads(fields["m"]).get("figures", {}).get("accuracy")
-                 for _, fields in store.redis.xrange(f"rnnq:events:{job}")}
+    evaluated = {event.get("figures", {}).get("accuracy") for _, event in store.events(job)}
     assert total(samples, "rnnq_job_figure", job_id=job, figure="accuracy") in evaluated
     assert series(samples, "rnnq_job_validation_loss")
     assert env.cli("cancel", job).exit_code == 0
