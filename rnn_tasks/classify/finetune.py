@@ -14,7 +14,7 @@ from torch import nn
 
 from rnn_tasks import finetune
 from rnn_tasks.classify.data import TextEncoder
-from rnn_tasks.classify.model import TextClassifier
+from rnn_tasks.classify.model import Classifier
 from rnn_tasks.classify.spec import ClassifySpec
 from rnn_tasks.finetune import PretrainedLM
 from rnn_tasks.spec import SpecError
@@ -29,16 +29,22 @@ def encoder(lm: PretrainedLM, spec: ClassifySpec) -> TextEncoder:
         raise SpecError("init_from", f"the language model's tokenizer does not suit a classifier: {exc}") from None
 
 
-def copy_weights(model: TextClassifier, lm: PretrainedLM) -> list[str]:
-    """Copy the LM's embedding and recurrent weights into model; the names copied.
-    A shape that differs is refused naming the spec field behind it."""
+def copy_weights(model: Classifier, lm: PretrainedLM) -> list[str]:
+    """Copy the LM's embedding and recurrent weights into model (every member of an
+    ensemble); the names copied. A shape that differs is refused naming the spec field
+    behind it."""
     config = model.config
     finetune.check_shape(lm, arch=config.arch, embed=config.embed, hidden=config.hidden, layers=config.layers)
     if config.bidirectional:
         raise SpecError("bidirectional", "must be false with init_from: the language model reads one way")
-    return finetune.copy_weights(model.embed, model.rnn, lm)
+    networks = model.networks()
+    prefixes = [""] if len(networks) == 1 else [f"members.{k}." for k in range(len(networks))]
+    return [name for net, prefix in zip(networks, prefixes, strict=True)
+            for name in finetune.copy_weights(net.embed, net.rnn, lm, prefix)]
 
 
-def layer_groups(model: TextClassifier) -> list[list[nn.Parameter]]:
-    """The parameters by ULMFiT layer group, head first: head, rnn layers top down, embedding."""
-    return finetune.layer_groups(list(model.head.parameters()), model.embed, model.rnn)
+def layer_groups(model: Classifier) -> list[list[nn.Parameter]]:
+    """The parameters by ULMFiT layer group, head first: head, rnn layers top down,
+    embedding; an ensemble's members' groups side by side (group k of every member)."""
+    per_member = [finetune.layer_groups(list(net.head.parameters()), net.embed, net.rnn) for net in model.networks()]
+    return [[p for groups in per_member for p in groups[k]] for k in range(len(per_member[0]))]

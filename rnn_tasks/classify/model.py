@@ -9,10 +9,18 @@ and a text gets the same logits whatever else shares its batch:
     out      (B, T, dirs*H), zero past each length
     pooled   (B, dirs*H)   mean / max over the real positions, or the final states
     logits   (B, classes)
+
+An ensemble (`members` > 1) is that many such networks, started from different random
+weights and trained on the same batches, each by its own loss; it predicts the mean of
+their probabilities, as log-probabilities (which are logits: their softmax is
+themselves), so everything that reads logits reads an ensemble's alike. On a few
+thousand short texts one network's accuracy moves by points with its initial weights,
+and on a review domain it never saw the more so; the average moves less.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,12 +45,15 @@ class ClassifierConfig:
     bidirectional: bool = True
     pooling: str = "mean"
     pad_id: int = 0
+    members: int = 1  # networks averaged; checkpoints from before ensembles have one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class TextClassifier(nn.Module):
+    """One network (whatever `config.members` says: see build)."""
+
     config: ClassifierConfig
 
     def __init__(self, config: ClassifierConfig) -> None:
@@ -82,3 +93,40 @@ class TextClassifier(nn.Module):
         h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
         dirs = 2 if self.config.bidirectional else 1
         return torch.cat(list(h[-dirs:]), dim=-1)
+
+    def member_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(members, B, classes): this one network's logits."""
+        return self(ids, lengths)[None]
+
+    def networks(self) -> list[TextClassifier]:
+        return [self]
+
+
+class Ensemble(nn.Module):
+    """config.members TextClassifiers; the mean of their probabilities, as log-probabilities."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(TextClassifier(config) for _ in range(config.members))
+
+    def member_logits(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(members, B, classes): each network's own logits, to train each by its own loss."""
+        return torch.stack([member(ids, lengths) for member in self.members])
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, classes): log of the members' mean probabilities."""
+        logits = self.member_logits(ids, lengths).float()
+        return torch.logsumexp(torch.log_softmax(logits, -1), 0) - math.log(len(self.members))
+
+    def networks(self) -> list[TextClassifier]:
+        return list(self.members)  # type: ignore[arg-type]
+
+
+Classifier = TextClassifier | Ensemble
+
+
+def build(config: ClassifierConfig) -> Classifier:
+    """The model a config describes: one network, or an ensemble of config.members (whose
+    weights are named members.<k>.*; one network's keep the names they always had)."""
+    return TextClassifier(config) if config.members == 1 else Ensemble(config)

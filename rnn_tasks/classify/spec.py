@@ -59,6 +59,10 @@ class ClassifySpec(TrainSpec):
     bidirectional: bool = True  # read each text both ways
     pooling: str = "max"  # max | mean (over real tokens) | last (final states of both directions)
     class_weights: str = "balanced"  # balanced: loss weight n / (classes * count) per class; none
+    # Networks averaged (different initial weights, the same batches): 5 cost 5x a small
+    # model's seconds, and on 2,000-3,000 reviews gained 1-3 points of accuracy in domain
+    # and on unseen domains (README, Quality); set 1 for large data.
+    ensemble: int = 5
     # Transfer from a language model (ULMFiT, Howard and Ruder 2018; see check_sources).
     init_from: str | None = None  # job id of a finished word/BPE LM whose embedding and recurrent layers start this one
     lr_decay: float = 2.6  # init_from: each layer group below the head trains at the lr of the one above / this
@@ -84,6 +88,7 @@ class ClassifySpec(TrainSpec):
         check_tokenizer_fields(self)
         _between("max_len", self.max_len, 1, 1_000_000)
         _between("token_dropout", self.token_dropout, 0.0, 0.95)
+        _between("ensemble", self.ensemble, 1, 100)
         if self.pooling not in POOLINGS:
             raise SpecError("pooling", f"must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.class_weights not in CLASS_WEIGHTS:

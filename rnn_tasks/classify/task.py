@@ -26,7 +26,7 @@ from rnn_tasks import checkpoint, delimited, loop
 from rnn_tasks import device as devices
 from rnn_tasks.classify import baseline, finetune, metrics, table
 from rnn_tasks.classify.data import PAD_ID, UNK_ID, Batch, Encoded, TextEncoder, class_weights, encode
-from rnn_tasks.classify.model import ClassifierConfig, TextClassifier
+from rnn_tasks.classify.model import Classifier, ClassifierConfig, build
 from rnn_tasks.classify.spec import ClassifySpec, labelled_splits, read_labelled
 from rnn_tasks.finetune import FineTunable, PretrainedLM, Schedule, pretrained
 from rnn_tasks.loop import Callbacks
@@ -38,9 +38,9 @@ PREDICT_OPTIONS = (*ClassifySpec.PREDICT_OPTIONS, "delimiter", "header", "text_c
 
 
 class ClassifyProblem(FineTunable):
-    model: TextClassifier
+    model: Classifier
 
-    def __init__(self, spec: ClassifySpec, model: TextClassifier, train: Encoded, val: Encoded,
+    def __init__(self, spec: ClassifySpec, model: Classifier, train: Encoded, val: Encoded,
                  weights: torch.Tensor | None, meta: dict[str, Any]) -> None:
         self.spec, self.model, self.train, self.val, self.weights, self.meta = spec, model, train, val, weights, meta
         self.best_val = math.inf
@@ -60,9 +60,11 @@ class ClassifyProblem(FineTunable):
         if self.spec.token_dropout > 0:  # padding stays padding; unpacked positions are never read anyway
             drop = torch.rand(ids.shape, device=ids.device) < self.spec.token_dropout
             ids = ids.masked_fill(drop & (ids != PAD_ID), UNK_ID)
-        logits = self.model(ids, batch.lengths).float()
+        logits = self.model.member_logits(ids, batch.lengths).float()  # (members, B, classes)
+        # Each member by its own loss (the mean over members), so that they stay independent.
         # Real tokens only: padding is never computed, so it does not count towards tokens/s.
-        return F.cross_entropy(logits, batch.labels, weight=self.weights), int(batch.lengths.sum())
+        labels = batch.labels.repeat(len(logits))
+        return F.cross_entropy(logits.flatten(0, 1), labels, weight=self.weights), int(batch.lengths.sum())
 
     def evaluate(self) -> dict[str, float]:
         logits = predict_logits(self.model, self.val)
@@ -82,7 +84,7 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
 
 
 @torch.no_grad()
-def predict_logits(model: TextClassifier, rows: Encoded) -> torch.Tensor:
+def predict_logits(model: Classifier, rows: Encoded) -> torch.Tensor:
     """Logits (N, classes) on the CPU, in row order."""
     out = [model(b.ids, b.lengths).float().cpu() for b in rows.in_order(EVAL_BATCH)]
     return torch.cat(out) if out else torch.zeros(0, model.config.n_classes)
@@ -109,8 +111,8 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None 
     weights = class_weights(train_y, len(labels)) if spec.class_weights == "balanced" else None
     config = ClassifierConfig(vocab_size=len(encoder), n_classes=len(labels), arch=spec.arch, embed=spec.embed,
                               hidden=spec.hidden, layers=spec.layers, dropout=spec.dropout,
-                              bidirectional=spec.bidirectional, pooling=spec.pooling)
-    model = TextClassifier(config)
+                              bidirectional=spec.bidirectional, pooling=spec.pooling, members=spec.ensemble)
+    model = build(config)
     init = resumed.get("init_from") if resumed is not None else None  # what the first attempt took
     if lm is not None:
         init = {"job": spec.init_from, "copied": finetune.copy_weights(model, lm)}
@@ -194,7 +196,7 @@ class _Loaded:
         self.meta = ckpt.meta
         self.labels: list[str] = list(ckpt.meta["labels"])
         self.encoder = TextEncoder.from_meta(ckpt.meta["encoder"])
-        self.model = TextClassifier(ClassifierConfig(**ckpt.meta["model"])).to(self.dev)
+        self.model = build(ClassifierConfig(**ckpt.meta["model"])).to(self.dev)
         self.model.load_state_dict(weights)
         self.model.eval()
 

@@ -7,6 +7,7 @@ import io
 import math
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from rnn_tasks import device as devices
 from rnn_tasks.classify import metrics, table
 from rnn_tasks.classify.data import TextEncoder, class_weights, encode
-from rnn_tasks.classify.model import ClassifierConfig, TextClassifier
+from rnn_tasks.classify.model import ClassifierConfig, Ensemble, TextClassifier, build
 from rnn_tasks.classify.spec import ClassifySpec, check_inputs, labelled_splits
 from rnn_tasks.classify.task import evaluate, predict, train
 from rnn_tasks.loop import BEST, LAST, Callbacks, StepMetrics
@@ -97,6 +98,37 @@ def test_padding_never_changes_a_texts_logits(pooling: str, arch: str, bidirecti
         a = model(alone.ids, alone.lengths)[0]
         b = model(crowd.ids, crowd.lengths)[1]
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members_probabilities() -> None:
+    texts = [t for t, _ in reviews(20, seed=4)]
+    encoder = TextEncoder.fit("word", texts, lowercase=True, max_len=256)
+    config = ClassifierConfig(vocab_size=len(encoder), n_classes=3, arch="lstm", embed=8, hidden=8, members=3)
+    torch.manual_seed(0)
+    model = build(config).eval()
+    assert isinstance(model, Ensemble) and len(model.networks()) == 3
+    assert not torch.equal(model.networks()[0].head.weight, model.networks()[1].head.weight)  # each its own start
+    rows = encode(encoder, texts, None, torch.device("cpu"))
+    with torch.no_grad():
+        each = torch.softmax(model.member_logits(rows.ids, rows.lengths), -1)  # (3, B, classes)
+        probs = torch.softmax(model(rows.ids, rows.lengths), -1)
+    torch.testing.assert_close(probs, each.mean(0), atol=1e-6, rtol=0)
+    assert not torch.allclose(each[0], each[1])  # so the mean is not any one member's
+    assert isinstance(build(replace(config, members=1)), TextClassifier)  # one network: the names it always had
+
+
+def test_an_ensemble_trains_every_member_and_serves_predict(tmp_path: Path) -> None:
+    rows = reviews(200, seed=2)
+    summary = train(_spec(epochs=10.0, ensemble=3), {"data": to_csv(rows)}, None, tmp_path, None)
+    assert summary["accuracy"] > 0.8
+    weights, meta = _lm_weights(tmp_path / BEST)
+    assert meta["model"]["members"] == 3
+    assert {k.split(".")[1] for k in weights} == {"0", "1", "2"}  # members.<k>.*, and nothing else
+    assert not torch.equal(weights["members.0.head.weight"], weights["members.1.head.weight"])
+    got = predict(tmp_path / BEST, b"I love this phone.\nAwful, bad service\n", {"format": "lines"}, "cpu")
+    assert [p["label"] for p in got["predictions"]] == ["pos", "neg"]
+    for p in got["predictions"]:
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_single_class_labels_are_refused() -> None:
@@ -302,7 +334,7 @@ def _lm_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def test_init_from_copies_the_lms_tokenizer_embedding_and_recurrent_layers(tmp_path: Path, word_lm: Path) -> None:
     # unfreeze 1.0 over 8 steps with 4 groups (head, rnn l1, rnn l0, embedding): the head trains
     # from step 0, rnn layer 1 from step 3, layer 0 from step 6, the embedding never.
-    spec = _spec(**FROM_LM, max_steps=8, eval_every=100, unfreeze=1.0, dropout=0.0)
+    spec = _spec(**FROM_LM, max_steps=8, eval_every=100, unfreeze=1.0, dropout=0.0, ensemble=1)
     summary = train(spec, {"data": to_csv(reviews(120)), "init_from": word_lm.read_bytes()}, None, tmp_path, None)
     lm, lm_meta = _lm_weights(word_lm)
     mine, meta = _lm_weights(tmp_path / BEST)
@@ -337,10 +369,27 @@ def test_init_from_weights_equal_the_lms_before_training(word_lm: Path) -> None:
     assert err.value.field == "hidden"
 
 
+def test_an_ensemble_started_from_a_language_model_copies_it_into_every_member(word_lm: Path) -> None:
+    from rnn_tasks.classify import finetune
+    from rnn_tasks.finetune import read_lm
+
+    lm = read_lm(word_lm.read_bytes())
+    encoder = finetune.encoder(lm, _spec(**FROM_LM))
+    one = TextClassifier(ClassifierConfig(vocab_size=len(encoder), n_classes=3, arch="lstm", embed=8, hidden=16,
+                                          layers=2, bidirectional=False))
+    two = build(replace(one.config, members=2))
+    copied = finetune.copy_weights(two, lm)
+    state = two.state_dict()
+    assert sorted(copied) == sorted(f"members.{k}.{name}" for k in (0, 1) for name in finetune.copy_weights(one, lm))
+    assert all(torch.equal(state[name], lm.weights[name.split(".", 2)[2]]) for name in copied)
+    # ULMFiT's groups hold every member's layer of that level: head, rnn l1, rnn l0, embedding
+    assert [len(g) for g in finetune.layer_groups(two)] == [2 * len(g) for g in finetune.layer_groups(one)]
+
+
 def test_discriminative_learning_rates_per_layer_group(tmp_path: Path, word_lm: Path) -> None:
     from rnn_tasks import checkpoint
 
-    spec = _spec(**FROM_LM, max_steps=2, eval_every=100, warmup_steps=0, lr_decay=2.6, unfreeze=0.0)
+    spec = _spec(**FROM_LM, max_steps=2, eval_every=100, warmup_steps=0, lr_decay=2.6, unfreeze=0.0, ensemble=1)
     train(spec, {"data": to_csv(reviews(80)), "init_from": word_lm.read_bytes()}, None, tmp_path, None)
     optim, _ = checkpoint.load_training_state(tmp_path / LAST)
     groups = (optim or {})["param_groups"]  # head, rnn l1, rnn l0, embedding; each as matrices + vectors
