@@ -131,7 +131,6 @@ class Node:
         self.name = f"gpu0@node{index:05d}"
         self.reaper = Reaper(self.store, s.lease_seconds, s.reap_seconds, s.resend_seconds, s.max_worker_losses,
                              node=self.name)
-        self.settings = s
         job = self.store.create("train", {"kind": "lm", "hidden": 512}, "train")
         attempt = self.store.start(job.id, self.name, uuid.uuid4().hex, s.lease_seconds, s.max_worker_losses)
         assert isinstance(attempt, Attempt), attempt
