@@ -10,7 +10,8 @@ Two scores of the best checkpoint on the whole held-out part: `best_val_loss`, t
 (each character predicted from everything before it, the state carried across windows), and
 `block64_val_loss`, the held-out text cut into independent 65-character blocks, each scored
 from a zero state (64 predictions a block), as nanoGPT's evaluation scores blocks of
-block_size with no context from before them.
+block_size with no context from before them. Where the job trained under bf16 autocast
+(rnn_tasks.device), `best_val_loss_fp32` scores the same checkpoint again in fp32.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from rnn_tasks.lm.metrics import score
 from rnn_tasks.lm.spec import LMSpec
 from rnn_tasks.lm.task import load_model, prepare_corpus, train
 from rnn_tasks.loop import BEST, Callbacks, StepMetrics
@@ -43,6 +45,16 @@ def block_loss(checkpoint: Path, spec: LMSpec, text: str) -> float:
         total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
                                                         chunk[:, 1:].reshape(-1), reduction="sum"))
         count += chunk[:, 1:].numel()
+    return total / count
+
+
+@torch.no_grad()
+def fp32_loss(checkpoint: Path, spec: LMSpec, text: str) -> float:
+    """best_val_loss scored again in fp32: the job scores under the autocast it trained with
+    (bf16 on CUDA and on AMX CPUs for a wide LSTM; rnn_tasks.device)."""
+    model, tokenizer, _ = load_model(checkpoint)
+    _, _, val_ids, _ = prepare_corpus(spec, text, tokenizer)
+    total, count = score(model.eval(), val_ids.long(), amp=False)
     return total / count
 
 
@@ -72,6 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         result = train(spec, {"data": text.encode("utf-8")}, Callbacks(on_step=on_step), Path(out))
         blocks = block_loss(Path(out) / BEST, spec, text)
+        fp32 = fp32_loss(Path(out) / BEST, spec, text)
     print(
         json.dumps(
             {
@@ -80,6 +93,8 @@ def main() -> None:
                 "val_loss": round(result["val_loss"], 4),
                 "best_val_loss": round(result["best_val_loss"], 4),
                 "block64_val_loss": round(blocks, 4),
+                "best_val_loss_fp32": round(fp32, 4),
+                "precision": result["precision"],
                 "train_loss": round(result["train_loss"], 4),
                 "steps": result["steps"],
                 "epochs": round(result["epochs"], 3),

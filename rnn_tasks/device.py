@@ -9,6 +9,11 @@ the node's cores:
     node, 8 usable cores, `rnnq worker --concurrency 2`
     pool process 1: usable_cores() = 8 // 2 = 4  -> a large model's job runs 4 threads
     pool process 2: usable_cores() = 8 // 2 = 4  -> so does the job beside it
+
+The same call decides the CPU's precision: bf16 autocast for a model with an LSTM layer
+of at least BF16_MIN_HIDDEN units, of a task whose sequences are never packed (its spec's
+CPU_BF16: the language model), on a CPU with AMX tiles; fp32 otherwise (CUDA: bf16
+whenever the spec's amp is on).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -27,10 +33,19 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>"
 # two threads alone, 317 ms beside one busy process and 1.6 s beside a loop of CLI
 # calls. Forecast models measured the same way under load (hidden 16-256, batch 32): one
 # thread 0.01-0.09 s/step, two 0.15-2.4 s; a 256-wide GRU (~200k parameters) is still
-# better on one. The default LM (GRU 1x512, ~925k parameters) trains at 14,021 tokens/s
+# better on one. The default LM of then (GRU 1x512, ~925k parameters) trained at 14,021 tokens/s
 # on two threads and 8,176 on one, idle (benchmarks/shakespeare.py, README): it must get
 # both cores.
 PARAMS_PER_THREAD = 300_000
+# bf16 autocast on a CPU pays only where the CPU has AMX tiles (Intel Sapphire Rapids and
+# later), and there only for unpacked LSTM layers: oneDNN ran 128- to 768-wide bf16 LSTM
+# layers 1.8-2.5x faster than fp32, GRUs 0.7-1.4x (slower below 384), and a classifier's
+# packed biLSTMs slower (five 64-wide: 148 s against 86 s). benchmarks/cpu_bf16.py, README.
+# Without AMX, bf16 on a CPU is slower than fp32 and is never used.
+BF16_MIN_HIDDEN = 256
+# Whether the model that fit_shapes() last sized runs under bf16 autocast on this CPU. A
+# plain value, set per process like torch's own thread count.
+_cpu_bf16 = False
 
 
 def resolve(device: str) -> torch.device:
@@ -62,10 +77,23 @@ def configure(dev: torch.device) -> None:
 
 
 def autocast(dev: torch.device, enabled: bool) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 RNNs are slower than fp32)."""
-    if enabled and dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast when `enabled` (a spec's amp) and it pays here: on CUDA always, on a CPU
+    only with AMX and for a model with a wide LSTM layer (fit_shapes() decides); otherwise
+    a no-op."""
+    if enabled and (dev.type == "cuda" or (dev.type == "cpu" and _cpu_bf16)):
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def precision(dev: torch.device, amp: bool) -> str:
+    """What autocast(dev, amp) computes in for the model fit_shapes() last sized: "bf16" or "fp32"."""
+    return "bf16" if amp and (dev.type == "cuda" or (dev.type == "cpu" and _cpu_bf16)) else "fp32"
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX bf16 tiles (and the kernel lets this process use them)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
 
 
 def cgroup_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> float | None:
@@ -113,16 +141,28 @@ def choose_threads(parameters: int, cores: int) -> int:
     return max(1, min(cores, parameters // PARAMS_PER_THREAD))
 
 
-def fit_threads(model: torch.nn.Module, dev: torch.device) -> int:
+def fit_threads(model: torch.nn.Module, dev: torch.device, bf16: bool = False) -> int:
     """Set the intra-op threads for running `model` on `dev`; returns the count (0 on
     a GPU, where the host threads only feed the device and are left as they are)."""
-    return set_threads(sum(p.numel() for p in model.parameters()), dev)
+    return fit_shapes({name: p.shape for name, p in model.named_parameters()}, dev, bf16)
 
 
-def set_threads(parameters: int, dev: torch.device) -> int:
-    """fit_threads() for a model known by its parameter count (a checkpoint's weights)."""
+def fit_shapes(shapes: Mapping[str, torch.Size], dev: torch.device, bf16: bool = False) -> int:
+    """fit_threads() for a model known by its weights' names and shapes (a checkpoint's).
+    On a CPU it also decides whether autocast() runs the model in bf16 there: only when
+    the caller allows it (`bf16`: its task's CPU_BF16, sequences never packed), the model
+    has an LSTM layer of at least BF16_MIN_HIDDEN units, and the CPU has AMX."""
+    global _cpu_bf16
     if dev.type != "cpu":
         return 0
-    threads = choose_threads(parameters, usable_cores())
+    _cpu_bf16 = bf16 and widest_lstm(shapes) >= BF16_MIN_HIDDEN and cpu_has_amx()
+    threads = choose_threads(sum(math.prod(shape) for shape in shapes.values()), usable_cores())
     torch.set_num_threads(threads)
     return threads
+
+
+def widest_lstm(shapes: Mapping[str, torch.Size]) -> int:
+    """The hidden size of the model's widest LSTM layer (0: none): an LSTM's recurrent
+    weights `*.weight_hh_l<k>` are (4 * hidden, hidden); a GRU's (3 * hidden, hidden)."""
+    return max((shape[1] for name, shape in shapes.items()
+                if ".weight_hh_l" in f".{name}" and len(shape) == 2 and shape[0] == 4 * shape[1]), default=0)

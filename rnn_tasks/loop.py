@@ -3,7 +3,7 @@
 A task describes its problem (model, batches, loss, held-out evaluation, metadata) as a
 Problem; fit() does the rest exactly as the language model's loop does: AdamW with
 weight decay on matrices, optional L1, gradient clipping, warmup + cosine learning
-rate, bf16 autocast on CUDA, stop conditions, evaluation with early stopping, progress
+rate, bf16 autocast (CUDA; CPUs with AMX), stop conditions, evaluation with early stopping, progress
 reports through callbacks, checkpoints (best and resumable last) and resume. It knows
 nothing of queues.
 
@@ -26,7 +26,7 @@ from rnn_tasks import checkpoint
 from rnn_tasks import device as devices
 from rnn_tasks.checkpoint import Checkpoint
 from rnn_tasks.errors import InputError, NumericalError
-from rnn_tasks.spec import TrainSpec
+from rnn_tasks.spec import TASKS, TrainSpec, train_spec_class
 
 __all__ = ["BEST", "LAST", "REPORT_SECONDS", "Callbacks", "NumericalError", "Problem", "StepMetrics", "fit", "load",
            "lr_at"]
@@ -131,7 +131,8 @@ class _Fit:
         self.on_checkpoint: Callable[[str, Path, int], None] = Callbacks.on_checkpoint
         self.dev = next(problem.model.parameters()).device
         model = problem.model
-        self.threads = devices.fit_threads(model, self.dev)  # every kind's training passes here
+        self.threads = devices.fit_threads(model, self.dev, spec.CPU_BF16)  # every kind's training passes here
+        self.precision = devices.precision(self.dev, spec.amp)  # fit_threads decided it on a CPU
         groups = problem.lr_groups() or [(list(model.parameters()), 1.0)]
         self.optimizer = torch.optim.AdamW([g for params, scale in groups for g in _decay_split(params, scale, spec)],
                                            lr=spec.lr)
@@ -364,6 +365,7 @@ def fit(spec: TrainSpec, problem: Problem, callbacks: Callbacks | None = None, c
         "parameters": sum(p.numel() for p in problem.model.parameters()),
         "device": str(run.dev),
         "threads": run.threads,  # CPU intra-op threads it trained with (0 on a GPU); rnn_tasks.device
+        "precision": run.precision,  # bf16 under autocast (CUDA; AMX CPUs), else fp32
     }
 
 
@@ -372,5 +374,6 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[Checkpoint, di
     predict, evaluate and generate loads its model here, so the CPU threads for running
     it are set here too (rnn_tasks.device), as fit() sets them for training."""
     ckpt, weights = checkpoint.load(path, device)
-    devices.set_threads(sum(w.numel() for w in weights.values()), torch.device(device))
+    bf16 = ckpt.task in TASKS and train_spec_class(ckpt.task).CPU_BF16
+    devices.fit_shapes({name: w.shape for name, w in weights.items()}, torch.device(device), bf16)
     return ckpt, weights
