@@ -10,10 +10,10 @@ the node's cores:
     pool process 1: usable_cores() = 8 // 2 = 4  -> a large model's job runs 4 threads
     pool process 2: usable_cores() = 8 // 2 = 4  -> so does the job beside it
 
-The same call decides the CPU's precision: bf16 autocast for a model with an LSTM layer
-of at least BF16_MIN_HIDDEN units, of a task whose sequences are never packed (its spec's
-CPU_BF16: the language model), on a CPU with AMX tiles; fp32 otherwise (CUDA: bf16
-whenever the spec's amp is on).
+Precision is decided here too, by bf16(): on CUDA bf16 autocast whenever the spec's amp
+is on; on a CPU only for a model with an LSTM layer of at least BF16_MIN_HIDDEN units, of
+a task whose sequences are never packed (its spec's CPU_BF16: the language model), on a
+CPU with AMX tiles; fp32 otherwise.
 """
 
 from __future__ import annotations
@@ -43,9 +43,6 @@ PARAMS_PER_THREAD = 300_000
 # packed biLSTMs slower (five 64-wide: 148 s against 86 s). benchmarks/cpu_bf16.py, README.
 # Without AMX, bf16 on a CPU is slower than fp32 and is never used.
 BF16_MIN_HIDDEN = 256
-# Whether the model that fit_shapes() last sized runs under bf16 autocast on this CPU. A
-# plain value, set per process like torch's own thread count.
-_cpu_bf16 = False
 
 
 def resolve(device: str) -> torch.device:
@@ -77,17 +74,25 @@ def configure(dev: torch.device) -> None:
 
 
 def autocast(dev: torch.device, enabled: bool) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast when `enabled` (a spec's amp) and it pays here: on CUDA always, on a CPU
-    only with AMX and for a model with a wide LSTM layer (fit_shapes() decides); otherwise
-    a no-op."""
-    if enabled and (dev.type == "cuda" or (dev.type == "cpu" and _cpu_bf16)):
-        return torch.autocast(dev.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """bf16 autocast on `dev` when `enabled` (what bf16() decided for the model); else a no-op."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
-def precision(dev: torch.device, amp: bool) -> str:
-    """What autocast(dev, amp) computes in for the model fit_shapes() last sized: "bf16" or "fp32"."""
-    return "bf16" if amp and (dev.type == "cuda" or (dev.type == "cpu" and _cpu_bf16)) else "fp32"
+def bf16(dev: torch.device, amp: bool, weights: Mapping[str, torch.Size], unpacked: bool) -> bool:
+    """Whether a model (its weights' names and shapes) runs under bf16 autocast on `dev`:
+    never when the spec's `amp` is off; on CUDA always; on a CPU only when its sequences
+    are never packed (`unpacked`: the task's CPU_BF16), it has an LSTM layer of at least
+    BF16_MIN_HIDDEN units, and the CPU has AMX."""
+    if not amp:
+        return False
+    if dev.type == "cuda":
+        return True
+    return dev.type == "cpu" and unpacked and widest_lstm(weights) >= BF16_MIN_HIDDEN and cpu_has_amx()
+
+
+def shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
+    """A model's weights by name, as bf16() and fit_shapes() read them."""
+    return {name: p.shape for name, p in model.named_parameters()}
 
 
 def cpu_has_amx() -> bool:
@@ -141,28 +146,23 @@ def choose_threads(parameters: int, cores: int) -> int:
     return max(1, min(cores, parameters // PARAMS_PER_THREAD))
 
 
-def fit_threads(model: torch.nn.Module, dev: torch.device, bf16: bool = False) -> int:
+def fit_threads(model: torch.nn.Module, dev: torch.device) -> int:
     """Set the intra-op threads for running `model` on `dev`; returns the count (0 on
     a GPU, where the host threads only feed the device and are left as they are)."""
-    return fit_shapes({name: p.shape for name, p in model.named_parameters()}, dev, bf16)
+    return fit_shapes(shapes(model), dev)
 
 
-def fit_shapes(shapes: Mapping[str, torch.Size], dev: torch.device, bf16: bool = False) -> int:
-    """fit_threads() for a model known by its weights' names and shapes (a checkpoint's).
-    On a CPU it also decides whether autocast() runs the model in bf16 there: only when
-    the caller allows it (`bf16`: its task's CPU_BF16, sequences never packed), the model
-    has an LSTM layer of at least BF16_MIN_HIDDEN units, and the CPU has AMX."""
-    global _cpu_bf16
+def fit_shapes(weights: Mapping[str, torch.Size], dev: torch.device) -> int:
+    """fit_threads() for a model known by its weights' names and shapes (a checkpoint's)."""
     if dev.type != "cpu":
         return 0
-    _cpu_bf16 = bf16 and widest_lstm(shapes) >= BF16_MIN_HIDDEN and cpu_has_amx()
-    threads = choose_threads(sum(math.prod(shape) for shape in shapes.values()), usable_cores())
+    threads = choose_threads(sum(math.prod(shape) for shape in weights.values()), usable_cores())
     torch.set_num_threads(threads)
     return threads
 
 
-def widest_lstm(shapes: Mapping[str, torch.Size]) -> int:
+def widest_lstm(weights: Mapping[str, torch.Size]) -> int:
     """The hidden size of the model's widest LSTM layer (0: none): an LSTM's recurrent
     weights `*.weight_hh_l<k>` are (4 * hidden, hidden); a GRU's (3 * hidden, hidden)."""
-    return max((shape[1] for name, shape in shapes.items()
+    return max((shape[1] for name, shape in weights.items()
                 if ".weight_hh_l" in f".{name}" and len(shape) == 2 and shape[0] == 4 * shape[1]), default=0)

@@ -26,7 +26,7 @@ from rnn_tasks import checkpoint
 from rnn_tasks import device as devices
 from rnn_tasks.checkpoint import Checkpoint
 from rnn_tasks.errors import InputError, NumericalError
-from rnn_tasks.spec import TASKS, TrainSpec, train_spec_class
+from rnn_tasks.spec import TrainSpec
 
 __all__ = ["BEST", "LAST", "REPORT_SECONDS", "Callbacks", "NumericalError", "Problem", "StepMetrics", "fit", "load",
            "lr_at"]
@@ -131,8 +131,8 @@ class _Fit:
         self.on_checkpoint: Callable[[str, Path, int], None] = Callbacks.on_checkpoint
         self.dev = next(problem.model.parameters()).device
         model = problem.model
-        self.threads = devices.fit_threads(model, self.dev, spec.CPU_BF16)  # every kind's training passes here
-        self.precision = devices.precision(self.dev, spec.amp)  # fit_threads decided it on a CPU
+        self.threads = devices.fit_threads(model, self.dev)  # every kind's training passes here
+        self.bf16 = devices.bf16(self.dev, spec.amp, devices.shapes(model), spec.CPU_BF16)
         groups = problem.lr_groups() or [(list(model.parameters()), 1.0)]
         self.optimizer = torch.optim.AdamW([g for params, scale in groups for g in _decay_split(params, scale, spec)],
                                            lr=spec.lr)
@@ -191,7 +191,7 @@ class _Fit:
         lr = lr_at(spec, self.s.step, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # checkpoints before lr_scale have none
-        with devices.autocast(self.dev, spec.amp):
+        with devices.autocast(self.dev, self.bf16):
             loss, size = self.problem.loss(batch)
         total = loss + spec.l1 * sum(p.abs().sum() for p in model.parameters() if p.dim() > 1) if spec.l1 else loss
         self.optimizer.zero_grad(set_to_none=True)
@@ -205,7 +205,7 @@ class _Fit:
     def evaluate(self) -> dict[str, float]:
         self.problem.model.eval()
         try:
-            with devices.autocast(self.dev, self.spec.amp):
+            with devices.autocast(self.dev, self.bf16):
                 return {k: float(v) if isinstance(v, (int, float)) else v for k, v in self.problem.evaluate().items()}
         finally:
             self.problem.model.train()
@@ -365,7 +365,7 @@ def fit(spec: TrainSpec, problem: Problem, callbacks: Callbacks | None = None, c
         "parameters": sum(p.numel() for p in problem.model.parameters()),
         "device": str(run.dev),
         "threads": run.threads,  # CPU intra-op threads it trained with (0 on a GPU); rnn_tasks.device
-        "precision": run.precision,  # bf16 under autocast (CUDA; AMX CPUs), else fp32
+        "precision": "bf16" if run.bf16 else "fp32",  # under autocast (CUDA; AMX CPUs: rnn_tasks.device)
     }
 
 
@@ -374,6 +374,5 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[Checkpoint, di
     predict, evaluate and generate loads its model here, so the CPU threads for running
     it are set here too (rnn_tasks.device), as fit() sets them for training."""
     ckpt, weights = checkpoint.load(path, device)
-    bf16 = ckpt.task in TASKS and train_spec_class(ckpt.task).CPU_BF16
-    devices.fit_shapes({name: w.shape for name, w in weights.items()}, torch.device(device), bf16)
+    devices.fit_shapes({name: w.shape for name, w in weights.items()}, torch.device(device))
     return ckpt, weights

@@ -32,7 +32,7 @@ def score(model: LanguageModel, ids: torch.Tensor, amp: bool = True) -> tuple[fl
     total = torch.zeros((), device=dev, dtype=torch.float64)
     count = 0
     state: State | None = None
-    with devices.autocast(dev, amp):
+    with devices.autocast(dev, devices.bf16(dev, amp, devices.shapes(model), unpacked=True)):
         for x, y in data.eval_windows(ids, EVAL_BATCH, EVAL_SEQ_LEN):
             logits, state = model(x, state)
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1), reduction="sum")

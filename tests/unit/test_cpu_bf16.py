@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -26,29 +27,25 @@ def keep_threads() -> Iterator[None]:
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
-    devices.fit_threads(torch.nn.Linear(1, 1), CPU)  # leave the process deciding fp32, as a fresh one does
 
 
-def _dtype_under_autocast(amp: bool) -> torch.dtype:
+def _dtype_under_autocast(enabled: bool) -> torch.dtype:
     layer = torch.nn.Linear(8, 8)
-    with devices.autocast(CPU, amp):
+    with devices.autocast(CPU, enabled):
         return layer(torch.ones(2, 8)).dtype
 
 
-def _lstm(hidden: int, bidirectional: bool = False) -> torch.nn.Module:
-    return torch.nn.LSTM(16, hidden, bidirectional=bidirectional)
-
-
-def _shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
-    return {name: p.shape for name, p in model.named_parameters()}
+def _lstm(hidden: int, bidirectional: bool = False) -> dict[str, torch.Size]:
+    return devices.shapes(torch.nn.LSTM(16, hidden, bidirectional=bidirectional))
 
 
 def test_the_widest_lstm_layer_is_read_from_weight_names_and_shapes() -> None:
-    assert devices.widest_lstm(_shapes(torch.nn.LSTM(8, 300, 2, bidirectional=True))) == 300
-    assert devices.widest_lstm(_shapes(torch.nn.GRU(8, 1024))) == 0  # (3H, H): a GRU
-    assert devices.widest_lstm(_shapes(torch.nn.Linear(2048, 512))) == 0
+    assert devices.widest_lstm(_lstm(300, bidirectional=True)) == 300
+    assert devices.widest_lstm(devices.shapes(torch.nn.LSTM(8, 300, 2))) == 300
+    assert devices.widest_lstm(devices.shapes(torch.nn.GRU(8, 1024))) == 0  # (3H, H): a GRU
+    assert devices.widest_lstm(devices.shapes(torch.nn.Linear(2048, 512))) == 0
     ensemble = torch.nn.ModuleDict({"a": torch.nn.LSTM(8, 64), "b": torch.nn.LSTM(8, 512)})
-    assert devices.widest_lstm(_shapes(ensemble)) == 512
+    assert devices.widest_lstm(devices.shapes(ensemble)) == 512
 
 
 @pytest.mark.parametrize("model", [torch.nn.Embedding(100_000, 64), torch.nn.GRU(64, 1024),
@@ -56,33 +53,27 @@ def test_the_widest_lstm_layer_is_read_from_weight_names_and_shapes() -> None:
 def test_models_without_a_wide_lstm_stay_in_fp32_whatever_the_cpu(model: torch.nn.Module) -> None:
     """Large in parameters is not enough: a classifier's embedding and 64-wide biLSTMs ran
     slower in bf16, and a GRU gains too little for the precision it gives up."""
-    devices.fit_threads(model, CPU, bf16=True)
-    assert devices.precision(CPU, True) == "fp32"
-    assert _dtype_under_autocast(True) == torch.float32
+    assert not devices.bf16(CPU, True, devices.shapes(model), unpacked=True)
 
 
-def test_amp_off_is_fp32_for_every_model() -> None:
-    devices.fit_threads(_lstm(1024), CPU, bf16=True)
-    assert devices.precision(CPU, False) == "fp32"
+def test_amp_off_is_fp32_everywhere() -> None:
+    assert not devices.bf16(CPU, False, _lstm(1024), unpacked=True)
+    assert not devices.bf16(torch.device("cuda"), False, _lstm(1024), unpacked=True)
+    assert devices.bf16(torch.device("cuda"), True, {}, unpacked=False)  # CUDA: amp alone decides
     assert _dtype_under_autocast(False) == torch.float32
 
 
 def test_without_amx_a_wide_lstm_stays_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devices, "cpu_has_amx", lambda: False)  # the AMD and older Intel machines
-    devices.fit_threads(_lstm(1024), CPU, bf16=True)
-    assert devices.precision(CPU, True) == "fp32"
-    assert _dtype_under_autocast(True) == torch.float32
+    assert not devices.bf16(CPU, True, _lstm(1024), unpacked=True)
 
 
 @pytest.mark.skipif(not AMX, reason="this CPU has no AMX tiles")
-def test_with_amx_a_wide_lstm_computes_in_bf16_where_its_task_allows() -> None:
-    devices.fit_threads(_lstm(BF16_MIN_HIDDEN, bidirectional=True), CPU, bf16=True)
-    assert devices.precision(CPU, True) == "bf16"
+def test_with_amx_a_wide_unpacked_lstm_computes_in_bf16() -> None:
+    assert devices.bf16(CPU, True, _lstm(BF16_MIN_HIDDEN, bidirectional=True), unpacked=True)
     assert _dtype_under_autocast(True) == torch.bfloat16
-    devices.fit_threads(_lstm(BF16_MIN_HIDDEN - 1), CPU, bf16=True)
-    assert devices.precision(CPU, True) == "fp32"
-    devices.fit_threads(_lstm(1024), CPU)  # a task that packs its sequences
-    assert devices.precision(CPU, True) == "fp32"
+    assert not devices.bf16(CPU, True, _lstm(BF16_MIN_HIDDEN - 1), unpacked=True)
+    assert not devices.bf16(CPU, True, _lstm(1024), unpacked=False)  # a task that packs its sequences
 
 
 def test_only_the_language_model_declares_unpacked_sequences() -> None:
@@ -91,8 +82,7 @@ def test_only_the_language_model_declares_unpacked_sequences() -> None:
     assert {task for task in TASKS if train_spec_class(task).CPU_BF16} == {"lm"}
 
 
-def test_a_classifier_with_wide_lstms_trains_in_fp32(tmp_path: Path) -> None:
-    """Its batches are packed, whose kernels ran slower in bf16 even 256 wide."""
+def _classifier_result(tmp_path: Path) -> dict[str, Any]:
     from rnn_tasks.classify.spec import ClassifySpec
     from rnn_tasks.classify.task import train as train_classifier
 
@@ -100,8 +90,7 @@ def test_a_classifier_with_wide_lstms_trains_in_fp32(tmp_path: Path) -> None:
                    for v in ("love", "hate") for _ in range(8))
     spec = ClassifySpec(data="inputs/x", hidden=BF16_MIN_HIDDEN, embed=16, ensemble=1, max_steps=3, eval_every=3,
                         text_column="0", label_column="1", min_freq=1)
-    result = train_classifier(spec, {"data": rows.encode()}, None, tmp_path, None)
-    assert result["precision"] == "fp32"
+    return train_classifier(spec, {"data": rows.encode()}, None, tmp_path, None)
 
 
 @pytest.fixture
@@ -127,3 +116,14 @@ def test_a_large_language_model_trains_and_says_its_precision(text: str, tmp_pat
 
     total, count = score(model.eval(), val_ids.long(), amp=False)
     assert total / count == pytest.approx(result["best_val_loss"], abs=0.02)
+
+
+def test_a_classifier_with_wide_lstms_trains_in_fp32_even_after_a_wide_lm(text: str, tmp_path: Path) -> None:
+    """Its batches are packed, whose kernels ran slower in bf16 even 256 wide; and what one
+    model decided does not carry to the next in the same process (a speech job loads a
+    wide LSTM LM for its beam search beside its own packed network)."""
+    lm = LMSpec(data="corpora/x", arch="lstm", hidden=BF16_MIN_HIDDEN, seq_len=16, batch_size=8, max_steps=2,
+                eval_every=2)
+    assert task.train(lm, {"data": text.encode()}, None, tmp_path / "lm")["precision"] == ("bf16" if AMX else "fp32")
+    task.load_model(tmp_path / "lm" / BEST)
+    assert _classifier_result(tmp_path / "classify")["precision"] == "fp32"
