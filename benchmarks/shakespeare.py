@@ -34,8 +34,10 @@ BLOCK = 64
 
 
 @torch.no_grad()
-def block_loss(checkpoint: Path, spec: LMSpec, text: str) -> float:
-    """Mean nats per character over independent (BLOCK + 1)-character blocks of the held-out part."""
+def held_out_scores(checkpoint: Path, spec: LMSpec, text: str) -> tuple[float, float]:
+    """The checkpoint on the held-out part, in fp32, nats per character: (block64, the job's
+    own score again). The job scored under the autocast it trained with (bf16 on CUDA and
+    on AMX CPUs for a wide LSTM; rnn_tasks.device)."""
     model, tokenizer, _ = load_model(checkpoint)
     _, _, val_ids, _ = prepare_corpus(spec, text, tokenizer)
     blocks = val_ids[: len(val_ids) // (BLOCK + 1) * (BLOCK + 1)].long().view(-1, BLOCK + 1)
@@ -45,17 +47,8 @@ def block_loss(checkpoint: Path, spec: LMSpec, text: str) -> float:
         total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
                                                         chunk[:, 1:].reshape(-1), reduction="sum"))
         count += chunk[:, 1:].numel()
-    return total / count
-
-
-@torch.no_grad()
-def fp32_loss(checkpoint: Path, spec: LMSpec, text: str) -> float:
-    """best_val_loss scored again in fp32: the job scores under the autocast it trained with
-    (bf16 on CUDA and on AMX CPUs for a wide LSTM; rnn_tasks.device)."""
-    model, tokenizer, _ = load_model(checkpoint)
-    _, _, val_ids, _ = prepare_corpus(spec, text, tokenizer)
-    total, count = score(model.eval(), val_ids.long(), amp=False)
-    return total / count
+    whole, predicted = score(model, val_ids.long(), amp=False)
+    return total / count, whole / predicted
 
 
 def _value(text: str) -> object:
@@ -83,8 +76,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         result = train(spec, {"data": text.encode("utf-8")}, Callbacks(on_step=on_step), Path(out))
-        blocks = block_loss(Path(out) / BEST, spec, text)
-        fp32 = fp32_loss(Path(out) / BEST, spec, text)
+        blocks, fp32 = held_out_scores(Path(out) / BEST, spec, text)
     print(
         json.dumps(
             {
