@@ -49,7 +49,9 @@ def status(ctx: Context, job: str, as_json: bool, as_spec: bool) -> None:
         ("finished", _when(record.finished_at)), ("worker", record.worker or "-"), ("attempts", str(record.attempts)),
     ]
     if record.worker_losses:
-        rows.append(("lost", f"{record.worker_losses} worker(s) died running it"))
+        rows.append(("lost", f"{record.worker_losses} worker(s) died running it or gave it up"))
+    if record.last_loss:
+        rows.append(("given up", record.last_loss))
     if record.resumed_from is not None:
         rows.append(("resumed", f"from the checkpoint at step {record.resumed_from}"))
     if record.progress:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,11 +79,28 @@ def write(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any],
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"rnnq": json.dumps(header)})
+        try:
+            save_file(tensors, tmp, metadata={"rnnq": json.dumps(header)})
+        except SafetensorError as exc:
+            error = _os_error(exc, tmp)
+            if error is None:
+                raise
+            raise error from exc
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _os_error(exc: SafetensorError, path: str) -> OSError | None:
+    """The OSError behind a safetensors write error, which names it only in its text ("...
+    No space left on device (os error 28)"): a full disk then reads as ENOSPC, like any
+    other write that runs out of room, and its worker gives the job to another node."""
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), path)
 
 
 def read(path: Path) -> Checkpoint:

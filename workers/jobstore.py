@@ -250,6 +250,28 @@ end
 return 1
 """
 
+# A node that cannot go on with the job (its disk is full) gives it up, fenced like _END,
+# and it counts as a worker loss: queued again for another node ('queued'), or failed
+# at the cap ('failed'); '' when the caller no longer owns it. KEYS as _END; ARGV token,
+# lease ms, now, why, max losses.
+_GIVE_UP = _FENCE + """
+if not fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]) then return '' end
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], id)
+redis.call('SREM', KEYS[5], id)
+local lost = redis.call('HINCRBY', KEYS[1], 'worker_losses', 1)
+redis.call('HSET', KEYS[1], 'last_loss', ARGV[4])
+if lost >= tonumber(ARGV[5]) then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[3],
+             'error', 'worker lost ' .. lost .. ' times; the last could not go on: ' .. ARGV[4])
+  return 'failed'
+end
+redis.call('HSET', KEYS[1], 'state', 'queued')
+redis.call('ZADD', KEYS[6], ARGV[3], id)
+return 'queued'
+"""
+
 # Cancel: a queued job becomes cancelled at once; a running one is asked to stop.
 _CANCEL = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -271,7 +293,7 @@ _RESUME = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'cancelled' and state ~= 'failed' then return state or '' end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'worker_losses', '0', 'cancel_requested', '')
-redis.call('HDEL', KEYS[1], 'error', 'traceback', 'finished_at')
+redis.call('HDEL', KEYS[1], 'error', 'traceback', 'finished_at', 'last_loss')
 redis.call('DEL', KEYS[2])
 redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
 return 'queued'
@@ -310,7 +332,8 @@ class Job:
     result: dict[str, Any] | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     progress: dict[str, Any] | None = None  # the latest metric event
-    worker_losses: int = 0  # deliveries whose worker died mid-job
+    worker_losses: int = 0  # deliveries whose worker died mid-job, or gave it up (a full disk)
+    last_loss: str | None = None  # why the latest worker that gave it up could not go on
     resumed_from: int | None = None  # step the latest attempt resumed from
     pid: int | None = None  # process running the latest attempt
     sweep: str | None = None  # the sweep this job is a trial of (workers.sweep)
@@ -339,6 +362,7 @@ class Job:
             artifacts=_artifacts(h),
             progress=json.loads(h["progress"]) if h.get("progress") else None,
             worker_losses=int(h.get("worker_losses") or 0),
+            last_loss=h.get("last_loss") or None,
             resumed_from=int(h["resumed_from"]) if h.get("resumed_from") else None,
             pid=int(h["pid"]) if h.get("pid") else None,
             sweep=h.get("sweep") or None,
@@ -454,6 +478,7 @@ class JobStore:
         self._update = self.redis.register_script(_UPDATE)
         self._event = self.redis.register_script(_EVENT)
         self._end = self.redis.register_script(_END)
+        self._give_up = self.redis.register_script(_GIVE_UP)
         self._cancel = self.redis.register_script(_CANCEL)
         self._resume = self.redis.register_script(_RESUME)
         self._unsent = self.redis.register_script(_UNSENT)
@@ -613,6 +638,18 @@ class JobStore:
         released in the same step, before the caller sends the message again."""
         self._end_attempt(a, "queued", {})
 
+    def give_up(self, a: Attempt, why: str, max_losses: int) -> str:
+        """This node cannot go on with the job (its disk is full): release the lease and
+        count a worker loss, in one fenced step; the job is queued again ('queued': the
+        caller sends it) or failed at the cap ('failed'). Raises Fenced when this attempt
+        no longer owns the job."""
+        keys = [*self._fence_keys(a), _P + "running", _P + "queued"]
+        with self._reachable():
+            outcome = str(self._give_up(keys=keys, args=[*self._fence_args(a), repr(time.time()), why, max_losses]))
+        if not outcome:
+            raise Fenced(f"job {a.job_id}: attempt {a.number} no longer owns the job")
+        return outcome
+
     def _end_attempt(self, a: Attempt, state: str, fields: dict[str, Any]) -> None:
         pairs = [x for k, v in _encode(fields).items() for x in (k, v)]
         keys = [*self._fence_keys(a), _P + "running", _P + "queued"]
@@ -677,6 +714,10 @@ class JobStore:
         """Ask the node's running jobs to hand back (their next fenced write says DRAIN)."""
         key = _P + f"drain:{node}"
         self.call(lambda: self.redis.set(key, "1", ex=3600) if on else self.redis.delete(key))
+
+    def draining(self, node: str) -> bool:
+        """Is the node shutting down (set_draining)?"""
+        return bool(self.call(lambda: self.redis.exists(_P + f"drain:{node}")))
 
     def forget_worker(self, node: str) -> None:
         self.call(lambda: self.redis.delete(_P + f"worker:{node}"))

@@ -38,6 +38,7 @@ result, the checkpoints waiting for Redis if it is away.
 from __future__ import annotations
 
 import _thread
+import errno
 import json
 import logging
 import os
@@ -67,6 +68,9 @@ Outcome = tuple[dict[str, Any], dict[str, str]]  # result summary, artifact keys
 # A running job hears from its record at least this often (cancel, drain, lease loss),
 # and writes a progress event at about this pace (its evaluations besides).
 CHECK_SECONDS = 2.0
+DISK_FULL = "disk_full"  # the stop reason of an attempt given up for lack of room
+LOW_DISK_BYTES = 64 << 20  # a node's disk with less free than this takes no job after a give-up ...
+DISK_PAUSE_SECONDS = 60.0  # ... for up to this long (workers.runner._wait_for_room)
 FINISH_RETRY_SECONDS = 120.0  # keep trying to record a result while Redis restarts
 
 
@@ -302,6 +306,7 @@ class Run:
     control: _Control
     scratch: Path  # this attempt's private local directory (checkpoints are written here first)
     input_cache: Path  # this node's cache of content-addressed inputs
+    max_losses: int  # worker losses before the job fails (RNNQ_MAX_WORKER_LOSSES)
 
     def input(self, key: str) -> bytes:
         """A corpus or input file, verified against its hash; downloaded once per node."""
@@ -322,17 +327,42 @@ def run(kind: str, job_id: str, worker: str) -> None:
     began = time.monotonic()
     metrics.job_started(kind, job.queue, worker, time.time() - job.created_at if attempt.number == 1 else None)
     ended: str | None = None
+    control: _Control | None = None
     scratch = s.home / "scratch" / f"{job_id}-a{attempt.number}-{uuid.uuid4().hex[:6]}"
     try:
         with Lease(store, attempt) as lease:
             _share_cores(s.worker_processes)
             control = _Control(job_id, worker, lease, artifacts)
-            ended = _attempt(Run(job, attempt, store, artifacts, control, scratch, s.input_cache), kind)
+            ended = _attempt(Run(job, attempt, store, artifacts, control, scratch, s.input_cache,
+                                 s.max_worker_losses), kind)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         metrics.job_ended(kind, job.queue, worker, ended, time.monotonic() - began)
     if job.sweep and ended is not None:
         _next_trials(store, job.sweep)
+    if control is not None and control.reason == DISK_FULL:
+        _wait_for_room(store, worker, s.home)
+
+
+def _wait_for_room(store: JobStore, node: str, home: Path) -> None:
+    """After giving a job up for lack of room: while this node's own disk (its home:
+    scratch and input cache) has less than LOW_DISK_BYTES free, this pool process takes
+    no job, for up to DISK_PAUSE_SECONDS or until the node drains. Otherwise a node whose
+    disk filled would take every job from the queue and give each one up at once, using
+    up their worker losses while healthy nodes were busy. A full artifact store is not
+    this node's: there is room here, and the job was simply given up."""
+    deadline = time.monotonic() + DISK_PAUSE_SECONDS
+    paused = False
+    while time.monotonic() < deadline:
+        try:
+            if shutil.disk_usage(home).free >= LOW_DISK_BYTES or store.draining(node):
+                break
+        except OSError:
+            break
+        if not paused:
+            log.warning("this node's disk (%s) is full: taking no job for up to %.0f s", home, DISK_PAUSE_SECONDS)
+            paused = True
+        time.sleep(1.0)
 
 
 def _share_cores(processes: int) -> None:
@@ -372,6 +402,8 @@ def _attempt(r: Run, kind: str) -> str | None:
             return None
         if isinstance(exc, Interrupted):
             return _settle(r, {"partial": True}, {})
+        if (full := _disk_full(exc)) is not None:
+            return _give_up(r, full)
         log.exception("job %s failed", r.job.id)
         reason, trace = _reason(exc), traceback.format_exc()
         try:
@@ -381,6 +413,43 @@ def _attempt(r: Run, kind: str) -> str | None:
                         r.attempt.number)
             return None
         return "failed"
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The "no space" error (ENOSPC, EDQUOT) behind `exc`, if one is: raised, or the cause
+    or context of what was raised (an artifact or checkpoint error wrapping it)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _give_up(r: Run, exc: OSError) -> str | None:
+    """A full disk (this node's scratch or input cache, or the artifact store) is not the
+    job's fault: hand it back, counted as a worker loss, and another node (or this one,
+    once there is room) resumes it from its last published checkpoint. At the loss cap it
+    fails, naming the disk, and `rnnq resume` goes on from that checkpoint once there is
+    room. Returns the final state, None when the job went back to the queue."""
+    why = f"{_reason(exc)} (on {r.control.node})"
+    log.warning("job %s: %s; giving it back", r.job.id, why)
+    r.control.reason = DISK_FULL
+    try:
+        r.control._discard()  # uploaded, never published: nobody will point at them
+    except Exception:
+        log.warning("job %s: could not delete its unpublished checkpoints", r.job.id, exc_info=True)
+    try:
+        outcome = _retry(lambda: r.store.give_up(r.attempt, why, r.max_losses), "give the job back")
+    except Fenced:
+        log.warning("job %s: attempt %d no longer owns the job", r.job.id, r.attempt.number)
+        return None
+    if outcome == "queued":
+        dispatch.send_job(r.store, r.job.id, r.job.kind, r.job.queue)  # after the lease is gone, as a drain
+        return None
+    return "failed"
 
 
 def _settle(r: Run, result: dict[str, Any], keys: dict[str, str]) -> str | None:
@@ -404,18 +473,18 @@ def _settle(r: Run, result: dict[str, Any], keys: dict[str, str]) -> str | None:
     return "succeeded"
 
 
-def _retry(action: Callable[[], object], what: str) -> None:
-    """Retry a record update while Redis is unreachable (a restart), up to a limit.
-    A fenced refusal is an answer, not an outage: it is raised at once."""
+def _retry(action: Callable[[], T], what: str) -> T:
+    """Retry a record update while Redis is unreachable (a restart), up to a limit; its
+    answer. A fenced refusal is an answer, not an outage, and a full disk is not Redis's:
+    both are raised at once."""
     deadline = time.monotonic() + FINISH_RETRY_SECONDS
     while True:
         try:
-            action()
-            return
+            return action()
         except Fenced:
             raise
-        except Exception:
-            if time.monotonic() > deadline:
+        except Exception as exc:
+            if time.monotonic() > deadline or _disk_full(exc) is not None:
                 raise
             log.warning("could not %s; retrying", what, exc_info=True)
             time.sleep(1.0)

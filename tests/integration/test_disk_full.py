@@ -1,0 +1,204 @@
+"""A full disk against real workers: a node whose disk fills gives its job to another
+node, which resumes it; an artifact store that fills fails the job at the loss cap,
+naming the disk, and `rnnq resume` finishes it once there is room. Nothing is lost.
+
+The disks are small tmpfs mounts, so these tests need root; elsewhere they skip, except
+where RNNQ_REQUIRE_CLUSTER=1 (set by .ci/run, which runs as root) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Env, Worker, start_worker, stop
+from tests.support import job_step, make_corpus, wait_for, wait_state
+from workers.jobstore import JobStore
+
+pytestmark = pytest.mark.integration
+
+FAST = {"RNNQ_LEASE_SECONDS": "2", "RNNQ_REAP_SECONDS": "0.5", "RNNQ_VISIBILITY_TIMEOUT": "3600"}
+MODEL = ["--hidden", "24", "--embed", "8", "--seq-len", "16", "--batch-size", "4", "--eval-every", "100000",
+         "--patience", "1000", "--checkpoint-every", "25"]
+
+
+def _can_mount() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to mount a small tmpfs"
+    if shutil.which("mount") is None:
+        return "needs mount(8)"
+    return None
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs, unmounted after the test."""
+    why = _can_mount()
+    if why is not None:
+        if os.environ.get("RNNQ_REQUIRE_CLUSTER") == "1":
+            pytest.fail(f"RNNQ_REQUIRE_CLUSTER=1 but the full-disk tests {why}")
+        pytest.skip(f"the full-disk tests {why}")
+    path = tmp_path / "disk"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Write a file until the disk has no room left; returns it (delete it to make room)."""
+    ballast = disk / f"ballast-{uuid.uuid4().hex[:6]}"
+    with ballast.open("wb", buffering=0) as f, pytest.raises(OSError) as full:
+        while True:
+            f.write(b"\0" * (1 << 16))
+    assert full.value.errno == errno.ENOSPC
+    return ballast
+
+
+def _submit(env: Env, queue: str, seconds: float) -> str:
+    """A job of `seconds` of training, so it outlasts the test's moves on a fast machine;
+    the seconds are the loop's own, carried across attempts in the checkpoint."""
+    path = env.tmp / "corpus.txt"
+    path.write_text(make_corpus(20_000))
+    res = env.cli("train", str(path), *MODEL, "--time-budget", str(seconds), "--queue", queue, "--json")
+    assert res.exit_code == 0, res.output
+    return str(json.loads(res.stdout)["job_id"])
+
+
+@dataclass
+class Nodes:
+    """Worker nodes on one queue, each with its own home (scratch and input cache)."""
+
+    env: Env
+    queue: str = field(default_factory=lambda: f"disk-{uuid.uuid4().hex[:6]}")
+    started: list[Worker] = field(default_factory=list)
+
+    @property
+    def store(self) -> JobStore:
+        return JobStore(self.env.vars["RNNQ_REDIS_URL"])
+
+    def start(self, name: str, home: Path) -> Worker:
+        worker = start_worker({**self.env.vars, "RNNQ_HOME": str(home)}, self.env.tmp / f"{name}.log",
+                              queues=self.queue)
+        self.started.append(worker)
+        return worker
+
+    def runs_on(self, job_id: str, worker: Worker) -> bool:
+        node = self.store.get(job_id).worker
+        return node is not None and node.split("@")[0] in " ".join(map(str, worker.proc.args))
+
+
+@pytest.fixture
+def nodes(env: Env) -> Iterator[Nodes]:
+    env.vars.update(FAST)
+    started = Nodes(env)
+    yield started
+    for worker in started.started:
+        stop(worker.proc)
+
+
+def _published_step(store: JobStore, job_id: str) -> int:
+    """The step of the job's published "last" checkpoint (0 before the first)."""
+    key = store.get(job_id).artifacts.get("last", "")
+    return int(key.rsplit("-s", 1)[1].split("-")[0]) if key else 0
+
+
+def test_a_node_whose_disk_fills_gives_its_job_to_another(nodes: Nodes, small_disk: Path) -> None:
+    env, store = nodes.env, nodes.store
+    env.vars["RNNQ_MAX_WORKER_LOSSES"] = "5"
+    # Worker A keeps its scratch and input cache on the small disk; B on the test's disk.
+    a = nodes.start("a", small_disk / "home")
+    job_id = _submit(env, nodes.queue, seconds=15)
+    wait_state(store, job_id, ("running",), timeout=60)  # on A, the only worker yet
+    b = nodes.start("b", env.tmp / "home-b")
+    wait_for(lambda: _published_step(store, job_id) >= 50, 120, "a checkpoint at step 50 or later")
+    published = _published_step(store, job_id)
+    _fill(small_disk)  # A's next checkpoint has no room
+    wait_state(store, job_id, ("succeeded", "failed"), timeout=300)
+    record = store.get(job_id)
+    assert record.state == "succeeded", record.error
+    assert record.result is not None and record.result["stopped_by"] == "time_budget"
+    assert 1 <= record.worker_losses < 5
+    assert record.last_loss is not None and "No space left on device" in record.last_loss
+    assert nodes.runs_on(job_id, b)
+    # B went on from a checkpoint A published, not from the start.
+    assert record.resumed_from is not None and record.resumed_from >= published
+    assert a.proc.poll() is None, "a full disk must not kill the worker"
+    status = env.cli("status", job_id)
+    assert "given up" in status.output and "No space left on device" in status.output
+
+
+def test_a_full_artifact_store_fails_at_the_cap_and_resume_finishes(nodes: Nodes, small_disk: Path) -> None:
+    env, store = nodes.env, nodes.store
+    env.vars.update({"RNNQ_MAX_WORKER_LOSSES": "2", "RNNQ_ARTIFACTS": str(small_disk / "artifacts")})
+    worker = nodes.start("w", env.tmp / "home")
+    job_id = _submit(env, nodes.queue, seconds=6)
+    wait_for(lambda: _published_step(store, job_id) >= 50, 120, "a checkpoint at step 50 or later")
+    ballast = _fill(small_disk)
+    published = _published_step(store, job_id)
+    wait_state(store, job_id, ("succeeded", "failed"), timeout=300)
+    record = store.get(job_id)
+    assert record.state == "failed"
+    assert record.error is not None and "worker lost 2 times" in record.error
+    assert "No space left on device" in record.error
+    assert record.attempts == 2
+    # What was published before the disk filled is still there, and whole.
+    assert _published_step(store, job_id) >= published
+    # Room again: the user resumes, and the job goes on from that checkpoint.
+    ballast.unlink()
+    res = env.cli("resume", job_id)
+    assert res.exit_code == 0, res.output
+    wait_state(store, job_id, ("succeeded", "failed"), timeout=300)
+    record = store.get(job_id)
+    assert record.state == "succeeded", record.error
+    assert record.result is not None and record.result["stopped_by"] == "time_budget"
+    assert record.resumed_from is not None and record.resumed_from >= published
+    assert job_step(store, job_id) == record.result["steps"] > record.resumed_from
+    # The result's artifacts are in the store and load.
+    assert env.cli("result", job_id).exit_code == 0
+    assert worker.proc.poll() is None
+
+
+def test_a_submit_to_a_full_artifact_store_is_one_line_and_queues_nothing(env: Env, small_disk: Path) -> None:
+    env.vars["RNNQ_ARTIFACTS"] = str(small_disk / "artifacts")
+    (small_disk / "artifacts").mkdir()
+    _fill(small_disk)
+    corpus = env.tmp / "corpus.txt"
+    corpus.write_text(make_corpus(200_000))
+    res = env.cli("train", str(corpus), *MODEL, "--max-steps", "10")
+    assert res.exit_code == 1
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], res.output
+    assert env.job_count() == 0
+    assert not [p for p in (small_disk / "artifacts").rglob("*") if p.is_file()], "a partial input was left behind"
+
+
+def test_a_node_whose_disk_is_full_takes_no_more_jobs_while_it_is_full(nodes: Nodes, small_disk: Path) -> None:
+    """Otherwise it would take every queued job and give each up at once, using up their
+    worker losses before a healthy node got to them."""
+    env, store = nodes.env, nodes.store
+    env.vars["RNNQ_MAX_WORKER_LOSSES"] = "3"
+    a = nodes.start("a", small_disk / "home")
+    _fill(small_disk)
+    jobs = [_submit(env, nodes.queue, seconds=2) for _ in range(3)]
+    wait_for(lambda: sum(store.get(j).worker_losses for j in jobs) >= 1, 60, "A to give a job up")
+    b = nodes.start("b", env.tmp / "home-b")
+    for job_id in jobs:
+        wait_state(store, job_id, ("succeeded", "failed"), timeout=300)
+    records = [store.get(j) for j in jobs]
+    assert [r.state for r in records] == ["succeeded"] * 3, [r.error for r in records]
+    assert sum(r.worker_losses for r in records) == 1, "the full node took another job"
+    assert all(nodes.runs_on(j, b) for j in jobs)
+    assert a.proc.poll() is None
+    assert b"is full: taking no job" in a.log.read_bytes()
