@@ -119,17 +119,18 @@ def test_a_node_whose_disk_fills_gives_its_job_to_another(nodes: Nodes, small_di
     env.vars["RNNQ_MAX_WORKER_LOSSES"] = "5"
     # Worker A keeps its scratch and input cache on the small disk; B on the test's disk.
     a = nodes.start("a", small_disk / "home")
-    job_id = _submit(env, nodes.queue, seconds=15)
-    wait_state(store, job_id, ("running",), timeout=60)  # on A, the only worker yet
-    b = nodes.start("b", env.tmp / "home-b")
+    job_id = _submit(env, nodes.queue, seconds=8)
     wait_for(lambda: _published_step(store, job_id) >= 50, 120, "a checkpoint at step 50 or later")
     published = _published_step(store, job_id)
     _fill(small_disk)  # A's next checkpoint has no room
+    wait_for(lambda: store.get(job_id).worker_losses == 1, 60, "A to give the job up")
+    assert store.get(job_id).state == "queued"  # A, its disk full, does not take it again
+    b = nodes.start("b", env.tmp / "home-b")
     wait_state(store, job_id, ("succeeded", "failed"), timeout=300)
     record = store.get(job_id)
     assert record.state == "succeeded", record.error
     assert record.result is not None and record.result["stopped_by"] == "time_budget"
-    assert 1 <= record.worker_losses < 5
+    assert record.worker_losses == 1 and record.attempts == 2
     assert record.last_loss is not None and "No space left on device" in record.last_loss
     assert nodes.runs_on(job_id, b)
     # B went on from a checkpoint A published, not from the start.
