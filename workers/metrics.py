@@ -24,14 +24,41 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec
 
+import prometheus_client.values
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from workers.jobstore import FINAL_STATES
 
 log = logging.getLogger("rnnq.metrics")
+
+
+class _ReservedMmapedDict(MmapedDict):  # type: ignore[misc]
+    """prometheus_client's file of one process's values, with room reserved on disk
+    before a value is written into it. Its pages are written through a memory map of a
+    sparse file, and on a full disk writing a page that has no block yet kills the
+    process with SIGBUS (a pool process, with the job it runs). Reserved first with
+    posix_fallocate, the same lack of room is an OSError, which the metric's caller logs
+    and swallows (see _never_raise): the job goes on, unmeasured."""
+
+    def __init__(self, filename: str, read_mode: bool = False) -> None:
+        if not read_mode:
+            with open(filename, "a+b") as f:
+                os.posix_fallocate(f.fileno(), 0, 4096)  # the header super() writes
+        super().__init__(filename, read_mode)
+
+    def _init_value(self, key: str) -> None:
+        encoded = key.encode("utf-8")
+        size = 4 + len(encoded) + (8 - (len(encoded) + 4) % 8) + 16  # as MmapedDict packs it
+        os.posix_fallocate(self._f.fileno(), self._used, size)
+        super()._init_value(key)
+
+
+if hasattr(os, "posix_fallocate"):  # not on macOS, where the local stack may run
+    prometheus_client.values.MmapedDict = _ReservedMmapedDict  # type: ignore[misc]  # read as each process opens its file
 
 # Jobs wait and run for hours: buckets from half a second to a day.
 LONG_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 57600, 86400)

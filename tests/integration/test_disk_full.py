@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Env, Worker, start_worker, stop
+from tests.integration.conftest import ROOT, Env, Worker, start_worker, stop
 from tests.support import job_step, make_corpus, wait_for, wait_state
 from workers.jobstore import JobStore
 
@@ -203,3 +204,33 @@ def test_a_node_whose_disk_is_full_takes_no_more_jobs_while_it_is_full(nodes: No
     assert all(nodes.runs_on(j, b) for j in jobs)
     assert a.proc.poll() is None
     assert b"is full: taking no job" in a.log.read_bytes()
+
+
+METERED_ON_A_FULL_DISK = """
+import os, sys
+from workers import metrics
+metrics.job_started("train", "first", "w", 1.0)
+with open(sys.argv[1], "wb", buffering=0) as f:
+    try:
+        while True:
+            f.write(b"0" * 65536)
+    except OSError:
+        pass
+for i in range(2000):  # new label sets: the values file must grow
+    metrics.job_started("train", f"queue-{i:05d}-{'q' * 40}", "w", 1.0)
+    metrics.job_ended("train", f"queue-{i:05d}-{'q' * 40}", "w", "succeeded", 2.0)
+print("measured on")
+"""
+
+
+def test_metrics_on_a_full_disk_never_kill_the_process(small_disk: Path) -> None:
+    """A pool process's metric values are a memory-mapped file: on a full disk a new page
+    written through the map would be SIGBUS (and the job with it); it is an error the
+    metrics code swallows instead."""
+    metrics_dir = small_disk / "metrics"
+    metrics_dir.mkdir()
+    out = subprocess.run([sys.executable, "-c", METERED_ON_A_FULL_DISK, str(small_disk / "ballast")],
+                         cwd=ROOT, env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, f"exit {out.returncode}:\n{out.stderr[-2000:]}"
+    assert "measured on" in out.stdout
