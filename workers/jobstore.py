@@ -234,41 +234,41 @@ return reply
 # job's message (which may arrive before this script returns) can take it.
 # KEYS job, lease, deadlines, drain, running set, queued zset; ARGV token, ms, state,
 # now, pairs...
-_END = _FENCE + """
-if not fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]) then return 0 end
-local id = redis.call('HGET', KEYS[1], 'id')
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', KEYS[1], 'state', ARGV[3])
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], id)
-redis.call('SREM', KEYS[5], id)
-if ARGV[3] == 'queued' then
-  redis.call('ZADD', KEYS[6], ARGV[4], id)
-else
-  redis.call('HSET', KEYS[1], 'finished_at', ARGV[4])
+_RELEASE = _FENCE + """
+local function release(state, now)
+  local id = redis.call('HGET', KEYS[1], 'id')
+  redis.call('HSET', KEYS[1], 'state', state)
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('SREM', KEYS[5], id)
+  if state == 'queued' then
+    redis.call('ZADD', KEYS[6], now, id)
+  else
+    redis.call('HSET', KEYS[1], 'finished_at', now)
+  end
 end
+"""
+_END = _RELEASE + """
+if not fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]) then return 0 end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+release(ARGV[3], ARGV[4])
 return 1
 """
 
-# A node that cannot go on with the job (its disk is full) gives it up, fenced like _END,
+# A node that cannot go on with the job (its disk is full) gives it up, released as by _END,
 # and it counts as a worker loss: queued again for another node ('queued'), or failed
 # at the cap ('failed'); '' when the caller no longer owns it. KEYS as _END; ARGV token,
 # lease ms, now, why, max losses.
-_GIVE_UP = _FENCE + """
+_GIVE_UP = _RELEASE + """
 if not fenced(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2]) then return '' end
-local id = redis.call('HGET', KEYS[1], 'id')
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], id)
-redis.call('SREM', KEYS[5], id)
 local lost = redis.call('HINCRBY', KEYS[1], 'worker_losses', 1)
 redis.call('HSET', KEYS[1], 'last_loss', ARGV[4])
 if lost >= tonumber(ARGV[5]) then
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[3],
-             'error', 'worker lost ' .. lost .. ' times; the last could not go on: ' .. ARGV[4])
+  redis.call('HSET', KEYS[1], 'error', 'worker lost ' .. lost .. ' times; the last could not go on: ' .. ARGV[4])
+  release('failed', ARGV[3])
   return 'failed'
 end
-redis.call('HSET', KEYS[1], 'state', 'queued')
-redis.call('ZADD', KEYS[6], ARGV[3], id)
+release('queued', ARGV[3])
 return 'queued'
 """
 

@@ -85,9 +85,8 @@ class Nodes:
     queue: str = field(default_factory=lambda: f"disk-{uuid.uuid4().hex[:6]}")
     started: list[Worker] = field(default_factory=list)
 
-    @property
-    def store(self) -> JobStore:
-        return JobStore(self.env.vars["RNNQ_REDIS_URL"])
+    def __post_init__(self) -> None:
+        self.store = JobStore(self.env.vars["RNNQ_REDIS_URL"])
 
     def start(self, name: str, home: Path) -> Worker:
         worker = start_worker({**self.env.vars, "RNNQ_HOME": str(home)}, self.env.tmp / f"{name}.log",
