@@ -18,6 +18,8 @@ on the same worker, for the issue's comparison on one machine. Prints one JSON o
 
 runs the pruned arm alone with trials as long as the retrain: ASHA's rungs at 20, 60 and
 180 training seconds, so the best trial is chosen at the budget it is retrained for.
+With --enqueue-base the default config is the first trial of each arm (the searched
+fields' defaults are all inside SPACE), so the sweep starts from what hand-tuning found.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def _arm(env: dict[str, str], store: JobStore, data: Path, name: str, pruner: An
                                   "patience": 1000},
            "space": SPACE, "trials": args.trials, "budget": {"time_budget": args.trial_budget},
            "sampler": {"name": "tpe", "seed": args.seed}, "pruner": pruner, "parallel": 1}
+    if args.enqueue_base:
+        doc["enqueue"] = ["base"]  # the default config (every searched field at its default) is trial 0
     path = Path(env["RNNQ_HOME"]) / f"{name}.json"
     path.write_text(json.dumps(doc))
     began = time.perf_counter()
@@ -92,6 +96,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--arms", choices=("both", "pruned"), default="both",
                     help="both (the pruning comparison) or the pruned arm alone [default: both]")
+    ap.add_argument("--enqueue-base", action="store_true",
+                    help="try the default config first (`enqueue: [base]`), then sample [default: sample every trial]")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="rnnq-sweep-bench-"))
     redis_proc, url = start_redis(home)
@@ -102,7 +108,7 @@ def main() -> None:
         asha = {"name": "asha", "reduction_factor": 3}  # rungs in training seconds: 9 and 27 at 75 s per trial
         pruned = _arm(env, store, args.data, "pruned", asha, args)
         report: dict[str, Any] = {"benchmark": "sweep", "trials": args.trials, "trial_budget_s": args.trial_budget,
-                                  "tpe_asha": pruned}
+                                  "enqueue_base": args.enqueue_base, "tpe_asha": pruned}
         if args.arms == "both":
             unpruned = _arm(env, store, args.data, "unpruned", "none", args)
             report.update(tpe=unpruned, gap=round(pruned["best_val_loss"] - unpruned["best_val_loss"], 4),

@@ -280,8 +280,10 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
     created = store.call(lambda: store.redis.zadd(SWEEPS, {name: time.time()}, nx=True))
     if not created:
         raise InvalidJob("--name", f"a sweep named {name!r} exists; choose another --name")
-    optuna.create_study(study_name=name, storage=storage(store.url, config), direction=cast(Any, sweep.direction),
-                        sampler=_sampler(config, 0), pruner=_pruner(config))
+    study = optuna.create_study(study_name=name, storage=storage(store.url, config),
+                                direction=cast(Any, sweep.direction), sampler=_sampler(config, 0), pruner=_pruner(config))
+    for point in sweep.enqueue:  # waiting trials: the first asks take them, in order
+        study.enqueue_trial(point)
     store.call(lambda: store.redis.hset(_P + name, mapping={
         "config": json.dumps(config), "base": json.dumps(base), "state": "running", "created_at": repr(time.time()),
     }))

@@ -20,6 +20,10 @@ A sweep file is YAML (or JSON) with these keys; only `base` and `space` are requ
                              #   resource: steps | seconds}: what the rungs count; seconds (of training)
                              #   by default when the budget is a time_budget alone
     parallel: 2              # trials queued or running at once (--parallel wins)
+    enqueue: [base, {lr: 0.01}]  # points the sweep tries first, in order (Optuna's enqueue_trial):
+                             #   `base` is the base job as it stands (its values, or the spec's
+                             #   defaults, for every searched field); a mapping fixes some searched
+                             #   fields and the sampler draws the rest. Each counts as a trial.
     queue: train             # the queue the trials go to
 
 Every error is a SweepError naming the line and the key (`line 7: space.lr: ...`): the
@@ -66,7 +70,8 @@ RESOURCES = ("steps", "seconds")  # what a pruner's rungs count: optimizer steps
 BUDGET_FIELDS = ("max_steps", "epochs", "time_budget")
 INPUT_FIELDS = {"data": "data", "target_data": "target"}  # base field -> input name (spec.input_keys())
 ARTIFACT = "artifact:"  # an input already in the artifact store, as `rnnq status JOB --spec` writes it
-KEYS = ("name", "base", "space", "objective", "direction", "trials", "budget", "sampler", "pruner", "parallel", "queue")
+KEYS = ("name", "base", "space", "objective", "direction", "trials", "budget", "sampler", "pruner", "parallel", "queue",
+        "enqueue")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 MAX_TRIALS = 10_000
 
@@ -102,6 +107,27 @@ class Param:
             step = int(self.step or 1)
             return list(range(int(self.low or 0), int(self.high or 0) + 1, step))
         return None
+
+    def contains(self, value: Any) -> bool:
+        """Whether the sampler could draw `value` (what Optuna takes as an enqueued point)."""
+        if self.choices is not None:
+            return any(type(value) is type(c) and value == c for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if self.is_int and not isinstance(value, int):
+            return False
+        low, high = float(self.low or 0), float(self.high or 0)
+        if not low <= value <= high:
+            return False
+        if self.step is None:
+            return True
+        steps = (value - low) / self.step
+        return abs(steps - round(steps)) < 1e-9
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(repr, self.choices))
+        return f"{self.low} to {self.high}" + (f" in steps of {self.step}" if self.step is not None else "")
 
     def to_dict(self) -> dict[str, Any]:
         if self.choices is not None:
@@ -193,6 +219,7 @@ class Sweep:
     parallel: int = 2
     queue: str | None = None
     encoding: str = "utf-8"  # of text inputs, as `rnnq train --encoding`
+    enqueue: tuple[dict[str, Any], ...] = ()  # points tried first: searched field -> value
     lines: Lines = field(default_factory=Lines, compare=False, repr=False)
 
     def inputs(self) -> dict[str, Path | str]:
@@ -284,6 +311,8 @@ def parse(text: str, root: Path = Path(".")) -> Sweep:
                   pruner_options=options, parallel=_int(doc.get("parallel", 2), "parallel", 1, 1000, lines),
                   queue=_queue(doc.get("queue"), lines), encoding=encoding, lines=lines)
     check_space(sweep)
+    if "enqueue" in doc:
+        sweep = dataclasses.replace(sweep, enqueue=_enqueue(doc["enqueue"], sweep))
     return sweep
 
 
@@ -472,6 +501,45 @@ def _grid_size(space: tuple[Param, ...], lines: Lines) -> int:
             raise lines.error(f"space.{p.name}", "the grid sampler needs choices or an int range (or a float step)")
         size *= len(values)
     return size
+
+
+def _enqueue(value: Any, sweep: Sweep) -> tuple[dict[str, Any], ...]:
+    """The points to try first, each a mapping of searched fields to values inside the
+    space; `base` becomes the base job's own values. A point whose spec is refused, or a
+    value the space cannot draw, is refused here, naming its line."""
+    if not isinstance(value, list):
+        raise sweep.error("enqueue", "expected a list of points: `base`, or mappings of searched fields to values")
+    if sweep.sampler == "grid":
+        raise sweep.error("enqueue", "the grid sampler tries every point of the grid already")
+    if len(value) > sweep.trials:
+        raise sweep.error("enqueue", f"{len(value)} points, more than the sweep's {sweep.trials} trials")
+    cls = spec_class(sweep.task)
+    placeholders = {k: "pending/input" for k in INPUT_FIELDS if k in sweep.base}
+    base = cls.from_dict({**sweep.spec_fields(), **placeholders, "task": sweep.task}).to_dict()
+    space = {p.name: p for p in sweep.space}
+    points = []
+    for i, item in enumerate(value):
+        where = f"enqueue[{i}]"
+        if item == "base":
+            point = {name: base[name] for name in space}
+        elif isinstance(item, dict) and item:
+            point = {str(k).replace("-", "_"): v for k, v in item.items()}
+        else:
+            raise sweep.error(where, f"expected `base` or a mapping of searched fields to values, got {item!r}")
+        for name, v in point.items():
+            if name not in space:
+                raise sweep.error(f"{where}.{name}", f"not a searched field (the space has {', '.join(space)})")
+            if not space[name].contains(v):
+                drawn = f"is not one the space can draw ({space[name].describe()})"
+                if item == "base":
+                    raise sweep.error(where, f"the base job's {name}, {v!r}, {drawn}")
+                raise sweep.error(f"{where}.{name}", f"{v!r} {drawn}")
+        try:
+            cls.from_dict({**base, **point})
+        except SpecError as exc:
+            raise sweep.error(where, f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
+        points.append(point)
+    return tuple(points)
 
 
 def spec_class(task: str) -> type[TrainSpec]:

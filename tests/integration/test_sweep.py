@@ -217,6 +217,28 @@ def test_under_a_time_budget_the_pruner_counts_training_seconds(fast: Env, queue
         assert (job.result or {})["steps"] > 10 * max(reported[-1], 1)  # ...not the steps a tiny model takes in them
 
 
+def test_enqueued_points_are_the_first_trials(fast: Env, queue: str, pool: list[Worker]) -> None:
+    # `base` is the base job as it stands, its defaults included (lr, not set, is the LM's default);
+    # a partial point fixes what it names and the sampler draws the rest.
+    text = SWEEP.format(name="seeded", trials=3, steps=20, queue=queue, pruner="none")
+    text = text.replace("  embed: 8\n", "  embed: 8\n  hidden: 24\n") + "enqueue: [base, {lr: 0.001}]\n"
+    (fast.tmp / "corpus.txt").write_text(make_corpus(20_000))
+    path = fast.tmp / "seeded.yaml"
+    path.write_text(text)
+    res = fast.cli("sweep", str(path), "--wait", "--json")
+    assert res.exit_code == 0, res.output
+    store = _store(fast)
+    base = sweeps.record(store, "seeded")["base"]
+    specs = {n: store.get(job_id).spec for n, job_id in sweeps.trials(store, "seeded").items()}
+    assert sorted(specs) == [0, 1, 2]
+    assert (specs[0]["lr"], specs[0]["hidden"]) == (base["lr"], 24)
+    assert specs[1]["lr"] == 0.001 and specs[1]["hidden"] in (8, 24)
+    study = sweeps.load_study(store, "seeded")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert study.trials[0].params == {"lr": base["lr"], "hidden": 24}
+    assert study.trials[2].params["lr"] not in (base["lr"], 0.001)  # drawn, not enqueued
+
+
 def _assert_deleted(env: Env, name: str, jobs: list[str]) -> None:
     store = _store(env)
     assert not any(store.redis.exists(f"rnnq:job:{job_id}") for job_id in jobs)

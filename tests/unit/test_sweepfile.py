@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from rnn_tasks.spec import train_spec_class
 from workers.sweepfile import Sweep, SweepError, load, parse
 
 GOOD = """\
@@ -121,6 +123,49 @@ def test_a_large_space_is_checked_by_pairs() -> None:
     assert len(parse(text + "  clip: [0.5, 1, 2, 4]\n  embed: [64]\n  hidden: [64]\n").space) == 8
     message = _error(text + "  embed: [64, 96, 128, 160]\n  hidden: [64, 96, 128, 160]\n")
     assert message == "SWEEP_FILE: line 8: space.embed: 96: tie_weights: needs embed == hidden, got 96 and 64"
+
+
+ENQUEUE = """\
+base: {data: c.txt, hidden: 256}
+space:
+  lr: {low: 1.0e-3, high: 3.0e-2, log: true}
+  hidden: {low: 128, high: 768, step: 128}
+  arch: [lstm, gru]
+trials: 3
+"""
+
+
+def test_enqueued_points_take_the_base_values_and_spec_defaults() -> None:
+    sweep = parse(ENQUEUE + "enqueue: [base, {lr: 0.01, arch: gru}]\n")
+    base, partial = sweep.enqueue
+    assert (base["hidden"], base["arch"]) == (256, "lstm")  # set by the base; arch and lr are the spec's defaults
+    assert base["lr"] == next(f.default for f in dataclasses.fields(train_spec_class("lm")) if f.name == "lr")
+    assert partial == {"lr": 0.01, "arch": "gru"}
+    assert sweep.to_dict()["enqueue"] == [base, partial]
+    assert parse(ENQUEUE).enqueue == ()  # no enqueue key: every trial is drawn
+
+
+@pytest.mark.parametrize(("rest", "expected"), [
+    ("enqueue: base\n", "line 7: enqueue: expected a list of points"),
+    ("enqueue: [base, base, base, base]\n", "line 7: enqueue: 4 points, more than the sweep's 3 trials"),
+    ("enqueue: [{lr: 0.5}]\n", "line 7: enqueue[0].lr: 0.5 is not one the space can draw (0.001 to 0.03)"),
+    ("enqueue: [{hidden: 200}]\n", "enqueue[0].hidden: 200 is not one the space can draw (128 to 768 in steps of 128)"),
+    ("enqueue: [{hidden: 256.0}]\n", "enqueue[0].hidden: 256.0 is not one the space can draw"),
+    ("enqueue: [{arch: rnn}]\n", "enqueue[0].arch: 'rnn' is not one the space can draw (one of 'lstm', 'gru')"),
+    ("enqueue: [{layers: 2}]\n", "enqueue[0].layers: not a searched field (the space has lr, hidden, arch)"),
+    ("enqueue:\n  - base\n  - 3\n", "line 9: enqueue[1]: expected `base` or a mapping"),
+    ("enqueue: [{}]\n", "enqueue[0]: expected `base` or a mapping"),
+])
+def test_bad_enqueued_points_are_refused_naming_the_line(rest: str, expected: str) -> None:
+    assert expected in _error(ENQUEUE + rest)
+
+
+def test_a_base_the_space_cannot_draw_is_refused_when_enqueued() -> None:
+    text = ENQUEUE.replace("hidden: 256", "hidden: 100") + "enqueue: [base]\n"
+    assert _error(text) == ("SWEEP_FILE: line 7: enqueue[0]: the base job's hidden, 100, "
+                            "is not one the space can draw (128 to 768 in steps of 128)")
+    assert "grid sampler tries every point" in _error(ENQUEUE.replace("lr: {low: 1.0e-3, high: 3.0e-2, log: true}",
+                                                                      "lr: [0.01]") + "sampler: grid\nenqueue: [base]\n")
 
 
 def test_grid_caps_trials_at_the_grid_size() -> None:
