@@ -16,7 +16,8 @@ Beside it rnnq keeps (prefix "rnnq:"):
 
 Who does what:
 
-    submit (CLI)    checks the file, uploads the inputs, creates the study, then advance()
+    submit (CLI)    checks the file, uploads the inputs, creates the study (the file's
+                    `enqueue` points waiting in it), then advance()
     advance()       under the sweep's lock: tells the study how every finished trial job
                     ended, then asks for new trials and submits a job for each until
                     `parallel` are queued or running or `trials` have been asked
@@ -271,7 +272,8 @@ def _local_copy(sweep: Sweep, artifacts: ArtifactStore, name: str, where: Path |
 
 def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, parallel: int | None,
            queue: str | None) -> dict[str, Any]:
-    """Record the sweep and create its study; nothing is queued yet (advance() does that)."""
+    """Record the sweep, create its study and enqueue the file's points (the first trials
+    asked take them); nothing is queued yet (advance() does that)."""
     import optuna
 
     _quiet()

@@ -445,10 +445,12 @@ def _resource(pruner: str, options: dict[str, Any], budget: dict[str, Any], line
     """The pruner's options with its resource settled. Rungs count training seconds when
     the budget is a time budget alone: at equal steps a wide model with long windows has
     trained longer than a narrow one, so step rungs favour what the clock cannot afford.
-    In seconds, the first rung defaults to a ninth of the budget, rounded up, so the rungs
-    are at 1/9 and 1/3 and the next falls past the end: a rung just short of the end
-    would prune a trial that has cost all but its last seconds (Optuna's 'auto' would
-    take a hundredth of the first trial's last step: a second or so, all noise)."""
+    In seconds, the first rung defaults to the whole second just above a ninth of the
+    budget, so the rungs are at about 1/9 and 1/3 and the next falls strictly past the
+    end: a rung at the end, or just short of it, would prune a trial that has cost all
+    its seconds (180 s with a first rung of 20 put the third at 180: a trial was pruned
+    at its last evaluation). Optuna's 'auto' would take a hundredth of the first trial's
+    last step: a second or so, all noise."""
     if pruner == "none":
         return options
     given = budget.get("time_budget")
@@ -460,7 +462,7 @@ def _resource(pruner: str, options: dict[str, Any], budget: dict[str, Any], line
     out = {**options, "resource": resource}
     if resource == "seconds":
         factor = out.get("reduction_factor", 3)
-        out.setdefault("min_resource", max(1, math.ceil(seconds / factor**2)))  # rungs past 1/factor of it: none
+        out.setdefault("min_resource", math.floor(seconds / factor**2) + 1)  # so min * factor**2 > seconds
         if pruner == "hyperband":
             out.setdefault("max_resource", max(int(out["min_resource"]), math.ceil(seconds)))
     return out

@@ -65,21 +65,24 @@ BASE = "base: {data: c.txt, arch: lstm}\nspace: {lr: [0.001, 0.01]}\n"
 
 
 @pytest.mark.parametrize(("rest", "expected"), [
-    # a time budget alone: rungs count training seconds, the first at a ninth of the budget
-    # (rounded up: 75 s gives rungs at 9 and 27 s, none at 81; rounded down, 8, 24 and 72)
-    ("budget: {time_budget: 90}\npruner: asha\n", {"resource": "seconds", "min_resource": 10}),
+    # a time budget alone: rungs count training seconds, the first just above a ninth of the
+    # budget, so no rung is at or near the end (75 s: rungs at 9 and 27, none at 81; rounded
+    # down, 8, 24 and 72; 90 s: 11, 33 and 99, not 10, 30 and 90, where a trial would be
+    # pruned at its last evaluation, as 180 s with 20 did)
+    ("budget: {time_budget: 90}\npruner: asha\n", {"resource": "seconds", "min_resource": 11}),
+    ("budget: {time_budget: 180}\npruner: asha\n", {"resource": "seconds", "min_resource": 21}),
     ("budget: {time_budget: 75}\npruner: asha\n", {"resource": "seconds", "min_resource": 9}),
     ("budget: {time_budget: 90}\npruner: {name: asha, reduction_factor: 2}\n",
      {"resource": "seconds", "min_resource": 23, "reduction_factor": 2}),
     ("budget: {time_budget: 90}\npruner: hyperband\n",
-     {"resource": "seconds", "min_resource": 10, "max_resource": 90}),
+     {"resource": "seconds", "min_resource": 11, "max_resource": 90}),
     ("budget: {time_budget: 90}\npruner: {name: asha, min_resource: 5}\n", {"resource": "seconds", "min_resource": 5}),
     # steps otherwise, or when asked for; Optuna's defaults left alone
     ("budget: {max_steps: 600}\npruner: asha\n", {"resource": "steps"}),
     ("budget: {max_steps: 600, time_budget: 90}\npruner: asha\n", {"resource": "steps"}),
     ("budget: {time_budget: 90}\npruner: {name: asha, resource: steps}\n", {"resource": "steps"}),
     ("budget: {max_steps: 600, time_budget: 90}\npruner: {name: asha, resource: seconds}\n",
-     {"resource": "seconds", "min_resource": 10}),
+     {"resource": "seconds", "min_resource": 11}),
     ("budget: {time_budget: 90}\n", {}),
 ])
 def test_pruner_rungs_count_seconds_under_a_time_budget(rest: str, expected: dict[str, Any]) -> None:
