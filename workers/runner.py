@@ -446,6 +446,7 @@ def _give_up(r: Run, exc: OSError) -> str | None:
     except Fenced:
         log.warning("job %s: attempt %d no longer owns the job", r.job.id, r.attempt.number)
         return None
+    metrics.job_given_up(r.job.kind, r.job.queue, r.control.node, DISK_FULL)
     if outcome == "queued":
         dispatch.send_job(r.store, r.job.id, r.job.kind, r.job.queue)  # after the lease is gone, as a drain
         return None

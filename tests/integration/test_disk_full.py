@@ -14,14 +14,16 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import redis
 
-from tests.integration.conftest import ROOT, Env, Worker, start_worker, stop
+from tests.integration.conftest import ROOT, Env, Worker, free_port, scrape, start_redis, start_worker, stop, total
 from tests.support import job_step, make_corpus, wait_for, wait_state
 from workers.jobstore import JobStore
 
@@ -88,9 +90,14 @@ class Nodes:
     def __post_init__(self) -> None:
         self.store = JobStore(self.env.vars["RNNQ_REDIS_URL"])
 
-    def start(self, name: str, home: Path) -> Worker:
+    def start(self, name: str, home: Path, metrics_port: int | None = None) -> Worker:
+        argv = None
+        if metrics_port is not None:  # its metrics files under its home, as by default
+            argv = [sys.executable, "-m", "cli.main", "worker", "--queues", self.queue, "--concurrency", "1",
+                    "--name", f"test-{uuid.uuid4().hex[:8]}", "--metrics-port", str(metrics_port),
+                    "--metrics-addr", "127.0.0.1"]
         worker = start_worker({**self.env.vars, "RNNQ_HOME": str(home)}, self.env.tmp / f"{name}.log",
-                              queues=self.queue)
+                              queues=self.queue, argv=argv)
         self.started.append(worker)
         return worker
 
@@ -117,14 +124,17 @@ def _published_step(store: JobStore, job_id: str) -> int:
 def test_a_node_whose_disk_fills_gives_its_job_to_another(nodes: Nodes, small_disk: Path) -> None:
     env, store = nodes.env, nodes.store
     env.vars["RNNQ_MAX_WORKER_LOSSES"] = "5"
-    # Worker A keeps its scratch and input cache on the small disk; B on the test's disk.
-    a = nodes.start("a", small_disk / "home")
+    # Worker A keeps its scratch, input cache and metrics files on the small disk; B on the test's disk.
+    port = free_port()
+    a = nodes.start("a", small_disk / "home", metrics_port=port)
     job_id = _submit(env, nodes.queue, seconds=8)
     wait_for(lambda: _published_step(store, job_id) >= 50, 120, "a checkpoint at step 50 or later")
     published = _published_step(store, job_id)
     _fill(small_disk)  # A's next checkpoint has no room
     wait_for(lambda: store.get(job_id).worker_losses == 1, 60, "A to give the job up")
     assert store.get(job_id).state == "queued"  # A, its disk full, does not take it again
+    # Counted where the alert sees it, though A's metrics files are on the full disk.
+    assert total(scrape(port), "rnnq_jobs_given_up_total", queue=nodes.queue, reason="disk_full") == 1
     b = nodes.start("b", env.tmp / "home-b")
     wait_state(store, job_id, ("succeeded", "failed"), timeout=300)
     record = store.get(job_id)
@@ -233,3 +243,50 @@ def test_metrics_on_a_full_disk_never_kill_the_process(small_disk: Path) -> None
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, f"exit {out.returncode}:\n{out.stderr[-2000:]}"
     assert "measured on" in out.stdout
+
+
+def _refuses_writes(client: redis.Redis) -> bool:
+    """Redis says MISCONF: its last background save failed, so it takes no write."""
+    try:
+        client.set("rnnq:test:probe", "1")
+    except redis.ResponseError as exc:
+        assert "MISCONF" in str(exc), exc
+        return True
+    return False
+
+
+def test_redis_on_a_full_disk_loses_no_job(env: Env, small_disk: Path) -> None:
+    # Redis's own disk fills: its snapshot fails and it refuses every write (MISCONF),
+    # leases, reports, acks and the reaper's included, while its keys still expire. The
+    # running job trains on through it, longer than a lease; once Redis can save again
+    # the job ends exactly once, and the worker (its broker connection refused too) lives
+    # to run the next job.
+    redis_dir = small_disk / "redis"
+    redis_dir.mkdir()
+    proc, url = start_redis(redis_dir, "--save", "1 1")  # a snapshot a second after any write
+    queue = f"misconf-{uuid.uuid4().hex[:6]}"
+    env.vars.update(FAST, RNNQ_REDIS_URL=url, RNNQ_MAX_WORKER_LOSSES="5")
+    client, store = redis.Redis.from_url(url), JobStore(url)
+    worker = None
+    try:
+        worker = start_worker(env.vars, env.tmp / "w.log", queues=queue)
+        job_id = _submit(env, queue, seconds=10)
+        wait_for(lambda: job_step(store, job_id) >= 20, 120, "the job to train")
+        ballast = _fill(small_disk)
+        wait_for(lambda: _refuses_writes(client), 30, "Redis to refuse writes")
+        time.sleep(3 * float(FAST["RNNQ_LEASE_SECONDS"]))  # every lease lapses meanwhile
+        assert _refuses_writes(client)
+        ballast.unlink()
+        wait_for(lambda: not _refuses_writes(client), 60, "Redis to save again and take writes")
+        wait_state(store, job_id, ("succeeded", "failed"), timeout=300)
+        record = store.get(job_id)
+        assert record.state == "succeeded", record.error
+        assert record.result is not None and record.result["stopped_by"] == "time_budget"
+        assert worker.proc.poll() is None, "Redis refusing writes must not kill the worker"
+        after = _submit(env, queue, seconds=1)
+        wait_state(store, after, ("succeeded", "failed"), timeout=120)
+        assert store.get(after).state == "succeeded", store.get(after).error
+    finally:
+        if worker is not None:
+            stop(worker.proc)
+        stop(proc)

@@ -22,7 +22,8 @@ DATASOURCE_UID = "rnnq-prometheus"
 
 # The metrics contract (workers/metrics.py and the cluster exporter). A name that is
 # not here is a typo or a metric nobody exports: its panel or alert would stay empty.
-COUNTERS = ["rnnq_tokens_trained", "rnnq_tokens_generated", "rnnq_jobs_started", "rnnq_jobs_finished"]
+COUNTERS = ["rnnq_tokens_trained", "rnnq_tokens_generated", "rnnq_jobs_started", "rnnq_jobs_finished",
+            "rnnq_jobs_given_up"]
 HISTOGRAMS = ["rnnq_job_duration_seconds", "rnnq_job_queue_wait_seconds", "rnnq_train_step_duration_seconds"]
 GAUGES = [
     "rnnq_worker_jobs_running",
