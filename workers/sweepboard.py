@@ -24,7 +24,7 @@ class TrialRow:
 
     trial: int
     job_id: str | None
-    state: str  # the job's state, or pruned (stopped by the pruner) / invalid (no job)
+    state: str  # the job's state, or pruned (stopped by the pruner) / invalid (no job) / waiting (enqueued)
     params: dict[str, Any]
     value: float | None  # the trial's figure: final when complete, else the best reported so far
     steps: int | None
@@ -86,6 +86,8 @@ def trial_states(store: JobStore, name: str) -> dict[int, str]:
 
 def leaderboard(store: JobStore, name: str) -> tuple[dict[str, Any], list[TrialRow]]:
     """The sweep's record and its trials, best figure first (trials without one last)."""
+    from optuna.trial import TrialState
+
     rec = record(store, name)
     study = load_study(store, name, rec["config"])
     known = trials(store, name)
@@ -93,6 +95,11 @@ def leaderboard(store: JobStore, name: str) -> tuple[dict[str, Any], list[TrialR
     maximize = rec["config"]["direction"] == "maximize"
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:  # an enqueued point, not asked for yet
+            if rec["state"] == "running":
+                rows.append(TrialRow(t.number, None, "waiting", dict(t.system_attrs.get("fixed_params", {})), None,
+                                     None))
+            continue
         job_id = known.get(t.number) or None
         job = jobs.get(job_id) if job_id else None
         value = t.value if t.value is not None else _best(list(t.intermediate_values.values()), maximize)

@@ -239,6 +239,26 @@ def test_enqueued_points_are_the_first_trials(fast: Env, queue: str, pool: list[
     assert study.trials[2].params["lr"] not in (base["lr"], 0.001)  # drawn, not enqueued
 
 
+def test_enqueued_points_wait_on_the_leaderboard_until_asked(fast: Env, queue: str) -> None:
+    # parallel 1 and no worker: the first point's job waits in the queue, the second point
+    # in the study, and the leaderboard shows it as waiting with its values (not as a
+    # trial without a job).
+    text = SWEEP.format(name="queued", trials=4, steps=20, queue=queue, pruner="none").replace(
+        "parallel: 2", "parallel: 1") + "enqueue: [{lr: 0.002, hidden: 8}, {lr: 0.001}]\n"
+    (fast.tmp / "corpus.txt").write_text(make_corpus(20_000))
+    path = fast.tmp / "queued.yaml"
+    path.write_text(text)
+    res = fast.cli("sweep", str(path))
+    assert res.exit_code == 0, res.output
+    rows = json.loads(fast.cli("sweep", "status", "queued", "--json").stdout)["trials"]
+    assert [(r["trial"], r["state"], r["params"]) for r in rows] == [
+        (0, "queued", {"lr": 0.002, "hidden": 8}), (1, "waiting", {"lr": 0.001})]
+    assert rows[1]["job_id"] is None
+    assert fast.cli("sweep", "cancel", "queued").exit_code == 0
+    rows = json.loads(fast.cli("sweep", "status", "queued", "--json").stdout)["trials"]
+    assert [(r["trial"], r["state"]) for r in rows] == [(0, "cancelled")]  # a cancelled sweep asks no more
+
+
 def _assert_deleted(env: Env, name: str, jobs: list[str]) -> None:
     store = _store(env)
     assert not any(store.redis.exists(f"rnnq:job:{job_id}") for job_id in jobs)
