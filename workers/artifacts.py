@@ -91,11 +91,9 @@ class LocalArtifactStore:
         return self.local_path(key).is_file()
 
     def copy_out(self, key: str, dest: Path) -> Path:
-        src = self.local_path(key)
-        if not src.is_file():
-            raise ArtifactError(f"no artifact {key!r} under {self.root}")
-        dest.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy2(src, dest / src.name))
+        """Copy an artifact into the directory `dest`; a copy already there stays whole
+        until the new one is (a full disk leaves the old, not half of the new)."""
+        return self.get_file(key, Path(dest) / self.local_path(key).name)
 
     def delete_prefix(self, prefix: str) -> None:
         """Remove every artifact under a key prefix (a job's folder)."""

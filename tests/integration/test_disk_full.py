@@ -245,6 +245,22 @@ def test_metrics_on_a_full_disk_never_kill_the_process(small_disk: Path) -> None
     assert "measured on" in out.stdout
 
 
+def test_result_output_to_a_full_disk_is_one_line_and_leaves_no_half_file(nodes: Nodes, small_disk: Path) -> None:
+    env, store = nodes.env, nodes.store
+    nodes.start("w", env.tmp / "home-w")
+    job_id = _submit(env, nodes.queue, seconds=1)
+    wait_state(store, job_id, ("succeeded", "failed"), timeout=120)
+    _fill(small_disk)
+    out = small_disk / "out"
+    res = env.cli("result", job_id, "--output", str(out))
+    assert res.exit_code == 1
+    assert res.output.strip().count("\n") == 0 and "No space left on device" in res.output, res.output
+    assert not [p.name for p in out.iterdir()]  # no checkpoint cut short, no temporary file
+    room = env.tmp / "out"
+    assert env.cli("result", job_id, "--output", str(room)).exit_code == 0
+    assert any(p.name.endswith(".safetensors") for p in room.iterdir())
+
+
 def _refuses_writes(client: redis.Redis) -> bool:
     """Redis says MISCONF: its last background save failed, so it takes no write."""
     try:
