@@ -26,7 +26,7 @@ pytestmark = pytest.mark.cluster
 
 # Jobs train for a fixed time, not a step count, so that a fault lands mid-job on a fast
 # idle machine and a slow loaded one alike (a resumed job trains only what is left).
-SECONDS = "15"
+SECONDS = "10"
 
 
 def train(cluster: Cluster, corpus: Path, seconds: str = SECONDS, *extra: str) -> str:

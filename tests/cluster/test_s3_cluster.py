@@ -21,7 +21,7 @@ def test_jobs_resume_and_sample_through_s3_only(s3_cluster: Cluster) -> None:
     corpus.write_text(make_corpus(30_000))
     expect: dict[str, str] = {}
     with CheckpointMonitor(c) as monitor:
-        job = c.submit("train", str(corpus), *MODEL, "--time-budget", "15", "--max-steps", "1000000")
+        job = c.submit("train", str(corpus), *MODEL, "--time-budget", "10", "--max-steps", "1000000")
         expect[job] = "succeeded"
         host = c.wait_running(job, min_step=45)["host"]
         c.kill_host(host)

@@ -135,7 +135,7 @@ def run(stack: Stack) -> str:
     sweep.write_text(json.dumps({
         "base": {"data": str(corpus), "hidden": 64, "embed": 16, "seq_len": 32, "batch_size": 8, "eval_every": 40,
                  "patience": 1000},
-        "space": {"seed": [0]}, "trials": 1, "budget": {"time_budget": 30}, "parallel": 1}))
+        "space": {"seed": [0]}, "trials": 1, "budget": {"time_budget": 20}, "parallel": 1}))
     assert stack.cli("sweep", str(sweep), "--name", "e2e-long").stdout.strip() == "e2e-long"
     job_id = sweeps.trials(stack.store, "e2e-long")[0]
     selector = f'rnnq_job_train_loss{{job_id="{job_id}"}}'

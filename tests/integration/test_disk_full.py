@@ -286,7 +286,7 @@ def test_redis_on_a_full_disk_loses_no_job(env: Env, small_disk: Path) -> None:
     worker = None
     try:
         worker = start_worker(env.vars, env.tmp / "w.log", queues=queue)
-        job_id = _submit(env, queue, seconds=10)
+        job_id = _submit(env, queue, seconds=6)
         wait_for(lambda: job_step(store, job_id) >= 20, 120, "the job to train")
         ballast = _fill(small_disk)
         wait_for(lambda: _refuses_writes(client), 30, "Redis to refuse writes")

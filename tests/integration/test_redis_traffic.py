@@ -30,7 +30,7 @@ from workers.runner import CHECK_SECONDS
 
 pytestmark = pytest.mark.integration
 
-WINDOW = 20.0  # seconds of a training node's traffic counted
+WINDOW = 12.0  # seconds of a training node's traffic counted (six talks)
 REAP_SECONDS = 10.0  # the default: the node takes every period's reaper turn (it is alone)
 # No evaluation and no checkpoint inside the window: what is left is the node's steady
 # traffic, which does not depend on how fast this machine trains.
