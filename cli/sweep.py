@@ -121,7 +121,8 @@ def _print_board(rec: dict[str, Any], rows: list[sweepboard.TrialRow]) -> None:
     header = ("trial", "job", "state", config["objective"], "steps", "parameters")
     table = [header] + [
         (str(r.trial), r.job_id or "-", r.state, "-" if r.value is None else f"{r.value:.4f}",
-         "-" if r.steps is None else str(r.steps), _params(r.params)) for r in rows]
+         "-" if r.steps is None else str(r.steps), ("(enqueued) " if r.enqueued else "") + _params(r.params))
+        for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
     for line in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)) + "  " + line[-1])

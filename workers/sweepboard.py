@@ -28,6 +28,7 @@ class TrialRow:
     params: dict[str, Any]
     value: float | None  # the trial's figure: final when complete, else the best reported so far
     steps: int | None
+    enqueued: bool = False  # a point of the sweep file's `enqueue`, not drawn by the sampler
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -95,15 +96,15 @@ def leaderboard(store: JobStore, name: str) -> tuple[dict[str, Any], list[TrialR
     maximize = rec["config"]["direction"] == "maximize"
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.WAITING:  # an enqueued point, not asked for yet
-            if rec["state"] == "running":
-                rows.append(TrialRow(t.number, None, "waiting", dict(t.system_attrs.get("fixed_params", {})), None,
-                                     None))
+        enqueued = "fixed_params" in t.system_attrs
+        if t.number not in known and enqueued:  # an enqueued point not asked for yet, or never to be
+            state = "waiting" if t.state == TrialState.WAITING and rec["state"] == "running" else "cancelled"
+            rows.append(TrialRow(t.number, None, state, dict(t.system_attrs["fixed_params"]), None, None, True))
             continue
         job_id = known.get(t.number) or None
         job = jobs.get(job_id) if job_id else None
         value = t.value if t.value is not None else _best(list(t.intermediate_values.values()), maximize)
-        rows.append(TrialRow(t.number, job_id, _state(job, job_id), dict(t.params), value, _steps(job)))
+        rows.append(TrialRow(t.number, job_id, _state(job, job_id), dict(t.params), value, _steps(job), enqueued))
 
     def order(row: TrialRow) -> tuple[int, float, int]:
         if row.value is None:

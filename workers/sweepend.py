@@ -47,11 +47,26 @@ def cancel(store: JobStore, name: str, send: sweeps.Send) -> list[str]:
     with _held(store, name):
         if sweeps.record(store, name)["state"] == "running":  # a finished sweep stays finished
             sweeps.set_state(store, name, "cancelled")
+        _fail_waiting(store, name)
         for job_id in sweeps.trials(store, name).values():
             if job_id and store.cancel(job_id) in ("cancelled", "requested"):
                 cancelled.append(job_id)
     sweeps.advance(store, name, send)  # tells the study about the queued ones at once
     return cancelled
+
+
+def _fail_waiting(store: JobStore, name: str) -> None:
+    """Enqueued points the sweep will never ask for are failed in the study: Optuna would
+    otherwise keep them WAITING, and hand them to whoever next asks the study for a trial
+    (a script reading it with optuna.load_study, say). The leaderboard shows them cancelled."""
+    from optuna.trial import TrialState
+
+    journal = sweeps.storage(store.url, sweeps.record(store, name)["config"])
+    study_id = journal.get_study_id_from_name(name)
+    for t in journal.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        # Through the storage: Study.tell refuses a trial that is not running.
+        journal.set_trial_state_values(journal.get_trial_id_from_study_id_trial_number(study_id, t.number),
+                                       TrialState.FAIL)
 
 
 def unfinished(store: JobStore, name: str) -> list[str]:

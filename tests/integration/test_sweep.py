@@ -237,6 +237,8 @@ def test_enqueued_points_are_the_first_trials(fast: Env, queue: str, pool: list[
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     assert study.trials[0].params == {"lr": base["lr"], "hidden": 24}
     assert study.trials[2].params["lr"] not in (base["lr"], 0.001)  # drawn, not enqueued
+    rows = json.loads(fast.cli("sweep", "status", "seeded", "--json").stdout)["trials"]
+    assert {r["trial"]: r["enqueued"] for r in rows} == {0: True, 1: True, 2: False}
 
 
 def test_enqueued_points_wait_on_the_leaderboard_until_asked(fast: Env, queue: str) -> None:
@@ -256,7 +258,15 @@ def test_enqueued_points_wait_on_the_leaderboard_until_asked(fast: Env, queue: s
     assert rows[1]["job_id"] is None
     assert fast.cli("sweep", "cancel", "queued").exit_code == 0
     rows = json.loads(fast.cli("sweep", "status", "queued", "--json").stdout)["trials"]
-    assert [(r["trial"], r["state"]) for r in rows] == [(0, "cancelled")]  # a cancelled sweep asks no more
+    # A cancelled sweep asks no more: the point never asked for is cancelled on the board, and
+    # failed in the study, which would otherwise hand it to the next caller of study.ask().
+    assert [(r["trial"], r["state"], r["job_id"], r["enqueued"]) for r in rows] == [
+        (0, "cancelled", rows[0]["job_id"], True), (1, "cancelled", None, True)]
+    study = sweeps.load_study(_store(fast), "queued")
+    assert [t.state.name for t in study.trials] == ["PRUNED", "FAIL"]
+    assert study.ask().number == 2  # a new point: nothing waits in the study any more
+    board = fast.cli("sweep", "status", "queued").output
+    assert "(enqueued) lr=0.001" in board, board
 
 
 def _assert_deleted(env: Env, name: str, jobs: list[str]) -> None:
