@@ -42,11 +42,29 @@ class _Group(click.Group):
         ctx.meta["rnnq.command"] = command
         return name, command, rest
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # the group's own options
+            raise _one_line(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except RnnqError as exc:
             raise errors.to_click(exc, ctx.meta.get("rnnq.command")) from None
+        except click.UsageError as exc:  # a command's options and arguments, as Click parsed them
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    """Click's usage errors as one line, like rnnq's own: the usage block that Click prints
+    before them goes, the command's --help is named at the end instead. (Asking for help
+    with no arguments, NoArgsIsHelpError, still prints the help.)"""
+    if exc.ctx is None or type(exc).__name__ == "NoArgsIsHelpError":
+        return exc
+    return click.UsageError(f"{exc.format_message().rstrip()} (see '{exc.ctx.command_path} --help')")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -300,6 +300,8 @@ def _load_job_file(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint="-f") from None
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", param_hint="-f") from None
     except yaml.YAMLError as exc:
         raise click.BadParameter(f"{path} is not YAML: {str(exc).splitlines()[0]}", param_hint="-f") from None
     if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):

@@ -66,3 +66,33 @@ def test_an_input_named_data_is_the_eval_option() -> None:
     eval_command = rnnq.get_command(click.Context(rnnq), "eval")
     assert isinstance(eval_command, click.Command)
     assert flag_for("data", eval_command) == "--data"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["train", "{corpus}", "--arch", "transformer"], "Invalid value for '--arch': 'transformer' is not one of"),
+    (["train", "{corpus}", "--hidden"], "Option '--hidden' requires an argument"),
+    (["train", "{corpus}", "--task", "nope"], "Invalid value for '--task'"),
+    (["train", "{corpus}", "--name", "../etc"], "Invalid value for '--name'"),
+    (["generate", "0123456789ab"], "Missing option '--prompt'. (see 'rnnq generate --help')"),
+    (["predict", "0123456789ab", "--data", "x"], "No such option '--data'"),
+    (["sweep", "status"], "Missing argument 'NAME'. (see 'rnnq sweep status --help')"),
+    (["nope"], "No such command 'nope'. (see 'rnnq --help')"),
+    (["--bogus", "list"], "No such option '--bogus'"),
+    (["train", "{corpus}", "-f", "{binary}"], "Invalid value for -f: {binary} is not UTF-8 text"),
+])
+def test_usage_errors_are_one_line_too(tmp_path: Path, args: list[str], says: str) -> None:
+    # Click prints a usage block before its own parse errors; rnnq's are one line, and so are Click's.
+    corpus, binary = tmp_path / "corpus.txt", tmp_path / "job.yaml"
+    corpus.write_text("hello world\n" * 200)
+    binary.write_bytes(bytes(range(256)))
+    paths = {"corpus": corpus, "binary": binary}
+    result = _rnnq([a.format(**paths) for a in args], {}, tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert says.format(**paths) in lines[0]
+
+
+def test_no_arguments_still_print_the_help(tmp_path: Path) -> None:
+    result = _rnnq([], {}, tmp_path)
+    assert "Commands:" in result.stdout + result.stderr
