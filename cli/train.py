@@ -294,16 +294,18 @@ def _delimiter_from_name(kind: str, name: str, fields: dict[str, Any]) -> None:
 
 
 def _load_job_file(path: Path) -> dict[str, Any]:
-    import yaml
+    """The fields of a job file, read as a sweep file is (workers.sweepfile.compose): a key
+    given twice is refused naming its line, and `1e-4` is a number, not a string."""
+    from workers.sweepfile import SweepError, compose
 
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded, _ = compose(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror or exc}", param_hint="-f") from None
     except UnicodeDecodeError as exc:
         raise click.BadParameter(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})", param_hint="-f") from None
-    except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path} is not YAML: {str(exc).splitlines()[0]}", param_hint="-f") from None
+    except SweepError as exc:
+        raise click.BadParameter(f"{path}: {exc.message}", param_hint="-f") from None
     if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
         raise click.BadParameter(f"{path} must hold `field: value` lines", param_hint="-f")
     return loaded
@@ -322,7 +324,9 @@ def _from_job_file(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, Pat
         if key == "task" and value != kind:
             continue  # --task on the command line overrides the file's
         if key in INPUT_FIELDS and value is not None:
-            text = str(value)
+            if not isinstance(value, str):
+                raise click.BadParameter(f"{path}: {key} must be a file path, got {value!r}", param_hint="-f")
+            text = value
             where = text if text.startswith(ARTIFACT) else (path.parent / text).expanduser()
             paths["data" if key == "data" else "target"] = where
         elif key not in INPUT_FIELDS:

@@ -258,8 +258,9 @@ def load(path: Path) -> Sweep:
     return parse(text, path.parent)
 
 
-def _compose(text: str) -> tuple[Any, Lines]:
-    """The document and where its keys are, from one pass of the YAML parser."""
+def compose(text: str) -> tuple[Any, Lines]:
+    """The document and where its keys are, from one pass of the YAML parser (also how a
+    job file, `rnnq train -f`, is read: the same refusals, the same floats)."""
     if _is_json(text):  # JSON allows tabs between tokens, YAML does not; in valid JSON they are nowhere else
         text = text.replace("\t", " ")
     loader = _Loader(text)
@@ -285,7 +286,7 @@ def _is_json(text: str) -> bool:
 
 
 def parse(text: str, root: Path = Path(".")) -> Sweep:
-    doc, lines = _compose(text)
+    doc, lines = compose(text)
     if not isinstance(doc, dict):
         raise lines.error("", "expected a mapping with at least `base` and `space`")
     for key in doc:

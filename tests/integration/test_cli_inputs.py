@@ -201,3 +201,13 @@ def test_job_file_errors_name_the_key(env: Env) -> None:
     job_file.write_text("task: forecast\nhorizon: 0\ndata: r.csv\n")
     res = env.cli("train", "-f", str(job_file), "--queue", IDLE)
     assert res.exit_code == 2 and "--horizon" in res.output and env.job_count() == 0
+    # Read as sweep files are: a key given twice is refused by its line, not silently the last.
+    job_file.write_text("task: forecast\ndata: r.csv\nhorizon: 3\nhorizon: 4\n")
+    res = env.cli("train", "-f", str(job_file), "--queue", IDLE)
+    assert res.exit_code == 2 and "line 4: horizon: given twice (first on line 3)" in res.output, res.output
+    job_file.write_text("data: [a.txt, b.txt]\n")
+    res = env.cli("train", "-f", str(job_file), "--queue", IDLE)
+    assert res.exit_code == 2 and "data must be a file path, got ['a.txt', 'b.txt']" in res.output, res.output
+    job_file.write_bytes(b"data: c\xe9.txt\n")  # Latin-1
+    res = env.cli("train", "-f", str(job_file), "--queue", IDLE)
+    assert res.exit_code == 2 and "is not UTF-8 text" in res.output and env.job_count() == 0, res.output
