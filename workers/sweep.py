@@ -46,7 +46,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -55,7 +55,7 @@ from rnn_tasks.spec import SpecError, train_spec_class
 from workers import settings as settings_mod
 from workers import submit as submitter
 from workers.artifacts import ArtifactError, ArtifactStore, put_input
-from workers.errors import InvalidJob, JobNotFound, RnnqError
+from workers.errors import ConfigError, InvalidJob, JobNotFound, RnnqError
 from workers.jobstore import FINAL_STATES, Job, JobStore
 from workers.queues import TRAIN_QUEUE
 from workers.sweepfile import ARTIFACT, INPUT_FIELDS, Param, Sweep
@@ -68,6 +68,7 @@ log = logging.getLogger("rnnq.sweep")
 _P = "rnnq:sweep:"
 SWEEPS = "rnnq:sweeps"
 ACTIVE = "rnnq:sweeps:active"
+JOURNAL_DELETE_BATCH = 1000  # journal entries deleted per command
 OPTUNA_PREFIX = "rnnq:optuna"  # each sweep's journal: rnnq:optuna:sweep:<name>:log_number, ...:log:<n>
 # (sweeps recorded before per-sweep journals share one: rnnq:optuna:log_number, rnnq:optuna:log:<n>)
 LOCK_SECONDS = 60.0  # an advance that dies holding the lock blocks others this long at most
@@ -93,7 +94,13 @@ def storage(redis_url: str, config: dict[str, Any]) -> optuna.storages.BaseStora
     _quiet()  # the Redis journal is "experimental": a warning on every command that opens it
     rdb = settings_mod.resolve().sweep_storage
     if rdb:
-        return RDBStorage(rdb)
+        try:
+            return RDBStorage(rdb)
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors, and a URL it cannot parse
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = reason.replace(rdb, settings_mod.redact(rdb))  # SQLAlchemy may quote the URL, password and all
+            raise ConfigError(f"cannot open the sweep database {settings_mod.redact(rdb)}: {reason}",
+                              "RNNQ_SWEEP_STORAGE") from None
     return JournalStorage(JournalRedisBackend(redis_url, prefix=journal_prefix(config)))
 
 
@@ -281,16 +288,52 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
               "queue": queue or sweep.queue or TRAIN_QUEUE, "journal": "own"}
     created = store.call(lambda: store.redis.zadd(SWEEPS, {name: time.time()}, nx=True))
     if not created:
+        if not store.call(lambda: store.redis.exists(_P + name)):
+            raise InvalidJob("--name", f"a sweep named {name!r} was left half-made by a submit that died; "
+                             f"`rnnq sweep delete {name}` frees the name")
         raise InvalidJob("--name", f"a sweep named {name!r} exists; choose another --name")
-    study = optuna.create_study(study_name=name, storage=storage(store.url, config),
-                                direction=cast(Any, sweep.direction), sampler=_sampler(config, 0), pruner=_pruner(config))
-    for point in sweep.enqueue:  # waiting trials: the first asks take them, in order
-        study.enqueue_trial(point)
-    store.call(lambda: store.redis.hset(_P + name, mapping={
-        "config": json.dumps(config), "base": json.dumps(base), "state": "running", "created_at": repr(time.time()),
-    }))
-    store.call(lambda: store.redis.sadd(ACTIVE, name))
+    try:
+        study = optuna.create_study(study_name=name, storage=storage(store.url, config),
+                                    direction=cast(Any, sweep.direction), sampler=_sampler(config, 0),
+                                    pruner=_pruner(config))
+        for point in sweep.enqueue:  # waiting trials: the first asks take them, in order
+            study.enqueue_trial(point)
+        store.call(lambda: store.redis.hset(_P + name, mapping={
+            "config": json.dumps(config), "base": json.dumps(base), "state": "running",
+            "created_at": repr(time.time()),
+        }))
+        store.call(lambda: store.redis.sadd(ACTIVE, name))
+    except BaseException:  # Ctrl-C, Redis or the study's database lost: the name is free again
+        for step in (partial(delete_study, store, name, config), partial(remove_half_made, store, name)):
+            with suppress(Exception):
+                step()
+        raise
     return config
+
+
+def remove_half_made(store: JobStore, name: str) -> None:
+    """Remove the record and the name of a sweep whose create did not finish (its study first)."""
+    store.call(lambda: store.redis.delete(_P + name))
+    store.call(lambda: store.redis.zrem(SWEEPS, name))
+
+
+def delete_study(store: JobStore, name: str, config: dict[str, Any]) -> None:
+    """Remove a sweep's Optuna study: its own journal's keys, or through Optuna (an RDB, or
+    a sweep recorded before per-sweep journals, in the shared append-only journal)."""
+    import optuna
+
+    if config.get("journal") == "own" and not settings_mod.resolve().sweep_storage:
+        prefix = journal_prefix(config)
+        last = int(store.call(lambda: store.redis.get(f"{prefix}:log_number")) or -1)
+        for start in range(last, -1, -JOURNAL_DELETE_BATCH):  # newest first: log_number goes last
+            keys = [f"{prefix}:log:{n}" for n in range(start, max(start - JOURNAL_DELETE_BATCH, -1), -1)]
+            store.call(partial(store.redis.delete, *keys))
+        store.call(lambda: store.redis.delete(f"{prefix}:snapshot", f"{prefix}:log_number"))
+        return
+    try:
+        optuna.delete_study(study_name=name, storage=storage(store.url, config))
+    except KeyError:  # deleted already (a delete that died half-way), or never made
+        pass
 
 
 def default_name(sweep: Sweep, path: Path) -> str:

@@ -21,18 +21,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 
-from workers import settings as settings_mod
 from workers import sweep as sweeps
 from workers.artifacts import ArtifactStore
 from workers.errors import JobNotFound, RnnqError
 from workers.jobstore import FINAL_STATES, JobStore
 
 _P = "rnnq:sweep:"
-JOURNAL_DELETE_BATCH = 1000  # journal entries deleted per command
 STOP_WAIT_SECONDS = 120.0  # how long `delete --force` waits for its cancelled trials to stop
 POLL_SECONDS = 0.2  # how often it looks
+HALF_MADE_SECONDS = 60.0  # a submit writes a sweep's record within this of taking its name
 
 
 class SweepBusy(RnnqError):
@@ -81,7 +79,14 @@ def delete(store: JobStore, artifacts: ArtifactStore, name: str, send: sweeps.Se
     """Remove the sweep, its trials' jobs and artifacts and its study; returns the jobs
     removed. Refused (SweepBusy) while a trial is queued or running, unless `force`:
     then the sweep is cancelled first and its trials given `wait` seconds to stop."""
-    sweeps.record(store, name)
+    try:
+        sweeps.record(store, name)
+    except sweeps.SweepNotFound:
+        if _half_made(store, name):  # its submit died before the record: the name and maybe a study
+            sweeps.delete_study(store, name, {"name": name, "journal": "own"})
+            sweeps.remove_half_made(store, name)
+            return []
+        raise
     if force:
         cancel(store, name, send)
         _wait_stopped(store, name, wait)
@@ -123,21 +128,14 @@ def _delete_job(store: JobStore, artifacts: ArtifactStore, job_id: str) -> None:
 
 
 def _delete_study(store: JobStore, name: str) -> None:
-    import optuna
+    sweeps.delete_study(store, name, sweeps.record(store, name)["config"])
 
-    config = sweeps.record(store, name)["config"]
-    if config.get("journal") == "own" and not settings_mod.resolve().sweep_storage:
-        prefix = sweeps.journal_prefix(config)
-        last = int(store.call(lambda: store.redis.get(f"{prefix}:log_number")) or -1)
-        for start in range(last, -1, -JOURNAL_DELETE_BATCH):  # newest first: log_number goes last
-            keys = [f"{prefix}:log:{n}" for n in range(start, max(start - JOURNAL_DELETE_BATCH, -1), -1)]
-            store.call(partial(store.redis.delete, *keys))
-        store.call(lambda: store.redis.delete(f"{prefix}:snapshot", f"{prefix}:log_number"))
-        return
-    try:
-        optuna.delete_study(study_name=name, storage=sweeps.storage(store.url, config))
-    except KeyError:  # deleted already (a delete that died half-way)
-        pass
+
+def _half_made(store: JobStore, name: str) -> bool:
+    """The name is taken but has no record, and no submit is still making it: one that
+    began more than HALF_MADE_SECONDS ago and has not written the record has died."""
+    made = store.call(lambda: store.redis.zscore(sweeps.SWEEPS, name))
+    return made is not None and time.time() - float(made) > HALF_MADE_SECONDS
 
 
 @contextmanager

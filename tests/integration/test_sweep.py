@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -402,3 +403,42 @@ def test_a_bad_sweep_file_is_one_line_naming_its_line_and_queues_nothing(
     assert lines[0].startswith(f"Error: Invalid value for SWEEP_FILE: {expected}"), res.output
     assert env.job_count() == 0 and not env.redis.keys("rnnq:sweep*") and not env.redis.keys("rnnq:optuna*")
     assert not [p for p in (env.tmp / "artifacts").rglob("*") if p.is_file()]  # nothing uploaded
+
+
+def test_a_submit_that_fails_half_way_leaves_the_name_free(fast: Env, queue: str, tmp_path: Path) -> None:
+    # The study's database cannot be opened: one line naming the variable, nothing queued,
+    # and the name taken at the start of the submit is given back, so the same file can be
+    # submitted again once the database is there.
+    path = _sweep_file(fast, queue, "again", 2, 20)
+    fast.vars["RNNQ_SWEEP_STORAGE"] = f"sqlite:///{tmp_path}/no/such/dir/study.db"
+    res = fast.cli("sweep", str(path))
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith("Error: RNNQ_SWEEP_STORAGE: cannot open the sweep database"), res.output
+    assert fast.job_count() == 0
+    assert json.loads(fast.cli("sweep", "list", "--json").stdout) == []
+    fast.vars["RNNQ_SWEEP_STORAGE"] = f"sqlite:///{tmp_path}/study.db"
+    res = fast.cli("sweep", str(path))
+    assert res.exit_code == 0, res.output
+    assert sweeps.record(_store(fast), "again")["state"] == "running"
+
+
+def test_a_name_left_by_a_submit_that_died_is_freed_by_delete(fast: Env, queue: str) -> None:
+    # A submit killed (kill -9) between taking the name and writing the record leaves the name
+    # in the index with no record, maybe a study. Submitting that name again says so and how
+    # to free it; `sweep delete` frees it (but not while such a submit may still be running).
+    store = _store(fast)
+    path = _sweep_file(fast, queue, "orphan", 2, 20)
+    store.redis.zadd(sweeps.SWEEPS, {"orphan": 0.0})  # taken long ago, never recorded
+    optuna.create_study(study_name="orphan", storage=sweeps.storage(store.url, {"name": "orphan", "journal": "own"}))
+    res = fast.cli("sweep", str(path))
+    assert res.exit_code == 2 and "left half-made by a submit that died" in res.output, res.output
+    assert "rnnq sweep delete orphan" in res.output
+    res = fast.cli("sweep", "delete", "orphan")
+    assert res.exit_code == 0, res.output
+    assert not store.redis.keys(f"{sweeps.OPTUNA_PREFIX}:sweep:orphan:*")  # its study went too
+    assert fast.cli("sweep", str(path)).exit_code == 0
+    # A name taken a moment ago is a submit still at work: delete leaves it alone.
+    store.redis.zadd(sweeps.SWEEPS, {"young": time.time()})
+    res = fast.cli("sweep", "delete", "young")
+    assert res.exit_code == 1 and "no sweep 'young'" in res.output, res.output
+    assert store.redis.zscore(sweeps.SWEEPS, "young") is not None
