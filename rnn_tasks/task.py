@@ -4,9 +4,12 @@ A task is a package `rnn_tasks/<name>/` with
 
     spec.py   its TrainSpec subclass and check_inputs(spec, files): the submit-time
               check of the input files, stdlib only (the CLI runs it without torch);
-              optionally check_eval_inputs(files), for an eval job's files, and
+              optionally check_eval_inputs(files), for an eval job's files,
               check_request(fields, model, find) -> fields, for a predict or eval
-              request's options (find resolves another job they name: TrainedModel)
+              request's options (find resolves another job they name: TrainedModel),
+              and check_inference_input(raw, model, purpose, options), which reads
+              predict's input or eval's data ("predict" | "eval") as task.py will,
+              with what the training result recorded (its columns, its characters)
     task.py   the entry points below, which the worker calls by the task's name
 
 rnn_tasks.spec.TASKS maps each name to its spec class; `lookup(name)` returns the

@@ -6,6 +6,7 @@ passed every check, so a rejected job leaves no trace.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 from collections.abc import Callable, Iterator
@@ -251,6 +252,20 @@ def _check_request(store: JobStore, job: Job, cls: type[TrainSpec], fields: dict
         raise InvalidJob(exc.field, exc.message) from None
 
 
+def _check_input(job: Job, cls: type[TrainSpec], raw: bytes, purpose: str, flag: str, options: dict[str, Any]) -> None:
+    """predict's input or eval's data read at submit as the worker will read it, by the
+    task's check_inference_input (its columns, its rows, its characters), so that a file
+    the model cannot read is one line now rather than a failed job later."""
+    check = _task_check(cls, "check_inference_input")
+    if check is None:
+        return
+    try:
+        check(raw, _model(job), purpose, options)
+    except SpecError as exc:
+        about_the_file = exc.field in ("DATA", "data", "inputs")
+        raise InvalidJob(flag, exc.message if about_the_file else f"{exc.field}: {exc.message}") from None
+
+
 def resolve_sources(store: JobStore, task: str, fields: dict[str, Any]) -> dict[str, Any]:
     """A training job's fields with the jobs they name (TrainSpec.SOURCE_FIELDS, such as a
     classifier's init_from) checked and given by id, as the task's check_sources returns
@@ -298,6 +313,10 @@ def submit_predict(store: JobStore, artifacts: ArtifactStore, app: Celery, sourc
         raise InvalidJob("--text", f"job {job.id} recognises speech: give recordings with --input")
     _check_options(job, fields, cls.PREDICT_OPTIONS, "predict")
     fields = _check_request(store, job, cls, fields)
+    if data is not None:
+        _check_input(job, cls, data, "predict", "--input", {"format": fields.get("format", "lines")})
+    elif fields.get("texts"):  # the worker reads them as lines
+        _check_input(job, cls, "\n".join(fields["texts"]).encode("utf-8"), "predict", "--text", {"format": "lines"})
     spec = PredictSpec.from_dict({"source": job.id, **fields})
     if data is not None:
         with _uploading("--input"):
@@ -311,6 +330,9 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
     job = _trained(store, source)
     cls = train_spec_class(job.spec.get("task", "lm"))
     _check_options(job, fields, cls.EVAL_OPTIONS, "evaluation")
+    if "target" in files and "target_data" not in {f.name for f in dataclasses.fields(cls)}:
+        raise InvalidJob("--target-file", f"job {job.id} trained a {job.spec.get('task', 'lm')} model, which reads "
+                                          "no target file (it is for translation)")
     fields = _check_request(store, job, cls, fields)
     check_eval = _task_check(cls, "check_eval_inputs")
     if check_eval is not None:
@@ -318,6 +340,7 @@ def submit_eval(store: JobStore, artifacts: ArtifactStore, app: Celery, source: 
             check_eval(files)
         except SpecError as exc:
             raise InvalidJob(exc.field, exc.message) from None
+    _check_input(job, cls, files["data"], "eval", "--data", {})
     with _uploading("--data"):
         keys = {name: put_input(artifacts, data) for name, data in files.items()}
     spec = EvalSpec.from_dict({"source": job.id, "data": keys["data"], "target": keys.get("target"), **fields})

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple
 
+from rnn_tasks import delimited
 from rnn_tasks.classify import table
 from rnn_tasks.lm.spec import adopt, check_finetune_fields, source_lm
 from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, check_tokenizer_fields
@@ -164,3 +165,59 @@ def check_inputs(spec: ClassifySpec, files: dict[str, bytes]) -> None:
     two classes, enough rows for both splits. Rows with empty text are allowed (training
     skips them and reports how many)."""
     labelled_splits(spec, files)
+
+
+# -- new files for predict and eval: read here, so that the worker and the submit-time check agree
+
+
+def read_new_labelled(spec: ClassifySpec, fmt: dict[str, Any], raw: bytes) -> table.Labelled:
+    """A labelled file for eval, in the training layout. Its delimiter comes from its content:
+    the spec's may have come from the training file's name (reviews.csv), which says nothing
+    about this file; where the content cannot tell (one column), as the training file was read
+    (`fmt`, the training result's "format")."""
+    delimiter = delimited.sniff_or(delimited.decode(raw, "DATA"), "DATA", str(fmt["delimiter"]))
+    rows, _ = read_labelled(replace(spec, delimiter=delimiter), raw)
+    return rows
+
+
+def predict_texts(spec: ClassifySpec, fmt: dict[str, Any], raw: bytes, options: dict[str, Any]) -> tuple[list[str], int]:
+    """The texts of a predict input and how many empty rows were skipped: options {"format":
+    "lines"} (one text per line, blank lines skipped) or {"format": "csv"} (the training text
+    column; "delimiter", "header", "text_column" override the training spec's)."""
+    layout = options.get("format", "lines")
+    if layout == "lines":
+        return [line for line in delimited.split_lines(delimited.decode(raw, "inputs")) if line.strip()], 0
+    if layout != "csv":
+        raise SpecError("format", f"must be lines or csv, got {layout!r}")
+    column = str(options.get("text_column", spec.text_column))
+    header = options.get("header", spec.header)
+    if header is None:  # as the training file was read
+        header = True if not table.is_index(column) else bool(fmt["header"])
+    text = delimited.decode(raw, "inputs")
+    delimiter = options.get("delimiter") or delimited.sniff_or(text, "inputs", str(fmt["delimiter"]))
+    tab = table.with_header(table.read_table(raw, delimiter, "inputs"), bool(header), (column,), None)
+    index = table.column_index(tab, column, "text_column")
+    texts = []
+    for n, row in enumerate(tab.rows):
+        if index >= len(row):
+            raise SpecError("text_column", f"row {n + 1} has {len(row)} column(s), no column {index}")
+        texts.append(row[index])
+    kept = [t for t in texts if t.strip()]
+    return kept, len(texts) - len(kept)
+
+
+def check_inference_input(raw: bytes, model: TrainedModel, purpose: str, options: dict[str, Any]) -> None:
+    """Submit-time check of predict's input or eval's data, read as the worker will read it
+    (a model trained before results carried its file's format is checked by the worker)."""
+    fmt = model.result.get("format")
+    if fmt is None:
+        return
+    spec = ClassifySpec.from_dict(model.spec)
+    if purpose == "eval":
+        rows = read_new_labelled(spec, fmt, raw)
+        if not rows.texts:
+            raise SpecError("DATA", f"no row has text ({rows.skipped} empty)")
+    else:
+        texts, _ = predict_texts(spec, fmt, raw, options)
+        if not texts:
+            raise SpecError("inputs", "no text to classify (every line or row is empty)")

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from rnn_tasks import checkpoint, delimited, loop
+from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
 from rnn_tasks.classify import baseline, finetune, metrics, table
 from rnn_tasks.classify.data import PAD_ID, UNK_ID, Batch, Encoded, TextEncoder, class_weights, encode
 from rnn_tasks.classify.model import Classifier, ClassifierConfig, build
-from rnn_tasks.classify.spec import ClassifySpec, labelled_splits, read_labelled
+from rnn_tasks.classify.spec import ClassifySpec, labelled_splits, predict_texts, read_new_labelled
 from rnn_tasks.finetune import FineTunable, PretrainedLM, Schedule, pretrained
 from rnn_tasks.loop import Callbacks
 from rnn_tasks.spec import SpecError, TrainSpec
@@ -142,6 +141,7 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None 
         "labels": labels,
         "class_weights": weights,
         "rows": meta["rows"],
+        "format": meta["format"],  # how the training file was read: what predict and eval read new files by
         "init_from": init,
     }
 
@@ -213,14 +213,7 @@ def predict(checkpoint: Path, inputs: bytes, options: dict[str, Any], device: st
         if key not in PREDICT_OPTIONS:
             raise SpecError(key, f"unknown predict option (known: {', '.join(PREDICT_OPTIONS)})")
     loaded = _Loaded(checkpoint, device)
-    fmt = options.get("format", "lines")
-    if fmt == "lines":
-        texts = [line for line in delimited.split_lines(delimited.decode(inputs, "inputs")) if line.strip()]
-        skipped = 0
-    elif fmt == "csv":
-        texts, skipped = _csv_texts(loaded, inputs, options)
-    else:
-        raise SpecError("format", f"must be lines or csv, got {fmt!r}")
+    texts, skipped = predict_texts(loaded.spec, loaded.meta["format"], inputs, options)
     probs = loaded.probabilities(texts).tolist()
     out = []
     for text, p in zip(texts, probs, strict=True):
@@ -230,25 +223,6 @@ def predict(checkpoint: Path, inputs: bytes, options: dict[str, Any], device: st
     return {"predictions": out, "skipped_empty": skipped}
 
 
-def _csv_texts(loaded: _Loaded, inputs: bytes, options: dict[str, Any]) -> tuple[list[str], int]:
-    spec = loaded.spec
-    column = str(options.get("text_column", spec.text_column))
-    header = options.get("header", spec.header)
-    if header is None:  # as the training file was read
-        header = True if not table.is_index(column) else bool(loaded.meta["format"]["header"])
-    delimiter = options.get("delimiter") or _delimiter(loaded, inputs, "inputs")
-    tab = table.read_table(inputs, delimiter, "inputs")
-    tab = table.with_header(tab, bool(header), (column,), None)
-    index = table.column_index(tab, column, "text_column")
-    texts = []
-    for n, row in enumerate(tab.rows):
-        if index >= len(row):
-            raise SpecError("text_column", f"row {n + 1} has {len(row)} column(s), no column {index}")
-        texts.append(row[index])
-    kept = [t for t in texts if t.strip()]
-    return kept, len(texts) - len(kept)
-
-
 def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
              options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Figures on a labelled file in the training format. Labels the model never saw get
@@ -256,8 +230,7 @@ def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
     if options:
         raise SpecError(next(iter(options)), "unknown option; evaluating classification takes none")
     loaded = _Loaded(checkpoint, device)
-    spec = replace(loaded.spec, delimiter=_delimiter(loaded, files["data"], "DATA"))
-    rows, _ = read_labelled(spec, files["data"])
+    rows = read_new_labelled(loaded.spec, loaded.meta["format"], files["data"])
     unseen = sorted(set(rows.labels) - set(loaded.labels))
     labels = loaded.labels + unseen
     ids = {label: i for i, label in enumerate(labels)}
@@ -268,11 +241,3 @@ def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
     base = _baseline_figures(baseline.Baseline.from_meta(fitted) if fitted else None, rows.texts, truth, len(labels))
     return {"accuracy": metrics.accuracy(conf), "macro_f1": metrics.macro_f1(conf), **base, "confusion": conf,
             "labels": labels, "n": len(rows.texts), "skipped_empty": rows.skipped, "unseen_labels": unseen}
-
-
-def _delimiter(loaded: _Loaded, raw: bytes, field: str) -> str:
-    """The delimiter of a predict or eval file, from its content: the training spec's may have
-    come from the training file's name (reviews.csv), which says nothing about this file.
-    Where the content cannot tell (one column of texts), as the training file was read."""
-    fallback = str(loaded.meta["format"]["delimiter"])
-    return delimited.sniff_or(delimited.decode(raw, field), field, fallback)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from rnn_tasks.forecast.spec import ForecastSpec, Series
+from rnn_tasks.forecast.spec import ForecastSpec, Series, first_origin
 
 _MIN_STD = 1e-8  # a constant column is centred but not scaled
 
@@ -88,11 +88,6 @@ def prepare(spec: ForecastSpec, series: Series, norm: Normaliser, device: torch.
         inputs=inputs.float().to(device),
         targets=inputs[:, 0].float().to(device),
     )
-
-
-def first_origin(spec: ForecastSpec) -> int:
-    """The earliest origin whose input window lies past the transform's lag."""
-    return spec.lag + spec.lookback - 1
 
 
 def train_origins(spec: ForecastSpec, split: int) -> torch.Tensor:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
 from rnn_tasks import delimited
-from rnn_tasks.spec import SpecError, TrainSpec, _between
+from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between
 
 # How the target is rewritten before normalisation (features are only normalised):
 #   log     log(y), for series whose swings grow with their level (needs y > 0)
@@ -136,6 +136,46 @@ def rows_needed(spec: ForecastSpec) -> tuple[int, int]:
     while int(total * spec.val_fraction) < spec.horizon or split_point(total, spec.val_fraction) < train:
         total += 1
     return total, train
+
+
+def first_origin(spec: ForecastSpec) -> int:
+    """The earliest origin whose input window lies past the transform's lag."""
+    return spec.lag + spec.lookback - 1
+
+
+def read_new_series(spec: ForecastSpec, columns: dict[str, Any], raw: bytes) -> Series:
+    """A new CSV for predict or eval, read with the columns the model was trained on
+    (`columns`: time_column, target, features). Its delimiter comes from its content: the
+    spec's may have come from the training file's name (sales.csv), which says nothing
+    about this file; it is used only where the content cannot tell."""
+    delimiter = delimited.sniff_or(delimited.decode(raw, "DATA"), "DATA", spec.delimiter)
+    series = read_series(raw, columns["time_column"], columns["target"], tuple(columns["features"]), delimiter)
+    check_transform(spec, series)
+    return series
+
+
+def check_new_rows(spec: ForecastSpec, rows: int, purpose: str) -> None:
+    """Enough rows to forecast after (predict) or for one rolling window (eval)."""
+    if purpose == "predict":
+        need = first_origin(spec) + 1
+        if rows < need:
+            raise SpecError("DATA", f"{rows} rows is too few: the model reads {spec.lookback} rows"
+                            f"{f' after {spec.lag} for transform {spec.transform}' if spec.lag else ''}; give {need}")
+        return
+    need = max(first_origin(spec), (spec.season or 1) - 1) + 1 + spec.horizon
+    if rows < need:
+        raise SpecError("DATA", f"{rows} rows is too few for one window: give at least {need}")
+
+
+def check_inference_input(raw: bytes, model: TrainedModel, purpose: str, options: dict[str, Any]) -> None:
+    """Submit-time check of predict's input or eval's data, read as the worker will read it:
+    the trained columns and the transform and season training chose (a model trained before
+    results carried its columns is checked by the worker)."""
+    result = model.result
+    if "time_column" not in result or result.get("transform") in (None, AUTO):
+        return
+    spec = replace(ForecastSpec.from_dict(model.spec), transform=result["transform"], season=result.get("season"))
+    check_new_rows(spec, len(read_new_series(spec, result, raw)), purpose)
 
 
 def check_inputs(spec: ForecastSpec, files: dict[str, bytes]) -> None:

@@ -19,11 +19,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rnn_tasks import checkpoint, delimited, loop
+from rnn_tasks import checkpoint, loop
 from rnn_tasks import device as devices
 from rnn_tasks.forecast import data, holt_winters, metrics, select
 from rnn_tasks.forecast.model import Forecaster, ForecasterConfig, upgrade_state_dict
-from rnn_tasks.forecast.spec import ForecastSpec, Series, check_series, check_transform, read_series, split_point
+from rnn_tasks.forecast.spec import (
+    ForecastSpec,
+    Series,
+    check_new_rows,
+    check_series,
+    read_new_series,
+    read_series,
+    split_point,
+)
 from rnn_tasks.loop import Callbacks
 from rnn_tasks.spec import SpecError, TrainSpec
 
@@ -138,7 +146,7 @@ def train(spec: TrainSpec, files: dict[str, bytes], callbacks: Callbacks | None,
         summary[key] = best.get(key)
     summary["skill"] = _skill(best)
     summary["skill_vs_holt_winters"] = _skill(best, "holt_winters_rmse")
-    summary["target"] = series.names[0]
+    summary.update(target=series.names[0], time_column=series.time_column, features=list(series.names[1:]))
     summary.update(transform=resolved.transform, season=resolved.season, choice=chosen)
     return summary
 
@@ -194,25 +202,12 @@ def _holt_winters(meta: dict[str, Any]) -> holt_winters.HoltWinters | None:
     return holt_winters.HoltWinters.from_meta(hw) if hw else None
 
 
-def _read(spec: ForecastSpec, meta: dict[str, Any], raw: bytes) -> Series:
-    """A new CSV read with the columns the model was trained on. Its delimiter comes from its
-    content: the spec's may have come from the training file's name (sales.csv), which says
-    nothing about this file; it is used only where the content cannot tell."""
-    delimiter = delimited.sniff_or(delimited.decode(raw, "DATA"), "DATA", spec.delimiter)
-    series = read_series(raw, meta["time_column"], meta["target"], tuple(meta["features"]), delimiter)
-    check_transform(spec, series)
-    return series
-
-
 @torch.no_grad()
 def predict(checkpoint: Path, inputs: bytes, options: dict[str, Any], device: str) -> dict[str, Any]:
     """Forecast the `horizon` steps after the last row of the CSV `inputs`. No options are used."""
     spec, meta, model, dev = _restore(checkpoint, device)
-    series = _read(spec, meta, inputs)
-    need = data.first_origin(spec) + 1
-    if len(series) < need:
-        raise SpecError("DATA", f"{len(series)} rows is too few: the model reads {spec.lookback} rows"
-                        f"{f' after {spec.lag} for transform {spec.transform}' if spec.lag else ''}; give {need}")
+    series = read_new_series(spec, meta, inputs)
+    check_new_rows(spec, len(series), "predict")
     norm = data.Normaliser.from_meta(meta["normaliser"])
     prepared = data.prepare(spec, series, norm, dev)
     origin = torch.tensor([len(series) - 1])
@@ -242,11 +237,9 @@ def evaluate(checkpoint: Path, files: dict[str, bytes], device: str = "auto",
     if options:
         raise SpecError(next(iter(options)), "unknown option; evaluating a forecast takes none")
     spec, meta, model, dev = _restore(checkpoint, device)
-    series = _read(spec, meta, files["data"])
+    series = read_new_series(spec, meta, files["data"])
+    check_new_rows(spec, len(series), "eval")
     origins = data.heldout_origins(spec, 0, len(series))
-    if len(origins) == 0:
-        need = max(data.first_origin(spec), (spec.season or 1) - 1) + 1 + spec.horizon
-        raise SpecError("DATA", f"{len(series)} rows is too few for one window: give at least {need}")
     norm = data.Normaliser.from_meta(meta["normaliser"])
     hw = _hw_forecast(_holt_winters(meta), spec, series, origins)
     figures = _evaluate(spec, model, norm, data.prepare(spec, series, norm, dev), origins, hw)

@@ -56,6 +56,21 @@ def check_inputs(spec: LMSpec, files: dict[str, bytes]) -> None:
     windows.check("the corpus", text, spec)
 
 
+def check_inference_input(raw: bytes, model: TrainedModel, purpose: str, options: dict[str, Any]) -> None:
+    """Submit-time check of eval's data: UTF-8 text and, for a character model, only the
+    characters it saw in training (the training result's "vocab"); word models read unseen
+    words as <unk>, BPE models read any text."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError("data", f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    chars = model.result.get("vocab")
+    if chars is not None:
+        unseen = "".join(sorted(set(text) - set(chars)))
+        if unseen:
+            raise SpecError("data", f"characters the model never saw in training: {unseen!r}")
+
+
 def source_lm(source: str, find: Callable[[str, str], TrainedModel], model: str) -> tuple[str, LMSpec]:
     """The job id and spec of the word or BPE language model that init_from names (a job
     id or name, looked up by `find`); `model` names what starts from it ("a classifier").

@@ -55,6 +55,14 @@ def test_classify_train_predict_eval(env: Env, worker: Worker) -> None:
     figures = run(env, "eval", "sentiment", "--data", str(data))
     assert figures["kind"] == "eval" and figures["accuracy"] > 0.9
     assert "--beam" in refused(env, "eval", "sentiment", "--data", str(data), "--beam", "2")
+    # A file the model cannot read is refused at submit, read as the worker would read it.
+    series = series_csv(env.tmp / "series.csv")
+    out = refused(env, "eval", "sentiment", "--data", str(series))
+    assert "Invalid value for --data: text_column: no column 'text' in the header" in out, out
+    out = refused(env, "predict", "sentiment", "--input", str(series), "--format", "csv")
+    assert "Invalid value for --input: text_column: no column 'text'" in out, out
+    assert "--target-file" in refused(env, "eval", "sentiment", "--data", str(data), "--target-file", str(data))
+    assert len(run(env, "predict", "sentiment", "--input", str(data), "--format", "csv")["predictions"]) > 10
 
     listed = json.loads(env.cli("list", "--json").stdout)
     assert {j["kind"] for j in listed} >= {"train", "predict", "eval"}
@@ -95,6 +103,10 @@ def test_classify_starts_from_a_language_model(env: Env, worker: Worker) -> None
 
     chars = run(env, "train", str(corpus), *tiny, "--max-steps", "5", "--eval-every", "5", "--name", "char-lm")
     assert chars["tokenizer"] == "char"
+    unseen = env.tmp / "unseen.txt"
+    unseen.write_text("the film was great \u20ac\n")
+    out = refused(env, "eval", "char-lm", "--data", str(unseen))
+    assert "Invalid value for --data: characters the model never saw in training: '\u20ac'" in out, out
     for source, says in (("char-lm", "characters"), ("from-lm", "not a language model"), ("nobody", "no job")):
         output = refused(env, "train", str(data), "--task", "classify", "--init-from", source)
         assert "--init-from" in output and says in output, output
@@ -120,6 +132,21 @@ def test_forecast_train_predict_eval(env: Env, worker: Worker) -> None:
 
     figures = run(env, "eval", "sales", "--data", str(data))
     assert figures["rmse"] < 0.25 * figures["baseline_rmse"] and "holt_winters_rmse" in figures
+
+    # Refused at submit, as the worker would read them: the trained columns, enough rows
+    # for the lookback (and the transform's lag) and, for eval, one whole window.
+    header, *rows = data.read_text().splitlines()
+    reviews = sentiment_csv(env.tmp / "reviews.csv")
+    out = refused(env, "predict", "sales", "--input", str(reviews))
+    assert "Invalid value for --input: time_column: no column" in out, out
+    short = env.tmp / "short.csv"
+    short.write_text("\n".join([header, *rows[:5]]) + "\n")
+    assert "5 rows is too few: the model reads 12 rows" in refused(env, "predict", "sales", "--input", str(short))
+    assert "5 rows is too few for one window" in refused(env, "eval", "sales", "--data", str(short))
+    assert "--text" in refused(env, "predict", "sales", "--text", "3.5")
+    enough = env.tmp / "enough.csv"  # the lookback after the transform's lag: a forecast
+    enough.write_text("\n".join([header, *rows[-(12 + 12):]]) + "\n")
+    assert len(run(env, "predict", "sales", "--input", str(enough))["forecast"]) == 3
 
 
 def test_forecast_bad_input_is_refused_at_submit(env: Env) -> None:
