@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--domain-repeat", type=int, default=2, help="times the training sentences join the LM text")
     parser.add_argument("--lm-set", action="append", default=[], help="LM spec override key=<json value>")
     parser.add_argument("--lm-dir", type=Path, help="keep the LM here, and reuse the one already there")
+    parser.add_argument("--blend", type=float, nargs="+", metavar="W",
+                        help="also score the network's probabilities averaged with TF-IDF + LR's at weight W")
     args = parser.parse_args()
 
     if args.test_domain is None:
@@ -148,6 +150,7 @@ def main() -> None:
         check_inputs(spec, files)
         summary = task.train(spec, files, None, Path(tmp), None)
         held_out = task.evaluate(Path(tmp) / BEST, {"data": tsv(test_rows)}, args.device)
+        blend = _blend(Path(tmp) / BEST, train_rows, test_rows, args.blend, args.device) if args.blend else None
     print(json.dumps({
         "protocol": f"train on the other two, test on {args.test_domain}" if args.test_domain else "in domain 80/20",
         "budget": args.budget,
@@ -172,7 +175,30 @@ def main() -> None:
         "baseline_macro_f1": round(held_out["baseline_macro_f1"], 4),
         "val_baseline_accuracy": round(summary["baseline_accuracy"], 4),
         "anchor": ANCHOR,
+        "blend": blend,
     }))
+
+
+def _blend(best: Path, train_rows: list[tuple[str, str]], test_rows: list[tuple[str, str]], weights: list[float],
+           device: str) -> dict[str, Any]:
+    """Test accuracy of (1 - w) * the network's probabilities + w * TF-IDF + LR's, the LR
+    fitted on all the training rows (the job's own baseline sees only its training split)."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    loaded = task._Loaded(best, device)
+    texts = [text for text, _ in test_rows]
+    p_rnn = loaded.probabilities(texts).numpy()
+    truth = np.array([loaded.labels.index(label) for _, label in test_rows])
+    vectorizer = TfidfVectorizer()
+    x = vectorizer.fit_transform([text for text, _ in train_rows])
+    lr = LogisticRegression(max_iter=1000).fit(x, [loaded.labels.index(label) for _, label in train_rows])
+    p_lr = lr.predict_proba(vectorizer.transform(texts))
+    out = {"lr_accuracy": round(float((p_lr.argmax(1) == truth).mean()), 4)}
+    for w in weights:
+        out[f"w{w:g}"] = round(float((((1 - w) * p_rnn + w * p_lr).argmax(1) == truth).mean()), 4)
+    return out
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ class Toy(loop.Problem):
         return torch.nn.functional.mse_loss(self.model(self.x[batch]).squeeze(-1), self.y[batch]), len(batch)
 
     def evaluate(self) -> dict[str, float]:
-        return {"val_loss": float(torch.nn.functional.mse_loss(self.model(self.x).squeeze(-1), self.y)), "extra": 1.0}
+        return {"val_loss": float(torch.nn.functional.mse_loss(self.model(self.x).squeeze(-1), self.y).detach()), "extra": 1.0}
 
 
 def spec(**kw: Any) -> ToySpec:
