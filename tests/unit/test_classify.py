@@ -25,7 +25,8 @@ from rnn_tasks.spec import SpecError, train_spec_from_dict
 from tests.support import init_from_refusal
 
 SMALL = {"data": "inputs/reviews", "hidden": 16, "embed": 16, "batch_size": 16, "lr": 0.01, "dropout": 0.1,
-         "eval_every": 25, "warmup_steps": 5, "device": "cpu"}
+         "eval_every": 25, "warmup_steps": 5, "device": "cpu",
+         "ensemble": 1}  # one network: the ensemble has its own test; five would take five times the seconds
 FILLER = ["the", "a", "film", "food", "phone", "it", "was", "is", "and", "then", "service", "really", "quite"]
 CUES = {"pos": ["great", "good", "love"], "neg": ["bad", "awful", "hate"]}
 
