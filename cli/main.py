@@ -62,7 +62,7 @@ def _one_line(exc: click.UsageError) -> click.UsageError:
     """Click's usage errors as one line, like rnnq's own: the usage block that Click prints
     before them goes, the command's --help is named at the end instead. (Asking for help
     with no arguments, NoArgsIsHelpError, still prints the help.)"""
-    if exc.ctx is None or type(exc).__name__ == "NoArgsIsHelpError":
+    if exc.ctx is None or isinstance(exc, click.exceptions.NoArgsIsHelpError):
         return exc
     return click.UsageError(f"{exc.format_message().rstrip()} (see '{exc.ctx.command_path} --help')")
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rnn_tasks.lm.spec import unseen_chars
 from rnn_tasks.spec import EvalSpec, GenerateSpec, PredictSpec, SpecError, TrainedModel, TrainSpec, train_spec_class
 from workers import dispatch
 from workers.artifacts import ArtifactStore, put_input
@@ -366,13 +367,10 @@ def submit_generate(store: JobStore, app: Celery, source: str, fields: dict[str,
     if not train_spec_class(job.spec.get("task", "lm")).GENERATES:
         raise InvalidJob("JOB_OR_NAME", f"job {job.id} trained a {job.spec['task']} model: use `rnnq predict`")
     spec = GenerateSpec.from_dict({"source": job.id, **fields})
-    chars = (job.result or {}).get("vocab")  # a char model's characters (rnn_tasks.lm.task.train)
-    if chars is not None:
-        vocab = set(chars)
-        for i, prompt in enumerate(spec.prompts):
-            unknown = "".join(dict.fromkeys(c for c in prompt if c not in vocab))
-            if unknown:
-                raise InvalidJob(f"--prompt #{i + 1}", f"characters the model never saw in training: {unknown!r}")
+    for i, prompt in enumerate(spec.prompts):
+        unknown = unseen_chars(prompt, _model(job))  # a char model's (rnn_tasks.lm.task.train records them)
+        if unknown:
+            raise InvalidJob(f"--prompt #{i + 1}", f"characters the model never saw in training: {unknown!r}")
     return _enqueue(store, app, "generate", spec.to_dict(), queue, name)
 
 

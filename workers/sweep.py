@@ -304,17 +304,20 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
         }))
         store.call(lambda: store.redis.sadd(ACTIVE, name))
     except BaseException:  # Ctrl-C, Redis or the study's database lost: the name is free again
-        for step in (partial(delete_study, store, name, config), partial(remove_half_made, store, name)):
-            with suppress(Exception):
-                step()
+        with suppress(Exception):
+            remove_half_made(store, name, config)
         raise
     return config
 
 
-def remove_half_made(store: JobStore, name: str) -> None:
-    """Remove the record and the name of a sweep whose create did not finish (its study first)."""
-    store.call(lambda: store.redis.delete(_P + name))
-    store.call(lambda: store.redis.zrem(SWEEPS, name))
+def remove_half_made(store: JobStore, name: str, config: dict[str, Any]) -> None:
+    """Remove what a create that did not finish made: its study, its record and its name.
+    The name is freed even when the study cannot be removed (its database may be what failed)."""
+    try:
+        delete_study(store, name, config)
+    finally:
+        store.call(lambda: store.redis.delete(_P + name))
+        store.call(lambda: store.redis.zrem(SWEEPS, name))
 
 
 def delete_study(store: JobStore, name: str, config: dict[str, Any]) -> None:

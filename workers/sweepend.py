@@ -83,8 +83,7 @@ def delete(store: JobStore, artifacts: ArtifactStore, name: str, send: sweeps.Se
         sweeps.record(store, name)
     except sweeps.SweepNotFound:
         if _half_made(store, name):  # its submit died before the record: the name and maybe a study
-            sweeps.delete_study(store, name, {"name": name, "journal": "own"})
-            sweeps.remove_half_made(store, name)
+            sweeps.remove_half_made(store, name, {"name": name, "journal": "own"})
             return []
         raise
     if force:

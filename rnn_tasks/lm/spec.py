@@ -49,26 +49,33 @@ def check_inputs(spec: LMSpec, files: dict[str, bytes]) -> None:
     held-out part, counted in the run's own tokens (rnn_tasks.lm.windows)."""
     from rnn_tasks.lm import windows  # stdlib (and HF tokenizers for a short BPE corpus)
 
+    windows.check("the corpus", _utf8(files["data"]), spec)
+
+
+def _utf8(raw: bytes) -> str:
     try:
-        text = files["data"].decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError("data", f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    windows.check("the corpus", text, spec)
+
+
+def unseen_chars(text: str, model: TrainedModel) -> str:
+    """The characters of `text` a character model never saw in training (its result's
+    "vocab"), in order of first use; '' for word and BPE models, which read any text."""
+    chars = model.result.get("vocab")
+    if chars is None:
+        return ""
+    known = set(chars)
+    return "".join(dict.fromkeys(c for c in text if c not in known))
 
 
 def check_inference_input(raw: bytes, model: TrainedModel, purpose: str, options: dict[str, Any]) -> None:
     """Submit-time check of eval's data: UTF-8 text and, for a character model, only the
     characters it saw in training (the training result's "vocab"); word models read unseen
     words as <unk>, BPE models read any text."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError("data", f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    chars = model.result.get("vocab")
-    if chars is not None:
-        unseen = "".join(sorted(set(text) - set(chars)))
-        if unseen:
-            raise SpecError("data", f"characters the model never saw in training: {unseen!r}")
+    unseen = unseen_chars(_utf8(raw), model)
+    if unseen:
+        raise SpecError("data", f"characters the model never saw in training: {unseen!r}")
 
 
 def source_lm(source: str, find: Callable[[str, str], TrainedModel], model: str) -> tuple[str, LMSpec]:

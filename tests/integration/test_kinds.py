@@ -107,6 +107,8 @@ def test_classify_starts_from_a_language_model(env: Env, worker: Worker) -> None
     unseen.write_text("the film was great \u20ac\n")
     out = refused(env, "eval", "char-lm", "--data", str(unseen))
     assert "Invalid value for --data: characters the model never saw in training: '\u20ac'" in out, out
+    out = refused(env, "generate", "char-lm", "--prompt", "the film", "--prompt", "great \u20ac")
+    assert "Invalid value for --prompt #2: characters the model never saw in training: '\u20ac'" in out, out
     for source, says in (("char-lm", "characters"), ("from-lm", "not a language model"), ("nobody", "no job")):
         output = refused(env, "train", str(data), "--task", "classify", "--init-from", source)
         assert "--init-from" in output and says in output, output

@@ -438,7 +438,8 @@ def test_a_name_left_by_a_submit_that_died_is_freed_by_delete(fast: Env, queue: 
     assert not store.redis.keys(f"{sweeps.OPTUNA_PREFIX}:sweep:orphan:*")  # its study went too
     assert fast.cli("sweep", str(path)).exit_code == 0
     # A name taken a moment ago is a submit still at work: delete leaves it alone.
-    store.redis.zadd(sweeps.SWEEPS, {"young": time.time()})
+    taken_at = time.time()
+    store.redis.zadd(sweeps.SWEEPS, {"young": taken_at})
     res = fast.cli("sweep", "delete", "young")
     assert res.exit_code == 1 and "no sweep 'young'" in res.output, res.output
-    assert store.redis.zscore(sweeps.SWEEPS, "young") is not None
+    assert store.redis.zscore(sweeps.SWEEPS, "young") == taken_at  # untouched
