@@ -6,10 +6,10 @@ BF16_MIN_HIDDEN.
 For LSTM and GRU language models from 16k to 4M parameters (one layer, embed 64, vocab
 65, batch 32, 128-step windows), times one training step (forward, backward, AdamW) with
 the threads rnn_tasks.device chooses for the model, in fp32 and under
-torch.autocast("cpu", bfloat16), interleaved round by round. Prints one JSON object:
-whether the CPU has AMX, and per model its parameters, threads, each round's median step
-in ms per precision, and fp32 / bf16 (above 1: bf16 is faster). The figures need an
-otherwise idle machine.
+torch.autocast("cpu", bfloat16), interleaved round by round. Prints one JSON object: the
+CPU's bf16 unit (amx, avx512_bf16 or null), and per model its parameters, threads, each
+round's median step in ms per precision, and fp32 / bf16 (above 1: bf16 is faster). The
+figures need an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="fp32/bf16 pairs per model (default 2)")
     parser.add_argument("--arch", default="lstm,gru", help="comma-separated: lstm, gru")
     args = parser.parse_args()
-    out: dict[str, Any] = {"amx": devices.cpu_has_amx(), "machine": platform.processor() or platform.machine(),
+    out: dict[str, Any] = {"cpu_bf16": devices.cpu_bf16(), "machine": platform.processor() or platform.machine(),
                            "torch": torch.__version__, "usable_cores": devices.usable_cores(),
                            "bf16_min_hidden": devices.BF16_MIN_HIDDEN, "models": []}
     for arch in args.arch.split(","):

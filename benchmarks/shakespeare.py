@@ -37,7 +37,7 @@ BLOCK = 64
 def held_out_scores(checkpoint: Path, spec: LMSpec, text: str) -> tuple[float, float]:
     """The checkpoint on the held-out part, in fp32, nats per character: (block64, the job's
     own score again). The job scored under the autocast it trained with (bf16 on CUDA and
-    on AMX CPUs for a wide LSTM; rnn_tasks.device)."""
+    on AMX or AVX512-BF16 CPUs for a wide LSTM; rnn_tasks.device)."""
     model, tokenizer, _ = load_model(checkpoint)
     _, _, val_ids, _ = prepare_corpus(spec, text, tokenizer)
     blocks = val_ids[: len(val_ids) // (BLOCK + 1) * (BLOCK + 1)].long().view(-1, BLOCK + 1)

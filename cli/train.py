@@ -180,7 +180,7 @@ def _opt(*decls: str, kinds: tuple[str, ...] | None = None, field: str | None = 
 @_opt("--checkpoint-seconds", type=float, help="Seconds between resume checkpoints.")
 @_opt("--seed", type=int, help="Random seed.")
 @_opt("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N.")
-@_opt("--no-amp", field="amp", is_flag=True, default=None, help="Disable bf16 autocast (CUDA; AMX CPUs for wide LSTMs).")
+@_opt("--no-amp", field="amp", is_flag=True, default=None, help="Disable bf16 autocast (CUDA; AMX/AVX512-BF16 CPUs for wide LSTMs).")
 @_opt("--encoding", kinds=("lm",), help="Text encoding of DATA.  [default: utf-8]")
 @click.option("--queue", type=QUEUE, help="Queue to send the job to. [default: train]")
 @click.option("--name", type=JOB_NAME, help="A name to refer to this job (and its model) by.")

@@ -13,7 +13,7 @@ the node's cores:
 Precision is decided here too, by bf16(): on CUDA bf16 autocast whenever the spec's amp
 is on; on a CPU only for a model with an LSTM layer of at least BF16_MIN_HIDDEN units, of
 a task whose sequences are never packed (its spec's CPU_BF16: the language model), on a
-CPU with AMX tiles; fp32 otherwise.
+CPU with bf16 instructions (AMX tiles or AVX512-BF16); fp32 otherwise.
 """
 
 from __future__ import annotations
@@ -37,11 +37,13 @@ CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>"
 # on two threads and 8,176 on one, idle (benchmarks/shakespeare.py, README): it must get
 # both cores.
 PARAMS_PER_THREAD = 300_000
-# bf16 autocast on a CPU pays only where the CPU has AMX tiles (Intel Sapphire Rapids and
-# later), and there only for unpacked LSTM layers: oneDNN ran 128- to 768-wide bf16 LSTM
-# layers 1.8-2.5x faster than fp32, GRUs 0.7-1.4x (slower below 384), and a classifier's
-# packed biLSTMs slower (five 64-wide: 148 s against 86 s). benchmarks/cpu_bf16.py, README.
-# Without AMX, bf16 on a CPU is slower than fp32 and is never used.
+# bf16 autocast on a CPU pays only where the CPU computes in bf16 natively: AMX tiles (Intel
+# Sapphire Rapids and later) or AVX512-BF16 (AMD Zen 4 and later, Intel Cooper Lake), and
+# there only for unpacked LSTM layers. With AMX oneDNN ran 128- to 768-wide bf16 LSTM layers
+# 1.8-2.5x faster than fp32, GRUs 0.7-1.4x (slower below 384), and a classifier's packed
+# biLSTMs slower (five 64-wide: 148 s against 86 s); with AVX512-BF16 (AMD EPYC) 256- to
+# 768-wide LSTM layers 1.6-1.8x faster. benchmarks/cpu_bf16.py, README. Without either, bf16
+# on a CPU is emulated, slower than fp32, and never used.
 BF16_MIN_HIDDEN = 256
 
 
@@ -82,12 +84,12 @@ def bf16(dev: torch.device, amp: bool, weights: Mapping[str, torch.Size], unpack
     """Whether a model (its weights' names and shapes) runs under bf16 autocast on `dev`:
     never when the spec's `amp` is off; on CUDA always; on a CPU only when its sequences
     are never packed (`unpacked`: the task's CPU_BF16), it has an LSTM layer of at least
-    BF16_MIN_HIDDEN units, and the CPU has AMX."""
+    BF16_MIN_HIDDEN units, and the CPU computes in bf16 natively (cpu_bf16())."""
     if not amp:
         return False
     if dev.type == "cuda":
         return True
-    return dev.type == "cpu" and unpacked and widest_lstm(weights) >= BF16_MIN_HIDDEN and cpu_has_amx()
+    return dev.type == "cpu" and unpacked and widest_lstm(weights) >= BF16_MIN_HIDDEN and cpu_bf16() is not None
 
 
 def shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
@@ -95,10 +97,14 @@ def shapes(model: torch.nn.Module) -> dict[str, torch.Size]:
     return {name: p.shape for name, p in model.named_parameters()}
 
 
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX bf16 tiles (and the kernel lets this process use them)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe()) if probe is not None else False
+def cpu_bf16() -> str | None:
+    """How this CPU computes in bf16, fastest first: "amx" (AMX tiles the kernel lets this
+    process use), "avx512_bf16"; None when it has neither (bf16 would be emulated)."""
+    for unit, probe in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        supported = getattr(torch.cpu, probe, None)
+        if supported is not None and supported():
+            return unit
+    return None
 
 
 def cgroup_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> float | None:

@@ -3,7 +3,7 @@
 A task describes its problem (model, batches, loss, held-out evaluation, metadata) as a
 Problem; fit() does the rest exactly as the language model's loop does: AdamW with
 weight decay on matrices, optional L1, gradient clipping, warmup + cosine learning
-rate, bf16 autocast (CUDA; CPUs with AMX), stop conditions, evaluation with early stopping, progress
+rate, bf16 autocast (CUDA; CPUs with AMX or AVX512-BF16), stop conditions, evaluation with early stopping, progress
 reports through callbacks, checkpoints (best and resumable last) and resume. It knows
 nothing of queues.
 
@@ -365,7 +365,7 @@ def fit(spec: TrainSpec, problem: Problem, callbacks: Callbacks | None = None, c
         "parameters": sum(p.numel() for p in problem.model.parameters()),
         "device": str(run.dev),
         "threads": run.threads,  # CPU intra-op threads it trained with (0 on a GPU); rnn_tasks.device
-        "precision": "bf16" if run.bf16 else "fp32",  # under autocast (CUDA; AMX CPUs: rnn_tasks.device)
+        "precision": "bf16" if run.bf16 else "fp32",  # under autocast (CUDA; bf16 CPUs: rnn_tasks.device)
     }
 
 

@@ -183,8 +183,8 @@ class TrainSpec(_Spec):
     # Fields naming another finished training job (an id once submitted) whose best checkpoint
     # a fresh run starts from; submit resolves and checks them (the spec module's check_sources).
     SOURCE_FIELDS: ClassVar[tuple[str, ...]] = ()
-    # Whether a wide LSTM of this task may run under bf16 autocast on a CPU with AMX
-    # (rnn_tasks.device): only where its sequences are never packed. Packed batches take
+    # Whether a wide LSTM of this task may run under bf16 autocast on a CPU with bf16
+    # instructions (AMX or AVX512-BF16; rnn_tasks.device): only where its sequences are never packed. Packed batches take
     # kernels that ran slower in bf16 (a classifier's 256-wide biLSTM 61 s against 46 s).
     CPU_BF16: ClassVar[bool] = False
 
@@ -213,7 +213,7 @@ class TrainSpec(_Spec):
     checkpoint_seconds: float = 300.0  # and at least this often in training time
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA, and on AMX CPUs for an unpacked LSTM of 256+ units (CPU_BF16)
+    amp: bool = True  # bf16 autocast on CUDA, and on bf16 CPUs (AMX, AVX512-BF16) for an unpacked LSTM of 256+ units (CPU_BF16)
 
     def __post_init__(self) -> None:
         if self.task == "":

@@ -24,8 +24,8 @@ class LMSpec(TrainSpec):
 
     task: str = "lm"
     # LSTM 1x512 on 64-step windows at lr 1.2e-2: equal to the old GRU 1x512 default (seq 128,
-    # lr 8e-3) in fp32, and ahead of it where bf16 runs, on GPUs and AMX CPUs, twice as fast
-    # there (README, Benchmarks). A GRU wants the longer windows: on 64 it lost 0.11.
+    # lr 8e-3) in fp32, and ahead of it where bf16 runs, on GPUs and CPUs with AMX or AVX512-BF16, 1.6-2x
+    # as fast there (README, Benchmarks). A GRU wants the longer windows: on 64 it lost 0.11.
     arch: str = "lstm"
     hidden: int = 512
     lr: float = 1.2e-2

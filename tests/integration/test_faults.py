@@ -18,6 +18,11 @@ from workers.jobstore import JobStore
 
 pytestmark = pytest.mark.integration
 
+# Steps of a job that a fault must find still running. A job reports its step every 2 s
+# (runner.CHECK_SECONDS) and notices a cancel or a drain within 2 s more, and one machine
+# here trains this model at 640 steps/s: 3,000 steps ended before a cancel landed.
+LONG = 8000
+
 # Short leases so lost workers are noticed in seconds, not the default half minute.
 FAST = {"RNNQ_LEASE_SECONDS": "2", "RNNQ_REAP_SECONDS": "0.5", "RNNQ_MAX_WORKER_LOSSES": "3"}
 MODEL = ["--hidden", "24", "--embed", "8", "--seq-len", "16", "--batch-size", "4", "--eval-every", "100000",
@@ -76,7 +81,7 @@ def _wait_state(env: Env, job_id: str, states: tuple[str, ...], timeout: float =
 
 def test_kill_9_worker_mid_training_resumes_elsewhere(fast: Env, queue: str, workers) -> None:  # type: ignore[no-untyped-def]
     pool = workers(2)
-    job_id = _submit(fast, queue, steps=3000)
+    job_id = _submit(fast, queue, steps=LONG)
     wait_for(lambda: _step(fast, job_id) >= 100, 120, "training to pass step 100")
     running_on = _store(fast).get(job_id).worker
     victim = next(w for w in pool if running_on and running_on.split("@")[0] in w.proc.args)  # type: ignore[operator]
@@ -87,7 +92,7 @@ def test_kill_9_worker_mid_training_resumes_elsewhere(fast: Env, queue: str, wor
     assert record.state == "succeeded", record.error
     assert record.worker_losses == 1 and record.attempts == 2
     assert record.worker != running_on
-    assert record.result is not None and record.result["steps"] == 3000
+    assert record.result is not None and record.result["steps"] == LONG
     assert record.resumed_from is not None and record.resumed_from > 0
     # No step range trained twice beyond one checkpoint interval.
     assert before_kill - record.resumed_from <= 25
@@ -146,25 +151,31 @@ def test_cancel_queued_job_never_starts(fast: Env, queue: str, workers) -> None:
 
 def test_cancel_running_job_then_resume(fast: Env, queue: str, workers) -> None:  # type: ignore[no-untyped-def]
     workers(1)
-    job_id = _submit(fast, queue, steps=3000)
+    job_id = _submit(fast, queue, steps=LONG)
     wait_for(lambda: _step(fast, job_id) >= 60, 120, "training to pass step 60")
-    assert "cancelling" in fast.cli("cancel", job_id).stdout
+    pid = _store(fast).get(job_id).pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # the job cannot run to its end while the CLI starts up
+    try:
+        assert "cancelling" in fast.cli("cancel", job_id).stdout
+    finally:
+        os.kill(pid, signal.SIGCONT)
     _wait_state(fast, job_id, ("cancelled",), timeout=60)
     cancelled = _store(fast).get(job_id)
-    assert cancelled.result is not None and 60 <= cancelled.result["steps"] < 3000
+    assert cancelled.result is not None and 60 <= cancelled.result["steps"] < LONG
     assert cancelled.result["stopped_by"] == "cancelled"
     assert fast.cli("watch", job_id).exit_code == 1
 
     res = fast.cli("resume", job_id, "--wait")
     assert res.exit_code == 0, res.output
     record = _store(fast).get(job_id)
-    assert record.state == "succeeded" and record.result is not None and record.result["steps"] == 3000
+    assert record.state == "succeeded" and record.result is not None and record.result["steps"] == LONG
     assert record.resumed_from == cancelled.result["steps"]
 
 
 def test_sigterm_hands_the_job_to_another_worker(fast: Env, queue: str, workers) -> None:  # type: ignore[no-untyped-def]
     first = workers(1)[0]
-    job_id = _submit(fast, queue, steps=3000)
+    job_id = _submit(fast, queue, steps=LONG)
     wait_for(lambda: _step(fast, job_id) >= 60, 120, "training to pass step 60")
     os.kill(first.proc.pid, signal.SIGTERM)  # warm shutdown of the worker's main process
     first.proc.wait(timeout=60)  # bounded: the job checkpoints and hands back within seconds
@@ -188,7 +199,7 @@ def test_redis_restart_mid_run_loses_nothing(env: Env, tmp_path: Path) -> None:
     w = start_worker(env.vars, tmp_path / "w.log", queues="train")
     try:
         store = JobStore(url)
-        job_id = _submit(env, "train", steps=3000)
+        job_id = _submit(env, "train", steps=LONG)
         waiting = _submit(env, "train", steps=50)  # queued behind the first: must not be lost
 
         def step() -> int:
@@ -201,7 +212,7 @@ def test_redis_restart_mid_run_loses_nothing(env: Env, tmp_path: Path) -> None:
         stop(proc)  # SIGTERM: Redis fsyncs the append-only file and exits
         proc, _ = start_redis(data, *aof, port=port)
         wait_for(lambda: job_final(store, job_id) and job_final(store, waiting), 420, "both jobs to finish")
-        assert store.get(job_id).state == "succeeded" and store.get(job_id).result["steps"] == 3000  # type: ignore[index]
+        assert store.get(job_id).state == "succeeded" and store.get(job_id).result["steps"] == LONG  # type: ignore[index]
         assert store.get(waiting).state == "succeeded"
     finally:
         stop(w.proc)

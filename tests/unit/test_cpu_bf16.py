@@ -1,6 +1,6 @@
-"""bf16 autocast on a CPU: only with AMX, only for a task whose sequences are never packed
-(the language model), only for an LSTM layer wide enough to pay for the casts, never when
-a spec turns amp off. The figures behind the rule are in benchmarks/cpu_bf16.py."""
+"""bf16 autocast on a CPU: only with bf16 instructions (AMX or AVX512-BF16), only for a task
+whose sequences are never packed (the language model), only for an LSTM layer wide enough
+to pay for the casts, never when a spec turns amp off. The figures behind the rule are in benchmarks/cpu_bf16.py."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rnn_tasks.lm.spec import LMSpec
 from rnn_tasks.loop import BEST
 
 CPU = torch.device("cpu")
-AMX = devices.cpu_has_amx()
+NATIVE_BF16 = devices.cpu_bf16() is not None
 
 
 @pytest.fixture(autouse=True)
@@ -63,13 +63,24 @@ def test_amp_off_is_fp32_everywhere() -> None:
     assert _dtype_under_autocast(False) == torch.float32
 
 
-def test_without_amx_a_wide_lstm_stays_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(devices, "cpu_has_amx", lambda: False)  # the AMD and older Intel machines
+def test_without_bf16_instructions_a_wide_lstm_stays_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: None)  # AVX2 AMD and pre-Cooper Lake Intel machines
     assert not devices.bf16(CPU, True, _lstm(1024), unpacked=True)
 
 
-@pytest.mark.skipif(not AMX, reason="this CPU has no AMX tiles")
-def test_with_amx_a_wide_unpacked_lstm_computes_in_bf16() -> None:
+@pytest.mark.parametrize("probe", ["_is_amx_tile_supported", "_is_avx512_bf16_supported"])
+def test_either_bf16_unit_is_enough(monkeypatch: pytest.MonkeyPatch, probe: str) -> None:
+    """torch's own CPU probes decide; AMX is named first, being the faster of the two."""
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda found=(name == probe): found)
+    assert devices.cpu_bf16() == {"_is_amx_tile_supported": "amx", "_is_avx512_bf16_supported": "avx512_bf16"}[probe]
+    assert devices.bf16(CPU, True, _lstm(BF16_MIN_HIDDEN), unpacked=True)
+    monkeypatch.setattr(torch.cpu, probe, lambda: False)
+    assert devices.cpu_bf16() is None
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has neither AMX nor AVX512-BF16")
+def test_with_native_bf16_a_wide_unpacked_lstm_computes_in_bf16() -> None:
     assert devices.bf16(CPU, True, _lstm(BF16_MIN_HIDDEN, bidirectional=True), unpacked=True)
     assert _dtype_under_autocast(True) == torch.bfloat16
     assert not devices.bf16(CPU, True, _lstm(BF16_MIN_HIDDEN - 1), unpacked=True)
@@ -102,12 +113,12 @@ def text() -> str:
 
 @pytest.mark.parametrize("amp", [True, False])
 def test_a_large_language_model_trains_and_says_its_precision(text: str, tmp_path: Path, amp: bool) -> None:
-    """A wide LSTM LM: bf16 where this CPU has AMX (and amp is on), fp32 elsewhere; either
+    """A wide LSTM LM: bf16 where this CPU has AMX or AVX512-BF16 (and amp is on), fp32 elsewhere; either
     way the loss falls and the best checkpoint scores the same in fp32 as the job did."""
     spec = LMSpec(data="corpora/x", arch="lstm", hidden=384, seq_len=32, batch_size=16, lr=0.01, max_steps=40,
                   eval_every=20, amp=amp)
     result = task.train(spec, {"data": text.encode()}, None, tmp_path)
-    assert result["precision"] == ("bf16" if AMX and amp else "fp32")
+    assert result["precision"] == ("bf16" if NATIVE_BF16 and amp else "fp32")
     assert result["val_loss"] < 0.5 * math.log(len(set(text)))
     # The job's own figure, computed under autocast, against the checkpoint rescored in fp32.
     model, tokenizer, _ = task.load_model(tmp_path / BEST)
@@ -124,6 +135,6 @@ def test_a_classifier_with_wide_lstms_trains_in_fp32_even_after_a_wide_lm(text: 
     wide LSTM LM for its beam search beside its own packed network)."""
     lm = LMSpec(data="corpora/x", arch="lstm", hidden=BF16_MIN_HIDDEN, seq_len=16, batch_size=8, max_steps=2,
                 eval_every=2)
-    assert task.train(lm, {"data": text.encode()}, None, tmp_path / "lm")["precision"] == ("bf16" if AMX else "fp32")
+    assert task.train(lm, {"data": text.encode()}, None, tmp_path / "lm")["precision"] == ("bf16" if NATIVE_BF16 else "fp32")
     task.load_model(tmp_path / "lm" / BEST)
     assert _classifier_result(tmp_path / "classify")["precision"] == "fp32"
