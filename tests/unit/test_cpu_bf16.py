@@ -1,6 +1,7 @@
 """bf16 autocast on a CPU: only with bf16 instructions (AMX or AVX512-BF16), only for a task
 whose sequences are never packed (the language model), only for an LSTM layer wide enough
-to pay for the casts, never when a spec turns amp off. The figures behind the rule are in benchmarks/cpu_bf16.py."""
+to pay for the casts, never when a spec turns amp off. The figures behind the rule are in
+benchmarks/cpu_bf16.py."""
 
 from __future__ import annotations
 
