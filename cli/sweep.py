@@ -171,7 +171,9 @@ def cancel(ctx: Context, name: str) -> None:
 @pass_ctx
 def list_sweeps(ctx: Context, limit: int, as_json: bool) -> None:
     """List sweeps, newest first: state, trials asked of those planned, and trials by state
-    (pruned: stopped by the pruner; failed includes trials with no job)."""
+    (pruned: stopped by the pruner; failed includes trials with no job). A name whose
+    submit died before recording the sweep shows as half-made; `rnnq sweep delete NAME`
+    frees it."""
     ctx.ensure_redis()
     rows = sweepboard.summaries(ctx.store, limit)
     if as_json:
@@ -180,7 +182,7 @@ def list_sweeps(ctx: Context, limit: int, as_json: bool) -> None:
     states = sweepboard.TRIAL_STATES
     table = [("SWEEP", "STATE", "CREATED", "TRIALS", *(s.upper() for s in states), "OBJECTIVE")] + [
         (row.name, row.state, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.created_at)),
-         f"{sum(row.trials.values())}/{row.planned}", *(str(row.trials[s]) for s in states), row.objective)
+         f"{sum(row.trials.values())}/{row.planned}", *(str(row.trials[s]) for s in states), row.objective or "-")
         for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for line in table:

@@ -71,6 +71,7 @@ ACTIVE = "rnnq:sweeps:active"
 JOURNAL_DELETE_BATCH = 1000  # journal entries deleted per command
 OPTUNA_PREFIX = "rnnq:optuna"  # each sweep's journal: rnnq:optuna:sweep:<name>:log_number, ...:log:<n>
 # (sweeps recorded before per-sweep journals share one: rnnq:optuna:log_number, rnnq:optuna:log:<n>)
+HALF_MADE_SECONDS = 60.0  # a submit writes a sweep's record within this of taking its name
 LOCK_SECONDS = 60.0  # an advance that dies holding the lock blocks others this long at most
 TPE_STARTUP = 10  # Optuna's default random trials before TPE models; a short sweep uses half its trials
 
@@ -308,6 +309,13 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
             remove_half_made(store, name, config)
         raise
     return config
+
+
+def half_made(store: JobStore, name: str) -> bool:
+    """The name is taken but has no record, and no submit is still making it: one that
+    began more than HALF_MADE_SECONDS ago and has not written the record has died."""
+    taken = store.call(lambda: store.redis.zscore(SWEEPS, name))
+    return taken is not None and time.time() - float(taken) > HALF_MADE_SECONDS
 
 
 def remove_half_made(store: JobStore, name: str, config: dict[str, Any]) -> None:

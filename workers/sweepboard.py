@@ -7,12 +7,13 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from workers.errors import JobNotFound, RnnqError
 from workers.jobstore import Job, JobStore
-from workers.sweep import SWEEPS, SweepNotFound, load_study, record, trials
+from workers.sweep import SWEEPS, SweepNotFound, half_made, load_study, record, trials
 
 if TYPE_CHECKING:
     import optuna
@@ -42,9 +43,11 @@ class SweepRow:
     """One line of `rnnq sweep list`."""
 
     name: str
-    state: str  # running | finished | cancelled | deleting
-    created_at: float
-    objective: str
+    # running | finished | cancelled | deleting; or, for a name with no record yet, creating
+    # (its submit is at work) or half-made (its submit died: `rnnq sweep delete` frees it)
+    state: str
+    created_at: float  # of a name with no record: when it was taken
+    objective: str | None
     planned: int  # trials the sweep asks for in all
     trials: dict[str, int]  # trials asked so far, by TRIAL_STATES
 
@@ -55,12 +58,17 @@ class SweepRow:
 
 def summaries(store: JobStore, limit: int = 50) -> list[SweepRow]:
     """The newest `limit` sweeps, newest first, with their trials counted by state."""
-    names = store.call(lambda: cast(list[str], store.redis.zrevrange(SWEEPS, 0, limit - 1)))
+    names = store.call(lambda: cast(list[tuple[str, float]], store.redis.zrevrange(SWEEPS, 0, limit - 1,
+                                                                                 withscores=True)))
     rows = []
-    for name in names:
+    for name, taken_at in names:
         try:
             rec = record(store, name)
-        except SweepNotFound:  # deleted between the two reads
+        except SweepNotFound:
+            if store.call(partial(store.redis.zscore, SWEEPS, name)) is None:
+                continue  # deleted between the two reads
+            rows.append(SweepRow(name, "half-made" if half_made(store, name) else "creating", taken_at, None, 0,
+                                 dict.fromkeys(TRIAL_STATES, 0)))
             continue
         counts = Counter(trial_states(store, name).values())
         rows.append(SweepRow(name, rec["state"], rec["created_at"], rec["config"]["objective"], rec["config"]["trials"],

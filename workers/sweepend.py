@@ -30,7 +30,6 @@ from workers.jobstore import FINAL_STATES, JobStore
 _P = "rnnq:sweep:"
 STOP_WAIT_SECONDS = 120.0  # how long `delete --force` waits for its cancelled trials to stop
 POLL_SECONDS = 0.2  # how often it looks
-HALF_MADE_SECONDS = 60.0  # a submit writes a sweep's record within this of taking its name
 
 
 class SweepBusy(RnnqError):
@@ -82,7 +81,7 @@ def delete(store: JobStore, artifacts: ArtifactStore, name: str, send: sweeps.Se
     try:
         sweeps.record(store, name)
     except sweeps.SweepNotFound:
-        if _half_made(store, name):  # its submit died before the record: the name and maybe a study
+        if sweeps.half_made(store, name):  # its submit died before the record: the name and maybe a study
             sweeps.remove_half_made(store, name, {"name": name, "journal": "own"})
             return []
         raise
@@ -128,13 +127,6 @@ def _delete_job(store: JobStore, artifacts: ArtifactStore, job_id: str) -> None:
 
 def _delete_study(store: JobStore, name: str) -> None:
     sweeps.delete_study(store, name, sweeps.record(store, name)["config"])
-
-
-def _half_made(store: JobStore, name: str) -> bool:
-    """The name is taken but has no record, and no submit is still making it: one that
-    began more than HALF_MADE_SECONDS ago and has not written the record has died."""
-    made = store.call(lambda: store.redis.zscore(sweeps.SWEEPS, name))
-    return made is not None and time.time() - float(made) > HALF_MADE_SECONDS
 
 
 @contextmanager

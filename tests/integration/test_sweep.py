@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -433,6 +434,10 @@ def test_a_name_left_by_a_submit_that_died_is_freed_by_delete(fast: Env, queue: 
     res = fast.cli("sweep", str(path))
     assert res.exit_code == 2 and "left half-made by a submit that died" in res.output, res.output
     assert "rnnq sweep delete orphan" in res.output
+    # `sweep list` shows the name, so the user finds what holds it.
+    listed = json.loads(fast.cli("sweep", "list", "--json").stdout)
+    assert [(row["sweep"], row["state"], row["trials_planned"]) for row in listed] == [("orphan", "half-made", 0)]
+    assert re.search(r"^orphan +half-made ", fast.cli("sweep", "list").stdout, re.M)
     res = fast.cli("sweep", "delete", "orphan")
     assert res.exit_code == 0, res.output
     assert not store.redis.keys(f"{sweeps.OPTUNA_PREFIX}:sweep:orphan:*")  # its study went too
@@ -443,3 +448,6 @@ def test_a_name_left_by_a_submit_that_died_is_freed_by_delete(fast: Env, queue: 
     res = fast.cli("sweep", "delete", "young")
     assert res.exit_code == 1 and "no sweep 'young'" in res.output, res.output
     assert store.redis.zscore(sweeps.SWEEPS, "young") == taken_at  # untouched
+    listed = {row["sweep"]: row for row in json.loads(fast.cli("sweep", "list", "--json").stdout)}
+    assert listed["young"]["state"] == "creating" and listed["young"]["created_at"] == taken_at
+    assert listed["orphan"]["state"] == "running"  # submitted again, recorded
