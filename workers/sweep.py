@@ -311,11 +311,18 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
     return config
 
 
+def name_age(store: JobStore, name: str) -> float | None:
+    """Seconds since a sweep name was taken (a submit takes it before it writes the
+    record); None when the name is free."""
+    taken = store.call(lambda: store.redis.zscore(SWEEPS, name))
+    return None if taken is None else time.time() - float(taken)
+
+
 def half_made(store: JobStore, name: str) -> bool:
     """The name is taken but has no record, and no submit is still making it: one that
     began more than HALF_MADE_SECONDS ago and has not written the record has died."""
-    taken = store.call(lambda: store.redis.zscore(SWEEPS, name))
-    return taken is not None and time.time() - float(taken) > HALF_MADE_SECONDS
+    age = name_age(store, name)
+    return age is not None and age > HALF_MADE_SECONDS
 
 
 def remove_half_made(store: JobStore, name: str, config: dict[str, Any]) -> None:

@@ -7,13 +7,12 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from workers.errors import JobNotFound, RnnqError
 from workers.jobstore import Job, JobStore
-from workers.sweep import SWEEPS, SweepNotFound, half_made, load_study, record, trials
+from workers.sweep import HALF_MADE_SECONDS, SWEEPS, SweepNotFound, load_study, name_age, record, trials
 
 if TYPE_CHECKING:
     import optuna
@@ -65,9 +64,10 @@ def summaries(store: JobStore, limit: int = 50) -> list[SweepRow]:
         try:
             rec = record(store, name)
         except SweepNotFound:
-            if store.call(partial(store.redis.zscore, SWEEPS, name)) is None:
+            age = name_age(store, name)
+            if age is None:
                 continue  # deleted between the two reads
-            rows.append(SweepRow(name, "half-made" if half_made(store, name) else "creating", taken_at, None, 0,
+            rows.append(SweepRow(name, "half-made" if age > HALF_MADE_SECONDS else "creating", taken_at, None, 0,
                                  dict.fromkeys(TRIAL_STATES, 0)))
             continue
         counts = Counter(trial_states(store, name).values())

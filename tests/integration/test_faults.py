@@ -75,6 +75,11 @@ def _steps_seen(env: Env, job_id: str) -> list[int]:
     return [int(e["step"]) for _, e in _store(env).events(job_id)]
 
 
+def _parent(pid: int) -> int:
+    """The parent of process `pid` (/proc/PID/stat: the field after the state)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def _wait_state(env: Env, job_id: str, states: tuple[str, ...], timeout: float = 300) -> None:
     wait_state(_store(env), job_id, states, timeout)
 
@@ -150,11 +155,11 @@ def test_cancel_queued_job_never_starts(fast: Env, queue: str, workers) -> None:
 
 
 def test_cancel_running_job_then_resume(fast: Env, queue: str, workers) -> None:  # type: ignore[no-untyped-def]
-    workers(1)
+    worker = workers(1)[0]
     job_id = _submit(fast, queue, steps=LONG)
     wait_for(lambda: _step(fast, job_id) >= 60, 120, "training to pass step 60")
-    pid = _store(fast).get(job_id).pid
-    assert pid is not None
+    pid = _store(fast).get(job_id).pid or 0
+    assert _parent(pid) == worker.proc.pid  # the record names the worker's pool process, the one training
     os.kill(pid, signal.SIGSTOP)  # the job cannot run to its end while the CLI starts up
     try:
         assert "cancelling" in fast.cli("cancel", job_id).stdout

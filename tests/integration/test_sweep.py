@@ -437,7 +437,7 @@ def test_a_name_left_by_a_submit_that_died_is_freed_by_delete(fast: Env, queue: 
     # `sweep list` shows the name, so the user finds what holds it.
     listed = json.loads(fast.cli("sweep", "list", "--json").stdout)
     assert [(row["sweep"], row["state"], row["trials_planned"]) for row in listed] == [("orphan", "half-made", 0)]
-    assert re.search(r"^orphan +half-made ", fast.cli("sweep", "list").stdout, re.M)
+    assert re.search(r"^orphan +half-made ", fast.cli("sweep", "list").stdout, re.MULTILINE)
     res = fast.cli("sweep", "delete", "orphan")
     assert res.exit_code == 0, res.output
     assert not store.redis.keys(f"{sweeps.OPTUNA_PREFIX}:sweep:orphan:*")  # its study went too
