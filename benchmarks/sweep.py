@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,9 @@ def main() -> None:
                     "[default: issue]")
     ap.add_argument("--enqueue-base", action="store_true",
                     help="try the default config first (`enqueue: [base]`), then sample [default: sample every trial]")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the run's folder (worker log, Redis data, artifacts) and print its path to stderr "
+                    "[default: remove it]")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="rnnq-sweep-bench-"))
     redis_proc, url = start_redis(home)
@@ -139,6 +143,10 @@ def main() -> None:
     finally:
         stop(worker.proc)
         stop(redis_proc)
+        if args.keep:
+            print(f"kept {home}", file=sys.stderr)
+        else:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -146,8 +149,10 @@ def delete(ctx: Context, jobs: tuple[str, ...], keep_artifacts: bool) -> None:
 @click.argument("job")
 @_json_option
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Copy the job's artifacts here.")
+@click.option("--force", is_flag=True,
+              help="With --output: replace files of the same name that hold something else (another job's).")
 @pass_ctx
-def result(ctx: Context, job: str, as_json: bool, output: Path | None) -> None:
+def result(ctx: Context, job: str, as_json: bool, output: Path | None, force: bool) -> None:
     """Print the result of JOB: losses and checkpoint, or the generated texts.
 
     Exits non-zero unless the job succeeded.
@@ -156,13 +161,31 @@ def result(ctx: Context, job: str, as_json: bool, output: Path | None) -> None:
     record = ctx.store.resolve(job)
     if output is not None and record.state == "succeeded":
         try:
-            for key in record.artifacts.values():
-                if ctx.artifacts.exists(key):
-                    ctx.artifacts.copy_out(key, output)
+            _copy_out(ctx, record, output, force)
         except OSError as exc:
             raise click.ClickException(f"could not copy the artifacts of job {record.id} to {output}: {exc}") from None
     follow.print_result(ctx, record, as_json)
     follow.exit_with(record)
+
+
+def _copy_out(ctx: Context, record: Job, output: Path, force: bool) -> None:
+    """Copy the job's artifacts into `output`, all or none: fetched beside it first, then a
+    file of the same name holding something else (another job's samples.json) stops the
+    copy unless `force`; the same file again (a second `result --output`) is no clash."""
+    output.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".rnnq-", dir=output) as staging:
+        fetched = [ctx.artifacts.copy_out(key, Path(staging)) for key in record.artifacts.values()
+                   if ctx.artifacts.exists(key)]
+        clashes = [f.name for f in fetched if _differs(f, output / f.name)]
+        if clashes and not force:
+            raise click.ClickException(f"{output} already holds {', '.join(clashes)} with other contents; "
+                                       f"pass --force to replace, or choose another --output")
+        for f in fetched:
+            os.replace(f, output / f.name)
+
+
+def _differs(new: Path, old: Path) -> bool:
+    return old.exists() and not (old.is_file() and filecmp.cmp(new, old, shallow=False))
 
 
 @click.command()

@@ -199,3 +199,23 @@ def test_corpus_over_the_size_limit_is_refused(env: Env) -> None:
     res = env.cli("train", _corpus(env, 5000))
     assert res.exit_code != 0 and "over the limit of 1000" in res.output and "RNNQ_MAX_CORPUS_BYTES" in res.output
     assert env.job_count() == 0
+
+
+def test_result_output_keeps_another_jobs_files_unless_forced(env: Env, worker: Worker) -> None:
+    source = _train(env, "--wait")
+    first, second = (json.loads(env.cli("generate", source, "--prompt", "A", "--max-tokens", "30", "--seed", seed,
+                                        "--wait", "--json").stdout) for seed in ("1", "2"))
+    assert first["texts"] != second["texts"]
+    out = env.tmp / "results"
+    assert env.cli("result", first["job_id"], "--output", str(out)).exit_code == 0
+    kept = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert json.loads(kept["samples.json"])["texts"] == first["texts"]
+    assert env.cli("result", first["job_id"], "--output", str(out)).exit_code == 0  # the same file again: no clash
+
+    res = env.cli("result", second["job_id"], "--output", str(out))
+    assert res.exit_code == 1 and res.output.strip().count("\n") == 0, res.output
+    assert "samples.json" in res.output and "--force" in res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == kept  # nothing of the second, no temporary folder
+
+    assert env.cli("result", second["job_id"], "--output", str(out), "--force").exit_code == 0
+    assert json.loads((out / "samples.json").read_text())["texts"] == second["texts"]
