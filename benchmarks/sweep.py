@@ -117,12 +117,13 @@ def main() -> None:
                     help="try the default config first (`enqueue: [base]`), then sample [default: sample every trial]")
     ap.add_argument("--keep", action="store_true",
                     help="keep the run's folder (worker log, Redis data, artifacts) and print its path to stderr "
-                    "[default: remove it]")
+                    "[default: remove it, unless the run failed]")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="rnnq-sweep-bench-"))
     redis_proc, url = start_redis(home)
     env = {**os.environ, "RNNQ_REDIS_URL": url, "RNNQ_ARTIFACTS": str(home / "artifacts"), "RNNQ_HOME": str(home)}
     worker = start_worker(env, home / "worker.log", queues="train")
+    finished = False
     try:
         store = JobStore(url)
         asha = {"name": "asha", "reduction_factor": 3}  # rungs in training seconds: 9 and 27 at 75 s per trial
@@ -140,10 +141,11 @@ def main() -> None:
                                    "default_best_val_loss": _train(env, store, args.data, [], args.retrain),
                                    "hand_tuned_when_filed": HAND_TUNED}
         print(json.dumps(report))
+        finished = True
     finally:
         stop(worker.proc)
         stop(redis_proc)
-        if args.keep:
+        if args.keep or not finished:
             print(f"kept {home}", file=sys.stderr)
         else:
             shutil.rmtree(home, ignore_errors=True)
