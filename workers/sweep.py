@@ -311,18 +311,19 @@ def create(store: JobStore, sweep: Sweep, base: dict[str, Any], name: str, paral
     return config
 
 
-def name_age(store: JobStore, name: str) -> float | None:
-    """Seconds since a sweep name was taken (a submit takes it before it writes the
-    record); None when the name is free."""
+def unrecorded_state(store: JobStore, name: str) -> str | None:
+    """What a taken name without a record is (a submit takes the name, then writes the
+    record): "creating" while its submit may still be at work, "half-made" once
+    HALF_MADE_SECONDS have passed (that submit died); None when the name is free."""
     taken = store.call(lambda: store.redis.zscore(SWEEPS, name))
-    return None if taken is None else time.time() - float(taken)
+    if taken is None:
+        return None
+    return "half-made" if time.time() - float(taken) > HALF_MADE_SECONDS else "creating"
 
 
 def half_made(store: JobStore, name: str) -> bool:
-    """The name is taken but has no record, and no submit is still making it: one that
-    began more than HALF_MADE_SECONDS ago and has not written the record has died."""
-    age = name_age(store, name)
-    return age is not None and age > HALF_MADE_SECONDS
+    """The name is taken, has no record, and the submit that took it has died."""
+    return unrecorded_state(store, name) == "half-made"
 
 
 def remove_half_made(store: JobStore, name: str, config: dict[str, Any]) -> None:

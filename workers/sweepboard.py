@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from workers.errors import JobNotFound, RnnqError
 from workers.jobstore import Job, JobStore
-from workers.sweep import HALF_MADE_SECONDS, SWEEPS, SweepNotFound, load_study, name_age, record, trials
+from workers.sweep import SWEEPS, SweepNotFound, load_study, record, trials, unrecorded_state
 
 if TYPE_CHECKING:
     import optuna
@@ -64,11 +64,9 @@ def summaries(store: JobStore, limit: int = 50) -> list[SweepRow]:
         try:
             rec = record(store, name)
         except SweepNotFound:
-            age = name_age(store, name)
-            if age is None:
-                continue  # deleted between the two reads
-            rows.append(SweepRow(name, "half-made" if age > HALF_MADE_SECONDS else "creating", taken_at, None, 0,
-                                 dict.fromkeys(TRIAL_STATES, 0)))
+            state = unrecorded_state(store, name)
+            if state is not None:  # None: deleted between the two reads
+                rows.append(SweepRow(name, state, taken_at, None, 0, dict.fromkeys(TRIAL_STATES, 0)))
             continue
         counts = Counter(trial_states(store, name).values())
         rows.append(SweepRow(name, rec["state"], rec["created_at"], rec["config"]["objective"], rec["config"]["trials"],
