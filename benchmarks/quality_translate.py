@@ -8,7 +8,8 @@ all of train.{src,tgt}.gz, validating on val.{src,tgt}.gz (appended after the tr
 pairs and held out by val_fraction, exactly as a job would hold out its tail). --budget
 is training seconds (evaluations excluded, as loop.fit counts them). Every eval_every
 steps the curve records greedy BLEU on the first 200 validation pairs; at the end the
-best checkpoint translates test_2016_flickr greedily and with a beam, scored with
+best checkpoint translates test_2016_flickr greedily and with a beam (with --set ema=D, the
+final trained weights too, under without_ema), scored with
 sacrebleu's corpus BLEU and chrF (default 13a tokenisation, detokenised output against
 the raw references). Prints one JSON object.
 """
@@ -114,6 +115,13 @@ def main() -> None:
         clock["start"] = time.perf_counter()
         summary = loop.fit(spec, problem, Callbacks(), Path(tmp))
         _, weights = loop.load(Path(tmp) / loop.BEST, dev)
+        _, own_weights = loop.load(Path(tmp) / loop.LAST, dev)  # with ema: the trained weights, not their average
+    own: dict[str, Any] = {}
+    if spec.ema:
+        problem.model.load_state_dict(own_weights)
+        with torch.no_grad():
+            own = {"bleu_greedy": _score(problem, test_src, test_tgt, beam=1)["bleu"],
+                   f"bleu_beam{spec.beam}": _score(problem, test_src, test_tgt, beam=spec.beam)["bleu"]}
     problem.model.load_state_dict(weights)
     with torch.no_grad():
         greedy = _score(problem, test_src, test_tgt, beam=1)
@@ -128,6 +136,7 @@ def main() -> None:
         f"chrf_beam{spec.beam}": beam["chrf"],
         "bleu_greedy": greedy["bleu"],
         "chrf_greedy": greedy["chrf"],
+        "without_ema": own,  # the same run scored with its final trained weights instead of their average
         "decode_s": {"greedy": greedy["decode_s"], f"beam{spec.beam}": beam["decode_s"]},
         "samples": {"source": test_src[:3], "reference": test_tgt[:3], f"beam{spec.beam}": beam["sample"]},
         "best_val_loss": round(summary["best_val_loss"], 4),

@@ -2,6 +2,7 @@
 
     model.<name>        weights (a weight tied to another is stored once, see "tied")
     optim.<i>.<name>    AdamW state per parameter (resume checkpoints only)
+    ema.<i>             the moving average of parameter i, when the spec keeps one (resume only)
     rng.torch           CPU generator state at the start of the epoch (resume only)
     header "rnnq"       JSON: format, task, spec, task meta (vocabularies, tokenizer,
                         labels, model shape), step, losses, held-out figures, data
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from safetensors.torch import save_file
 
 from rnn_tasks.errors import CheckpointError
 
-__all__ = ["FORMAT", "Checkpoint", "CheckpointError", "load", "load_training_state", "read", "save"]
+__all__ = ["FORMAT", "Checkpoint", "CheckpointError", "load", "load_average", "load_training_state", "read", "save"]
 
 FORMAT = "rnnq-task/1"
 _LM_FORMAT_VERSIONS = (1, 2)  # the LM's own format before it was a task: 1 char, 2 word/BPE
@@ -56,9 +58,11 @@ class Checkpoint:
 
 
 def save(path: Path, ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
-         rng: torch.Tensor | None = None) -> None:
+         rng: torch.Tensor | None = None, average: Sequence[torch.Tensor] | None = None) -> None:
     weights = model.state_dict()
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in weights.items() if k not in ckpt.tied}
+    for index, value in enumerate(average or []):
+        tensors[f"ema.{index}"] = value.detach().cpu().contiguous()
     write(path, tensors, asdict(ckpt), optimizer, rng)
 
 
@@ -121,6 +125,12 @@ def load(path: Path, device: torch.device | str = "cpu") -> tuple[Checkpoint, di
             raise CheckpointError(f"{path.name}: tied weight {name} points at {source}, which is missing", "checkpoint")
         weights[name] = weights[source]
     return ckpt, weights
+
+
+def load_average(path: Path) -> list[torch.Tensor] | None:
+    """The moving average of the parameters saved for resuming (in model.parameters() order), if any."""
+    found = _tensors(path, "ema.")
+    return [found[str(i)] for i in range(len(found))] if found else None
 
 
 def load_training_state(path: Path) -> tuple[dict[str, Any] | None, torch.Tensor | None]:

@@ -7,6 +7,10 @@ rate, bf16 autocast (CUDA; CPUs with AMX or AVX512-BF16), stop conditions, evalu
 reports through callbacks, checkpoints (best and resumable last) and resume. It knows
 nothing of queues.
 
+With spec.ema the weights evaluated, and kept as the best checkpoint, are an exponential
+moving average of the trained ones (torch.optim.swa_utils.AveragedModel); training goes
+on from the model's own weights, and the resumable checkpoint keeps both.
+
     epoch e:  batches in an order drawn from the generator saved at the epoch's start
               |b0 b1 b2 ... bk|   resume = restore that generator, skip the first k
 """
@@ -16,11 +20,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from rnn_tasks import checkpoint
 from rnn_tasks import device as devices
@@ -136,6 +142,7 @@ class _Fit:
         groups = problem.lr_groups() or [(list(model.parameters()), 1.0)]
         self.optimizer = torch.optim.AdamW([g for params, scale in groups for g in _decay_split(params, scale, spec)],
                                            lr=spec.lr)
+        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(spec.ema)) if spec.ema else None
         self.generator = torch.Generator().manual_seed(spec.seed)
         self.epoch_rng = self.generator.get_state()
         self.s = _State()
@@ -148,6 +155,12 @@ class _Fit:
             self.optimizer.load_state_dict(optim_state)
         if rng is not None:
             self.generator.set_state(rng)
+        average = checkpoint.load_average(path)
+        if self.average is not None and average is not None:  # else it starts again from the restored weights
+            with torch.no_grad():
+                for mine, saved in zip(self.average.module.parameters(), average, strict=True):
+                    mine.copy_(saved)
+            self.average.n_averaged.fill_(1)  # not a fresh average: the next update blends, not copies
         pos = ckpt.position
         self.s = _State(step=ckpt.step, epoch=int(pos.get("epoch", 0)), batch=int(pos.get("batch", 0)),
                         elapsed=float(pos.get("elapsed", 0.0)), stale_evals=int(pos.get("stale_evals", 0)),
@@ -198,6 +211,8 @@ class _Fit:
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip if spec.clip else math.inf)
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update_parameters(model)
         self.s.step += 1
         return loss.detach().float(), grad_norm.detach(), size
 
@@ -209,6 +224,24 @@ class _Fit:
                 return {k: float(v) if isinstance(v, (int, float)) else v for k, v in self.problem.evaluate().items()}
         finally:
             self.problem.model.train()
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Inside, the model holds the moving average of its weights (spec.ema); its own after."""
+        if self.average is None:
+            yield
+            return
+        params = list(self.problem.model.parameters())
+        own = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, average in zip(params, self.average.module.parameters(), strict=True):
+                p.copy_(average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, saved in zip(params, own, strict=True):
+                    p.copy_(saved)
 
     def save(self, name: str, val_loss: float | None, with_state: bool) -> None:
         if self.checkpoint_dir is None:
@@ -223,7 +256,8 @@ class _Fit:
         )
         path = self.checkpoint_dir / name
         if with_state:
-            checkpoint.save(path, ckpt, self.problem.model, self.optimizer, self.epoch_rng)
+            average = list(self.average.module.parameters()) if self.average is not None else None
+            checkpoint.save(path, ckpt, self.problem.model, self.optimizer, self.epoch_rng, average)
         else:
             checkpoint.save(path, ckpt, self.problem.model)
         self.on_checkpoint(name, path, s.step)
@@ -284,15 +318,16 @@ def _memory(dev: torch.device) -> dict[str, Any]:  # StepMetrics' memory_* field
 
 def _validate_and_save(fit: _Fit, reporter: _Reporter) -> float:
     s = fit.s
-    figures = fit.evaluate()
-    val_loss = float(figures["val_loss"])
-    others = {k: float(v) for k, v in figures.items() if k != "val_loss" and isinstance(v, (int, float))}
-    reporter.emit(val_loss, others or None)
-    if val_loss < s.best_val or math.isinf(s.best_val):
-        s.best_val, s.stale_evals, s.metrics = val_loss, 0, figures
-        fit.save(BEST, val_loss, with_state=False)
-    else:
-        s.stale_evals += 1
+    with fit.averaged():
+        figures = fit.evaluate()
+        val_loss = float(figures["val_loss"])
+        others = {k: float(v) for k, v in figures.items() if k != "val_loss" and isinstance(v, (int, float))}
+        reporter.emit(val_loss, others or None)
+        if val_loss < s.best_val or math.isinf(s.best_val):
+            s.best_val, s.stale_evals, s.metrics = val_loss, 0, figures
+            fit.save(BEST, val_loss, with_state=False)
+        else:
+            s.stale_evals += 1
     fit.save(LAST, val_loss, with_state=True)
     return val_loss
 

@@ -202,6 +202,7 @@ class TrainSpec(_Spec):
     clip: float | None = 1.0  # gradient-norm clip; null disables
     warmup_steps: int = 50  # linear warmup, then cosine decay to min_lr_ratio * lr
     min_lr_ratio: float = 0.1
+    ema: float = 0.0  # > 0: evaluate and keep as best an exponential moving average of the weights, this decay a step
     max_steps: int | None = None
     epochs: float | None = None
     time_budget: float | None = None  # seconds of training (evaluation excluded)
@@ -249,6 +250,7 @@ class TrainSpec(_Spec):
         _between("clip", self.clip, 0.0, 1e6, lo_open=True)
         _between("warmup_steps", self.warmup_steps, 0, 10**9)
         _between("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        _between("ema", self.ema, 0.0, 0.99999)
         _between("max_steps", self.max_steps, 1, 10**12)
         _between("epochs", self.epochs, 0.0, 1e6, lo_open=True)
         _between("time_budget", self.time_budget, 0.0, 1e8, lo_open=True)

@@ -14,6 +14,11 @@ same `decode` serves a single step (T = 1) at inference time.
 
 A bidirectional encoder gives each direction hidden // 2 units; concatenated, its states
 and final state are hidden wide, which is what attention and the decoder expect.
+
+Tying (Press and Wolf 2017): with tie_output the decoder's output layer is its input
+embedding (a_t is hidden wide, so embed must equal hidden); with shared_vocab both
+languages read one vocabulary and the encoder's embedding is the decoder's too. Tied
+weights are one Parameter, stored once in a checkpoint (Seq2Seq.tied).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class Seq2SeqConfig:
     bidirectional: bool = True
     attention: bool = True
     pad_id: int = 0
+    tie_output: bool = False  # decoder output layer = decoder embedding (embed == hidden)
+    shared_vocab: bool = False  # one vocabulary for both sides: encoder embedding = decoder embedding
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +139,28 @@ class Seq2Seq(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.decoder = Decoder(config)
+        if config.tie_output and config.embed != config.hidden:
+            raise ValueError(f"tie_output needs embed == hidden, got {config.embed} and {config.hidden}")
+        if config.shared_vocab and config.src_vocab != config.tgt_vocab:
+            raise ValueError(f"shared_vocab needs one vocabulary, got {config.src_vocab} and {config.tgt_vocab}")
+        if config.tie_output:
+            # nn.Embedding's N(0, 1) as the output matrix gives logits of size ~sqrt(hidden); start
+            # near uniform instead, as the language model does (rnn_tasks.lm.model)
+            with torch.no_grad():
+                nn.init.uniform_(self.decoder.embed.weight, -0.1, 0.1)
+                self.decoder.embed.weight[config.pad_id].zero_()
+        for name, source in self.tied().items():
+            module, _, attr = name.rpartition(".")
+            setattr(self.get_submodule(module), attr, self.get_parameter(source))
+
+    def tied(self) -> dict[str, str]:
+        """Weights that are another weight ({name: the weight it is}), by the config."""
+        tied = {}
+        if self.config.tie_output:
+            tied["decoder.out.weight"] = "decoder.embed.weight"
+        if self.config.shared_vocab:
+            tied["encoder.embed.weight"] = "decoder.embed.weight"
+        return tied
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[Memory, State]:
         states, final = self.encoder(src, lengths)

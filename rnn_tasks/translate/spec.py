@@ -50,7 +50,7 @@ class TranslateSpec(TrainSpec):
     val_fraction: float = 0.05  # the last pairs are held out
     target_data: str | None = None  # artifact key of the line-aligned target file; None: DATA is a TSV
     tokenizer: str = "bpe"  # bpe | word, one tokenizer per language
-    vocab_size: int = 8000  # bpe: target vocabulary size per language
+    vocab_size: int = 8000  # bpe: vocabulary size per language (joint_vocab: of the one vocabulary)
     min_freq: int = 1  # word: words seen fewer times become <unk>
     max_vocab: int | None = None  # word: keep only the most frequent words
     max_len: int = 64  # tokens per sentence; longer training pairs are dropped (and counted)
@@ -59,6 +59,8 @@ class TranslateSpec(TrainSpec):
     beam: int = 4  # beam width of the final evaluation (1 = greedy)
     teacher_forcing: float = 1.0  # probability of feeding the reference token (1 keeps training parallel in time)
     label_smoothing: float = 0.1  # of the training loss; val_loss is plain cross-entropy
+    joint_vocab: bool = False  # one tokenizer fitted on both sides' training text, one embedding for both
+    tie_embeddings: bool = False  # the decoder's output layer is its embedding (needs embed == hidden)
     # The encoder from a language model (ULMFiT, Howard and Ruder 2018; see check_sources).
     init_from: str | None = None  # job id of a finished word/BPE LM: the source tokenizer, encoder embedding and rnn
     lr_decay: float = 2.6  # init_from: each encoder group below the new layers trains at the lr of the one above / this
@@ -80,6 +82,11 @@ class TranslateSpec(TrainSpec):
         _between("label_smoothing", self.label_smoothing, 0.0, 0.5)
         if self.bidirectional and self.hidden % 2:
             raise SpecError("hidden", f"must be even with a bidirectional encoder, got {self.hidden}")
+        if self.tie_embeddings and self.embed != self.hidden:
+            raise SpecError("tie_embeddings", f"needs embed == hidden, got {self.embed} and {self.hidden}")
+        if self.joint_vocab and self.init_from is not None:
+            raise SpecError("joint_vocab", "cannot be used with init_from: the source side reads with the "
+                                           "language model's own tokenizer")
         check_finetune_fields(self)
 
 

@@ -1,9 +1,10 @@
 """Translation as a training task: train, predict and evaluate entry points for the worker.
 
 The training split is the first pairs, validation the last `val_fraction` of them. The
-tokenizers (one per language) are fitted on the training split only and travel in the
-checkpoint's meta as JSON; with init_from the source side's is a language model's, whose
-embedding and recurrent layers start the encoder (rnn_tasks.translate.finetune). During
+tokenizers (one per language, or one for both with joint_vocab) are fitted on the
+training split only and travel in the checkpoint's meta as JSON; with init_from the
+source side's is a language model's, whose embedding and recurrent layers start the
+encoder (rnn_tasks.translate.finetune). During
 training each evaluation reports teacher-forced val_loss plus greedy BLEU/chrF on the
 first 200 validation pairs (a fixed subset, so the curve is comparable); the final
 summary decodes the whole validation split with the spec's beam from the best checkpoint.
@@ -40,9 +41,12 @@ class TranslateProblem(FineTunable):
         self.spec, self.dev = spec, dev
         n_train, _ = split_sizes(len(sources), spec.val_fraction)
         if meta is None:  # a resumed run reuses its tokenizers: refitting could change the ids
-            self.tgt_tok = _fit(spec, targets[:n_train])
-            self.src_tok = (finetune.source_tokenizer(lm, self.tgt_tok) if lm is not None
-                            else _fit(spec, sources[:n_train]))
+            if spec.joint_vocab:
+                self.tgt_tok = self.src_tok = _fit(spec, sources[:n_train] + targets[:n_train])
+            else:
+                self.tgt_tok = _fit(spec, targets[:n_train])
+                self.src_tok = (finetune.source_tokenizer(lm, self.tgt_tok) if lm is not None
+                                else _fit(spec, sources[:n_train]))
         else:
             self.src_tok = tokenizer_from_json(meta["source_tokenizer"])
             self.tgt_tok = tokenizer_from_json(meta["target_tokenizer"])
@@ -57,7 +61,7 @@ class TranslateProblem(FineTunable):
         config = Seq2SeqConfig(
             src_vocab=len(self.src_tok), tgt_vocab=len(self.tgt_tok), arch=spec.arch, embed=spec.embed,
             hidden=spec.hidden, layers=spec.layers, dropout=spec.dropout, bidirectional=spec.bidirectional,
-            attention=spec.attention, pad_id=self.pad,
+            attention=spec.attention, pad_id=self.pad, tie_output=spec.tie_embeddings, shared_vocab=spec.joint_vocab,
         )
         model = Seq2Seq(config)
         init = meta.get("init_from") if meta is not None else None  # what the first attempt took
@@ -75,6 +79,9 @@ class TranslateProblem(FineTunable):
             "val_pairs": len(self.val_pairs),
             "init_from": init,  # the language model the encoder started from, and what it took
         }
+
+    def tied(self) -> dict[str, str]:
+        return self.model.tied()
 
     def batches_per_epoch(self) -> int:
         return data.batches_per_epoch(len(self.train_pairs), self.spec.batch_size)

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from rnn_tasks import loop
+from rnn_tasks import checkpoint, loop
 from rnn_tasks.loop import Callbacks, StepMetrics
 from rnn_tasks.spec import TrainSpec
 
@@ -101,6 +101,62 @@ def test_resume_after_a_run_that_stopped_on_an_epochs_last_batch(tmp_path: Path)
     resumed = Toy()
     rest = loop.fit(spec(max_steps=12), resumed, checkpoint_dir=tmp_path, resume=tmp_path / loop.LAST)
     assert rest["steps"] == 12 and rest["epochs"] == 1.5
+
+
+class Recorded(Toy):
+    """The Toy that keeps the weights every training step starts from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trajectory: list[list[torch.Tensor]] = []
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
+        self.trajectory.append([p.detach().clone() for p in self.model.parameters()])
+        return super().loss(batch)
+
+
+def test_ema_evaluates_and_keeps_the_average_and_trains_on_the_weights(tmp_path: Path) -> None:
+    decay, steps = 0.8, 12
+    problem = Recorded()
+    summary = loop.fit(spec(max_steps=steps, eval_every=100, min_lr_ratio=1.0, ema=decay), problem,
+                       checkpoint_dir=tmp_path)
+    trained = [p.detach().clone() for p in problem.model.parameters()]
+    after_step = [*problem.trajectory[1:], trained]  # the weights after steps 1..N
+    expected = after_step[0]  # AveragedModel starts from the weights after the first step
+    for weights in after_step[1:]:
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, weights, strict=True)]
+
+    names = [name for name, _ in problem.model.named_parameters()]
+    _, best = loop.load(tmp_path / loop.BEST)
+    for name, want in zip(names, expected, strict=True):
+        torch.testing.assert_close(best[name], want)  # the only evaluation was at the end: best is the average
+    assert not torch.allclose(best["weight"], trained[0])
+    average = checkpoint.load_average(tmp_path / loop.LAST)
+    _, last = loop.load(tmp_path / loop.LAST)
+    assert average is not None
+    for saved, want in zip(average, expected, strict=True):
+        torch.testing.assert_close(saved, want)
+    for name, want in zip(names, trained, strict=True):
+        torch.testing.assert_close(last[name], want)  # training goes on from its own weights
+    scored = Toy()
+    scored.model.load_state_dict(best)
+    with torch.no_grad():
+        assert math.isclose(scored.evaluate()["val_loss"], summary["best_val_loss"], rel_tol=1e-6)
+
+
+def test_a_resumed_run_continues_the_same_average(tmp_path: Path) -> None:
+    whole_dir, part_dir = tmp_path / "whole", tmp_path / "part"
+    loop.fit(spec(max_steps=30, ema=0.9), Toy(), checkpoint_dir=whole_dir)
+    seen: list[int] = []
+    stop = Callbacks(should_stop=lambda: len(seen) >= 1, on_step=lambda m: seen.append(m.step) if m.step >= 13 else None)
+    part = loop.fit(spec(max_steps=30, ema=0.9), Toy(), stop, checkpoint_dir=part_dir)
+    assert 13 <= part["steps"] < 30
+    loop.fit(spec(max_steps=30, ema=0.9), Toy(), checkpoint_dir=part_dir, resume=part_dir / loop.LAST)
+    whole, resumed = checkpoint.load_average(whole_dir / loop.LAST), checkpoint.load_average(part_dir / loop.LAST)
+    assert whole is not None and resumed is not None
+    for a, b in zip(whole, resumed, strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(loop.load(whole_dir / loop.BEST)[1], loop.load(part_dir / loop.BEST)[1])
 
 
 class Clock:

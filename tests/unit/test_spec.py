@@ -33,6 +33,8 @@ BAD_TRAIN_VALUES = [
     ("clip", 0.0),
     ("warmup_steps", -5),
     ("min_lr_ratio", 2.0),
+    ("ema", 1.0),
+    ("ema", -0.5),
     ("max_steps", 0),
     ("epochs", -1.0),
     ("time_budget", 0),

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from rnn_tasks import device as devices
 from rnn_tasks import loop
@@ -185,10 +186,35 @@ def test_spec_fields() -> None:
     assert TranslateSpec.from_dict({"data": "a/b"}).input_keys() == {"data": "a/b"}
     assert TranslateSpec.from_json(s.to_json()) == s
     for field, value in [("target_data", "../etc"), ("tokenizer", "char"), ("beam", 0), ("teacher_forcing", 1.5),
-                         ("max_len", 0), ("hidden", 33)]:
+                         ("max_len", 0), ("hidden", 33), ("joint_vocab", "yes")]:
         with pytest.raises(SpecError) as err:
             TranslateSpec.from_dict({"data": "a/b", field: value})
         assert err.value.field == field
+    for fields, field in [({"tie_embeddings": True, "embed": 128}, "tie_embeddings"),
+                          ({"joint_vocab": True, "init_from": "a" * 12}, "joint_vocab")]:
+        with pytest.raises(SpecError) as err:
+            TranslateSpec.from_dict({"data": "a/b", **fields})
+        assert err.value.field == field
+
+
+def test_a_joint_vocabulary_with_tied_embeddings_is_one_matrix_stored_once(tmp_path: Path) -> None:
+    sources, targets = corpus(600)
+    files = {"data": lines(sources), "target": lines(targets)}
+    tied = spec(joint_vocab=True, tie_embeddings=True, embed=64, max_steps=400, eval_every=200)
+    summary = task.train(tied, files, None, tmp_path, None)
+    assert summary["bleu"] > 50  # it still learns the language
+    loaded = task._Loaded(tmp_path / loop.BEST, "cpu")
+    assert loaded.src_tok.to_json() == loaded.tgt_tok.to_json()  # fitted on both sides
+    assert {"w3", "x3"} <= set(loaded.src_tok.decode(list(range(len(loaded.src_tok)))).split())
+    model = loaded.model
+    assert model.encoder.embed.weight is model.decoder.embed.weight is model.decoder.out.weight
+    assert summary["parameters"] == sum(p.numel() for p in model.parameters())
+    with safe_open(str(tmp_path / loop.BEST), framework="pt") as f:
+        stored = set(f.keys())
+    assert "model.decoder.embed.weight" in stored
+    assert not {"model.decoder.out.weight", "model.encoder.embed.weight"} & stored
+    untied = Seq2Seq(Seq2SeqConfig(**{**model.config.to_dict(), "tie_output": False, "shared_vocab": False}))
+    assert sum(p.numel() for p in untied.parameters()) - summary["parameters"] == 2 * model.decoder.embed.weight.numel()
 
 
 def test_long_pairs_are_dropped_from_training_and_counted() -> None:
