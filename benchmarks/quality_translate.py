@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900.0, help="training seconds")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: one per usable core)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a TranslateSpec field")
+    parser.add_argument("--save", type=Path, metavar="DIR", help="keep the run's checkpoints in DIR")
     args = parser.parse_args()
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
 
@@ -112,10 +113,11 @@ def main() -> None:
     problem.loss = count_step  # type: ignore[method-assign]
     problem.evaluate = evaluate_and_record  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.save or Path(tmp)
         clock["start"] = time.perf_counter()
-        summary = loop.fit(spec, problem, Callbacks(), Path(tmp))
-        _, weights = loop.load(Path(tmp) / loop.BEST, dev)
-        _, own_weights = loop.load(Path(tmp) / loop.LAST, dev)  # with ema: the trained weights, not their average
+        summary = loop.fit(spec, problem, Callbacks(), folder)
+        _, weights = loop.load(folder / loop.BEST, dev)
+        _, own_weights = loop.load(folder / loop.LAST, dev)  # with ema: the trained weights, not their average
     own: dict[str, Any] = {}
     if spec.ema:
         problem.model.load_state_dict(own_weights)

@@ -169,6 +169,8 @@ def _opt(*decls: str, kinds: tuple[str, ...] | None = None, field: str | None = 
 @_opt("--l1", type=float, help="L1 penalty coefficient.")
 @_opt("--clip", type=float, help="Gradient-norm clip.")
 @_opt("--warmup-steps", type=int, help="Linear warmup steps.")
+@_opt("--ema", type=float, metavar="DECAY", help="Evaluate, and keep as best, a moving average of the weights "
+      "with this decay per step (e.g. 0.999); 0: off.")
 @_opt("--max-steps", type=int, help="Stop after this many steps.")
 @_opt("--epochs", type=float, help="Stop after this many passes over the data.")
 @_opt("--time-budget", type=float, metavar="SECONDS", help="Stop after this much training time.")

@@ -8,8 +8,8 @@ reports through callbacks, checkpoints (best and resumable last) and resume. It 
 nothing of queues.
 
 With spec.ema the weights evaluated, and kept as the best checkpoint, are an exponential
-moving average of the trained ones (torch.optim.swa_utils.AveragedModel); training goes
-on from the model's own weights, and the resumable checkpoint keeps both.
+moving average of the trained ones (_Average); training goes on from the model's own
+weights, and the resumable checkpoint keeps both.
 
     epoch e:  batches in an order drawn from the generator saved at the epoch's start
               |b0 b1 b2 ... bk|   resume = restore that generator, skip the first k
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from rnn_tasks import checkpoint
 from rnn_tasks import device as devices
@@ -142,7 +141,7 @@ class _Fit:
         groups = problem.lr_groups() or [(list(model.parameters()), 1.0)]
         self.optimizer = torch.optim.AdamW([g for params, scale in groups for g in _decay_split(params, scale, spec)],
                                            lr=spec.lr)
-        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(spec.ema)) if spec.ema else None
+        self.average = _Average(model, spec.ema) if spec.ema else None
         self.generator = torch.Generator().manual_seed(spec.seed)
         self.epoch_rng = self.generator.get_state()
         self.s = _State()
@@ -155,12 +154,8 @@ class _Fit:
             self.optimizer.load_state_dict(optim_state)
         if rng is not None:
             self.generator.set_state(rng)
-        average = checkpoint.load_average(path)
-        if self.average is not None and average is not None:  # else it starts again from the restored weights
-            with torch.no_grad():
-                for mine, saved in zip(self.average.module.parameters(), average, strict=True):
-                    mine.copy_(saved)
-            self.average.n_averaged.fill_(1)  # not a fresh average: the next update blends, not copies
+        if self.average is not None:  # without a saved average it starts again from the restored weights
+            self.average = _Average(self.problem.model, self.spec.ema, checkpoint.load_average(path))
         pos = ckpt.position
         self.s = _State(step=ckpt.step, epoch=int(pos.get("epoch", 0)), batch=int(pos.get("batch", 0)),
                         elapsed=float(pos.get("elapsed", 0.0)), stale_evals=int(pos.get("stale_evals", 0)),
@@ -212,7 +207,7 @@ class _Fit:
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip if spec.clip else math.inf)
         self.optimizer.step()
         if self.average is not None:
-            self.average.update_parameters(model)
+            self.average.update(model, self.s.step)
         self.s.step += 1
         return loss.detach().float(), grad_norm.detach(), size
 
@@ -234,7 +229,7 @@ class _Fit:
         params = list(self.problem.model.parameters())
         own = [p.detach().clone() for p in params]
         with torch.no_grad():
-            for p, average in zip(params, self.average.module.parameters(), strict=True):
+            for p, average in zip(params, self.average.params, strict=True):
                 p.copy_(average)
         try:
             yield
@@ -256,11 +251,30 @@ class _Fit:
         )
         path = self.checkpoint_dir / name
         if with_state:
-            average = list(self.average.module.parameters()) if self.average is not None else None
+            average = self.average.params if self.average is not None else None
             checkpoint.save(path, ckpt, self.problem.model, self.optimizer, self.epoch_rng, average)
         else:
             checkpoint.save(path, ckpt, self.problem.model)
         self.on_checkpoint(name, path, s.step)
+
+
+class _Average:
+    """An exponential moving average of a model's parameters (spec.ema). Its decay warms up
+    as TensorFlow's ExponentialMovingAverage does with num_updates, min(ema, (1 + step) /
+    (10 + step)), so that a short run's average is not mostly its initial weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, saved: list[torch.Tensor] | None = None) -> None:
+        self.decay = decay
+        own = [p.detach() for p in model.parameters()]
+        self.params = [s.to(p.device, p.dtype) for s, p in zip(saved, own, strict=True)] if saved else [
+            p.clone() for p in own]
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        """Blend in the weights after training step `step` (counted from 0)."""
+        weight = 1.0 - min(self.decay, (1 + step) / (10 + step))
+        for average, p in zip(self.params, model.parameters(), strict=True):
+            average.lerp_(p.detach(), weight)
 
 
 def _decay_split(params: list[torch.nn.Parameter], lr_scale: float, spec: TrainSpec) -> list[dict[str, Any]]:

@@ -116,15 +116,16 @@ class Recorded(Toy):
 
 
 def test_ema_evaluates_and_keeps_the_average_and_trains_on_the_weights(tmp_path: Path) -> None:
-    decay, steps = 0.8, 12
+    decay, steps = 0.5, 12  # the decay warms up as (1 + t) / (10 + t) and reaches 0.5 at step t = 8
     problem = Recorded()
     summary = loop.fit(spec(max_steps=steps, eval_every=100, min_lr_ratio=1.0, ema=decay), problem,
                        checkpoint_dir=tmp_path)
     trained = [p.detach().clone() for p in problem.model.parameters()]
     after_step = [*problem.trajectory[1:], trained]  # the weights after steps 1..N
-    expected = after_step[0]  # AveragedModel starts from the weights after the first step
-    for weights in after_step[1:]:
-        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, weights, strict=True)]
+    expected = problem.trajectory[0]  # the average starts at the initial weights
+    for t, weights in enumerate(after_step):
+        d = min(decay, (1 + t) / (10 + t))
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, weights, strict=True)]
 
     names = [name for name, _ in problem.model.named_parameters()]
     _, best = loop.load(tmp_path / loop.BEST)
