@@ -62,7 +62,7 @@ class TranslateProblem(FineTunable):
             src_vocab=len(self.src_tok), tgt_vocab=len(self.tgt_tok), arch=spec.arch, embed=spec.embed,
             hidden=spec.hidden, layers=spec.layers, dropout=spec.dropout, bidirectional=spec.bidirectional,
             attention=spec.attention, pad_id=self.pad, tie_output=spec.tie_embeddings, shared_vocab=spec.joint_vocab,
-        )
+        ) if meta is None else Seq2SeqConfig(**meta["model"])  # a resumed run keeps its model, whatever defaults say now
         model = Seq2Seq(config)
         init = meta.get("init_from") if meta is not None else None  # what the first attempt took
         if lm is not None:

@@ -258,6 +258,18 @@ def test_resume_continues_with_the_same_tokenizers(tmp_path: Path) -> None:
     assert loop.load(tmp_path / loop.LAST)[0].meta == loop.load(tmp_path / loop.BEST)[0].meta
 
 
+def test_a_run_resumed_after_the_defaults_changed_keeps_its_own_model(tmp_path: Path) -> None:
+    """A job started with a vocabulary per side (the defaults before joint_vocab) and resumed
+    by a worker whose defaults are one vocabulary and tied embeddings keeps its own shape."""
+    sources, targets = corpus(200, seed=3)
+    files = {"data": lines(sources), "target": lines(targets)}
+    task.train(spec(max_steps=4, eval_every=3, joint_vocab=False, tie_embeddings=False), files, None, tmp_path, None)
+    summary = task.train(spec(max_steps=9, eval_every=3), files, None, tmp_path, tmp_path / loop.LAST)
+    assert summary["steps"] == 9
+    model = loop.load(tmp_path / loop.LAST)[0].meta["model"]
+    assert model["shared_vocab"] is False and model["tie_output"] is False
+
+
 # -- the encoder from a language model (init_from, ULMFiT) ----------------------------------
 
 LM_SHAPE: dict[str, Any] = {"arch": "gru", "embed": 8, "hidden": 16}
