@@ -117,9 +117,9 @@ def main() -> None:
         clock["start"] = time.perf_counter()
         summary = loop.fit(spec, problem, Callbacks(), folder)
         _, weights = loop.load(folder / loop.BEST, dev)
-        _, own_weights = loop.load(folder / loop.LAST, dev)  # with ema: the trained weights, not their average
+        own_weights = loop.load(folder / loop.LAST, dev)[1] if spec.ema else None  # not the average: the weights
     own: dict[str, Any] = {}
-    if spec.ema:
+    if own_weights is not None:
         problem.model.load_state_dict(own_weights)
         with torch.no_grad():
             own = {"bleu_greedy": _score(problem, test_src, test_tgt, beam=1)["bleu"],
