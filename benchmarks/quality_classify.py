@@ -23,8 +23,10 @@ Started from a language model (--pretrain FILE..., ULMFiT as `rnnq train --task 
 --init-from LM_JOB` does it): a word-level LM (rnn_tasks.lm, the same loop) is first trained
 for --lm-budget seconds on the given unlabeled text followed by the sentences of the training
 rows, labels dropped, --domain-repeat times (the test rows are never seen), and the classifier
-starts from its embedding and recurrent layers, unidirectional, with the LM's shape. WikiText's
-markup (" @-@ ", "<unk>", "= = headings = =") is undone first. --lm-set overrides LM fields.
+starts from its embedding and recurrent layers (the forward direction; from a one-layer LM the
+backward direction starts fresh), with the LM's shape and case folding. WikiText's markup
+(" @-@ ", "<unk>", "= = headings = =") is undone first. --lm-set overrides LM fields, e.g.
+--lm-set lowercase=true for a lowercased corpus such as Pang and Lee's movie reviews.
 """
 
 from __future__ import annotations
@@ -142,8 +144,11 @@ def main() -> None:
                 lm["train_rows_sha256"] = rows_sha
                 (lm_dir / "lm.json").write_text(json.dumps(lm))
             files["init_from"] = (lm_dir / BEST).read_bytes()
-            shape = {k: lm["spec"][k] for k in ("tokenizer", "arch", "embed", "hidden", "layers")}
-            overrides = {**shape, "bidirectional": False, "lowercase": False, "init_from": "0" * 12, **overrides}
+            # What check_sources adopts at submit: the LM's tokenizer, case folding and shape, and
+            # from a one-layer LM a bidirectional classifier (its backward direction starts fresh).
+            shape = {k: lm["spec"].get(k, False) for k in ("tokenizer", "arch", "embed", "hidden", "layers", "lowercase")}
+            one_way = {"bidirectional": False} if shape["layers"] > 1 else {}
+            overrides = {**shape, **one_way, "init_from": "0" * 12, **overrides}
         spec = ClassifySpec.from_dict({"data": "bench/sentiment", "text_column": "0", "label_column": "1",
                                        "time_budget": args.budget, "seed": args.seed, "device": args.device,
                                        **overrides})

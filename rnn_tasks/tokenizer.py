@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from tokenizers import Tokenizer as HfTokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
 from rnn_tasks.errors import DataError, InputError
 from rnn_tasks.spec import TOKENIZERS as KINDS
@@ -44,6 +44,7 @@ class Tokenizer(Protocol):
     """What models, data pipelines and checkpoints rely on."""
 
     kind: str
+    lowercase: bool  # folds case before reading text ("Great" and "great" are one token)
     pad_id: int | None
     unk_id: int | None
     bos_id: int | None
@@ -66,6 +67,7 @@ class CharTokenizer:
     """
 
     kind = "char"
+    lowercase = False
     # The char LM predates specials; its ids are exactly the sorted characters.
     pad_id: int | None = None
     unk_id: int | None = None
@@ -107,17 +109,17 @@ class CharTokenizer:
 class WordTokenizer:
     """Whole words and single punctuation marks; anything outside the vocabulary is <unk>.
 
-    Case is kept and whitespace is not a token, so decode() gives the words back
-    separated by single spaces (no space before closing punctuation): a normalised
-    spacing of the original, not the original bytes.
+    Case is kept unless `lowercase`, and whitespace is not a token, so decode() gives the
+    words back separated by single spaces (no space before closing punctuation): a
+    normalised spacing of the original, not the original bytes.
     """
 
     kind = "word"
 
-    def __init__(self, tokens: Sequence[str], specials: bool = True) -> None:
+    def __init__(self, tokens: Sequence[str], specials: bool = True, lowercase: bool = False) -> None:
         if len(set(tokens)) != len(tokens):
             raise ValueError("vocabulary tokens must be distinct")
-        self.specials = specials
+        self.specials, self.lowercase = specials, lowercase
         self.tokens = list(tokens)
         self._ids = {t: i for i, t in enumerate(self.tokens)}
         named = self._ids.get
@@ -129,12 +131,13 @@ class WordTokenizer:
 
     @classmethod
     def fit(
-        cls, texts: Iterable[str], *, min_freq: int = 1, max_vocab: int | None = None, specials: bool = True
+        cls, texts: Iterable[str], *, min_freq: int = 1, max_vocab: int | None = None, specials: bool = True,
+        lowercase: bool = False,
     ) -> WordTokenizer:
         """Keep words seen at least min_freq times, at most max_vocab of them (most frequent first)."""
         counts: Counter[str] = Counter()
         for text in texts:
-            counts.update(WORD_RE.findall(text))
+            counts.update(WORD_RE.findall(text.lower() if lowercase else text))
         # Most frequent first; ties broken alphabetically so the vocabulary is reproducible.
         ranked = sorted(
             (w for w, n in counts.items() if n >= min_freq and w not in SPECIALS), key=lambda w: (-counts[w], w)
@@ -142,14 +145,14 @@ class WordTokenizer:
         if max_vocab is not None:
             ranked = ranked[:max_vocab]
         head = list(SPECIALS) if specials else [UNK]
-        return cls(head + ranked, specials=specials)
+        return cls(head + ranked, specials=specials, lowercase=lowercase)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def split(self, text: str) -> list[str]:
         """The word and punctuation tokens of text, before vocabulary lookup."""
-        return WORD_RE.findall(text)
+        return WORD_RE.findall(text.lower() if self.lowercase else text)
 
     def unknown(self, text: str) -> list[str]:
         """Words of text outside the vocabulary (they encode as <unk>), in order of appearance."""
@@ -157,14 +160,15 @@ class WordTokenizer:
 
     def encode(self, text: str) -> list[int]:
         get, unk = self._ids.get, self.unk_id
-        return [get(w, unk) for w in WORD_RE.findall(text)]  # type: ignore[misc]
+        return [get(w, unk) for w in self.split(text)]  # type: ignore[misc]
 
     def decode(self, ids: Iterable[int]) -> str:
         words = [self.tokens[i] for i in ids if i not in self._special_ids]
         return join_words(words)
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "tokens": self.tokens, "specials": self.specials})
+        return json.dumps({"kind": self.kind, "tokens": self.tokens, "specials": self.specials,
+                           "lowercase": self.lowercase})
 
 
 def join_words(words: Iterable[str]) -> str:
@@ -181,7 +185,8 @@ def join_words(words: Iterable[str]) -> str:
 
 class BpeTokenizer:
     """Byte-level BPE (HF `tokenizers`): text is split into UTF-8 bytes first, so every
-    string encodes, and decode(encode(text)) == text exactly."""
+    string encodes, and decode(encode(text)) == text exactly (== text.lower() with
+    `lowercase`, which HF's normaliser applies and stores with the tokenizer)."""
 
     kind = "bpe"
 
@@ -191,14 +196,18 @@ class BpeTokenizer:
         # loses it). HF does not serialise this flag, so it is set on every construction.
         hf.encode_special_tokens = True
         self.specials = specials
+        self.lowercase = isinstance(hf.normalizer, normalizers.Lowercase)
         named = hf.token_to_id
         self.pad_id, self.unk_id, self.bos_id, self.eos_id = named(PAD), named(UNK), named(BOS), named(EOS)
 
     @classmethod
     def fit(
-        cls, texts: Iterable[str], *, vocab_size: int = 8000, min_freq: int = 1, specials: bool = True
+        cls, texts: Iterable[str], *, vocab_size: int = 8000, min_freq: int = 1, specials: bool = True,
+        lowercase: bool = False,
     ) -> BpeTokenizer:
         hf = HfTokenizer(models.BPE())
+        if lowercase:
+            hf.normalizer = normalizers.Lowercase()
         # add_prefix_space=False: a leading space would make decode(encode(t)) != t.
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         hf.decoder = decoders.ByteLevel()
@@ -234,18 +243,23 @@ def fit_tokenizer(
     max_vocab: int | None = None,
     vocab_size: int = 8000,
     specials: bool = True,
+    lowercase: bool = False,
 ) -> Tokenizer:
     """A tokenizer of the given kind fitted on texts.
 
-    char ignores the options (its vocabulary is every character seen, no specials);
-    word uses min_freq and max_vocab; bpe uses vocab_size and min_freq (pair frequency).
+    char ignores the options (its vocabulary is every character seen, no specials; it
+    refuses lowercase); word uses min_freq and max_vocab; bpe uses vocab_size and min_freq
+    (pair frequency); both fold case with lowercase.
     """
     if kind == "char":
+        if lowercase:
+            raise TokenizerError("lowercase needs a word or BPE tokenizer (a character one keeps case)")
         return CharTokenizer.fit("".join(texts))
     if kind == "word":
-        return WordTokenizer.fit(texts, min_freq=min_freq, max_vocab=max_vocab, specials=specials)
+        return WordTokenizer.fit(texts, min_freq=min_freq, max_vocab=max_vocab, specials=specials, lowercase=lowercase)
     if kind == "bpe":
-        return BpeTokenizer.fit(texts, vocab_size=vocab_size, min_freq=min_freq, specials=specials)
+        return BpeTokenizer.fit(texts, vocab_size=vocab_size, min_freq=min_freq, specials=specials,
+                                lowercase=lowercase)
     raise TokenizerError(f"tokenizer kind must be one of {', '.join(KINDS)}, got {kind!r}")
 
 
@@ -257,7 +271,8 @@ def tokenizer_from_json(text: str) -> Tokenizer:
         if kind == "char":
             return CharTokenizer(data["chars"])
         if kind == "word":
-            return WordTokenizer(data["tokens"], specials=bool(data.get("specials", True)))
+            return WordTokenizer(data["tokens"], specials=bool(data.get("specials", True)),
+                                 lowercase=bool(data.get("lowercase", False)))
         if kind == "bpe":
             return BpeTokenizer(HfTokenizer.from_str(data["tokenizer"]), specials=bool(data.get("specials", True)))
     except Exception as exc:  # noqa: BLE001 - HF raises bare Exception for a corrupt tokenizer

@@ -1,11 +1,11 @@
 """A classifier started from a language model (ULMFiT; the shared part is rnn_tasks.finetune):
 the LM's tokenizer, embedding and recurrent layers, a new head; the layer groups are
 
-    head (new), rnn layer L-1, ..., rnn layer 0, embedding
+    head (new; with a bidirectional classifier's backward direction), rnn layer L-1, ..., rnn layer 0, embedding
 
 The names match because both models are Embedding `embed` -> recurrent `rnn` -> Linear
-`head` (rnn_tasks.lm.model, rnn_tasks.classify.model); a unidirectional classifier's
-`rnn` has exactly the LM's parameters.
+`head` (rnn_tasks.lm.model, rnn_tasks.classify.model); a classifier's `rnn` has the LM's
+parameters as its forward direction.
 """
 
 from __future__ import annotations
@@ -17,12 +17,17 @@ from rnn_tasks.classify.data import TextEncoder
 from rnn_tasks.classify.model import Classifier
 from rnn_tasks.classify.spec import ClassifySpec
 from rnn_tasks.finetune import PretrainedLM
+from rnn_tasks.lm.spec import one_way_why
 from rnn_tasks.spec import SpecError
 
 
 def encoder(lm: PretrainedLM, spec: ClassifySpec) -> TextEncoder:
-    """The LM's own tokenizer, so that embedding row i means the token it meant to the LM."""
+    """The LM's own tokenizer, so that embedding row i means the token it meant to the LM;
+    it folds case if the LM's did, and the spec must say so (check_sources adopts it)."""
     tokenizer = finetune.tokenizer(lm, "a classifier")
+    if spec.lowercase != tokenizer.lowercase:
+        raise SpecError("lowercase", f"must be {tokenizer.lowercase} with init_from: the classifier reads text as "
+                                     "the language model's tokenizer does")
     try:
         return TextEncoder(tokenizer, lowercase=False, max_len=spec.max_len)
     except ValueError as exc:  # a vocabulary without <pad>=0, <unk>=1
@@ -31,12 +36,12 @@ def encoder(lm: PretrainedLM, spec: ClassifySpec) -> TextEncoder:
 
 def copy_weights(model: Classifier, lm: PretrainedLM) -> list[str]:
     """Copy the LM's embedding and recurrent weights into model (every member of an
-    ensemble); the names copied. A shape that differs is refused naming the spec field
-    behind it."""
+    ensemble; a bidirectional one's backward direction keeps its fresh weights); the names
+    copied. A shape that differs is refused naming the spec field behind it."""
     config = model.config
     finetune.check_shape(lm, arch=config.arch, embed=config.embed, hidden=config.hidden, layers=config.layers)
-    if config.bidirectional:
-        raise SpecError("bidirectional", "must be false with init_from: the language model reads one way")
+    if config.bidirectional and config.layers > 1:
+        raise SpecError("bidirectional", f"must be false with init_from: {one_way_why('the language model', config.layers, 'classifier')}")
     networks = model.networks()
     prefixes = [""] if len(networks) == 1 else [f"members.{k}." for k in range(len(networks))]
     return [name for net, prefix in zip(networks, prefixes, strict=True)

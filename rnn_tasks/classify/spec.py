@@ -8,7 +8,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from rnn_tasks import delimited
 from rnn_tasks.classify import table
-from rnn_tasks.lm.spec import adopt, check_finetune_fields, source_lm
+from rnn_tasks.lm.spec import adopt, check_finetune_fields, one_way_why, source_lm
 from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, check_tokenizer_fields
 
 POOLINGS = ("mean", "max", "last")
@@ -95,32 +95,31 @@ class ClassifySpec(TrainSpec):
         if self.class_weights not in CLASS_WEIGHTS:
             raise SpecError("class_weights", f"must be one of {', '.join(CLASS_WEIGHTS)}, got {self.class_weights!r}")
         check_finetune_fields(self)
-        if self.init_from is not None:  # what check_sources adopts, for specs that did not pass through it
-            for name, wanted in _FROM_LM.items():
-                if getattr(self, name) != wanted:
-                    raise SpecError(name, f"must be {wanted!r} with init_from: {_WHY[name]}")
-            if self.tokenizer == "char":
-                raise SpecError("tokenizer", "init_from needs a word or BPE language model")
+        if self.init_from is not None and self.tokenizer == "char":
+            raise SpecError("tokenizer", "init_from needs a word or BPE language model")
 
 
-# What a classifier started from a language model must be, whatever the LM's shape, and why.
-_FROM_LM: dict[str, Any] = {"bidirectional": False, "lowercase": False}
-_WHY = {
-    "bidirectional": "a language model reads left to right, so its layers start a one-way classifier",
-    "lowercase": "the language model's tokenizer keeps case, and the classifier tokenizes as it did",
-}
-_SHAPE = ("tokenizer", "arch", "embed", "hidden", "layers")  # taken from the LM's spec
+_SHAPE = ("tokenizer", "arch", "embed", "hidden", "layers", "lowercase")  # taken from the LM's spec
 
 
 def check_sources(fields: dict[str, Any], find: Callable[[str, str], TrainedModel]) -> dict[str, Any]:
     """Submit-time check of init_from (a job id or name): a finished word or BPE language
-    model (rnn_tasks.lm.spec.source_lm). Its tokenizer and shape become the classifier's;
-    a field the user set to something else is refused, naming it. Returns the fields with
-    the LM's job id."""
+    model (rnn_tasks.lm.spec.source_lm). Its tokenizer (with its case folding) and shape
+    become the classifier's; the LM's layers start the forward direction, and a
+    bidirectional classifier's backward direction starts fresh, which an LM of several
+    layers cannot start (above the first, a bidirectional layer reads both directions'
+    states). A field the user set to something else is refused, naming it. Returns the
+    fields with the LM's job id."""
     if fields.get("init_from") is None:
         return fields
     lm_id, spec = source_lm(str(fields["init_from"]), find, "a classifier")
-    return adopt(fields, lm_id, {**{name: getattr(spec, name) for name in _SHAPE}, **_FROM_LM}, _WHY)
+    shape = {name: getattr(spec, name) for name in _SHAPE}
+    why = {"lowercase": f"the classifier reads text as language model {lm_id}'s tokenizer does, with lowercase "
+                        f"{spec.lowercase}",
+           "bidirectional": one_way_why(f"language model {lm_id}", spec.layers, "classifier")}
+    if spec.layers > 1:
+        shape["bidirectional"] = False
+    return adopt(fields, lm_id, shape, why)
 
 
 def read_labelled(spec: ClassifySpec, raw: bytes, field: str = "DATA") -> tuple[table.Labelled, table.Table]:

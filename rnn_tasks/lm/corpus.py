@@ -73,7 +73,7 @@ def _encode_chars(tokenizer: CharTokenizer, text: str, start: int, end: int, dty
 
 
 def fit(kind: str, text: str, end: int, *, min_freq: int = 1, max_vocab: int | None = None,
-        vocab_size: int = 8000, size: int = CHUNK_CHARS) -> Tokenizer:
+        vocab_size: int = 8000, lowercase: bool = False, size: int = CHUNK_CHARS) -> Tokenizer:
     """A tokenizer of `kind` fitted on text[:end], read a chunk at a time.
 
     Fitting on the chunks gives the same tokenizer as fitting on the whole: word counts
@@ -82,7 +82,7 @@ def fit(kind: str, text: str, end: int, *, min_freq: int = 1, max_vocab: int | N
     if kind == "char":
         return fit_tokenizer("char", [text[:end]] if end < len(text) else [text])
     return fit_tokenizer(kind, chunks(text, 0, end, size), min_freq=min_freq, max_vocab=max_vocab,
-                         vocab_size=vocab_size)
+                         vocab_size=vocab_size, lowercase=lowercase)
 
 
 def split(tokenizer: Tokenizer, text: str, val_fraction: float,

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, check_tokenizer_fields, train_spec_class
 
-__all__ = ["LMSpec", "adopt", "check_finetune_fields", "source_lm"]
+__all__ = ["LMSpec", "adopt", "check_finetune_fields", "one_way_why", "source_lm"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,17 @@ class LMSpec(TrainSpec):
     min_freq: int = 1  # word: words seen fewer times become <unk>
     max_vocab: int | None = None  # word: keep only the most frequent words
     vocab_size: int = 8000  # bpe: target vocabulary size
+    # word/bpe: the tokenizer folds case ("Great" and "great" are one token), and so reads
+    # every model started from this LM (init_from) its text.
+    lowercase: bool = False
     tie_weights: bool = False  # share the embedding and output matrices
     seq_len: int = 64  # truncated-BPTT window; state is carried across windows
 
     def validate(self) -> None:
         super().validate()
         check_tokenizer_fields(self)
+        if self.lowercase and self.tokenizer == "char":
+            raise SpecError("lowercase", "needs a word or BPE tokenizer; a character model keeps case")
         if self.tie_weights and self.embed != self.hidden:
             raise SpecError("tie_weights", f"needs embed == hidden, got {self.embed} and {self.hidden}")
         _between("seq_len", self.seq_len, 1, 1_000_000)
@@ -110,6 +115,13 @@ def adopt(fields: dict[str, Any], lm_id: str, adopted: Mapping[str, Any],
             reason = (why or {}).get(name, f"language model {lm_id} has {name} {value!r}")
             raise SpecError(name, f"is {fields[name]!r}, but with init_from it must be {value!r}: {reason}")
     return {**fields, **adopted, "init_from": lm_id}
+
+
+def one_way_why(lm: str, layers: int, model: str) -> str:
+    """Why a model started from an LM of several layers reads one way: its layers are the
+    LM's forward direction, and a bidirectional layer above the first reads both."""
+    return (f"{lm} has {layers} layers, and above the first a bidirectional {model}'s layers read both directions' "
+            "states, the language model's only its own")
 
 
 def check_finetune_fields(spec: Any) -> None:

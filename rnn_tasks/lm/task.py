@@ -132,7 +132,8 @@ def _fit(spec: LMSpec, text: str) -> Tokenizer:
     if spec.tokenizer == "char":
         return corpus.fit("char", text, len(text))
     return corpus.fit(spec.tokenizer, text, split_point(text, spec.val_fraction, whole_words=True),
-                      min_freq=spec.min_freq, max_vocab=spec.max_vocab, vocab_size=spec.vocab_size)
+                      min_freq=spec.min_freq, max_vocab=spec.max_vocab, vocab_size=spec.vocab_size,
+                      lowercase=spec.lowercase)
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[LanguageModel, Tokenizer, dict[str, Any]]:

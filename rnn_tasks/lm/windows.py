@@ -70,7 +70,8 @@ def _bpe_tokens(text: str, cut: int, spec: LMSpec, need: int) -> tuple[int, int]
     from rnn_tasks.tokenizer import fit_tokenizer
 
     pieces = [text[a:b] for a, b in chunk_bounds(text, 0, cut)]
-    tokenizer = fit_tokenizer("bpe", pieces, min_freq=spec.min_freq, vocab_size=spec.vocab_size)
+    tokenizer = fit_tokenizer("bpe", pieces, min_freq=spec.min_freq, vocab_size=spec.vocab_size,
+                              lowercase=spec.lowercase)
 
     def tokens(lo: int, hi: int, limit: int) -> int:
         counts = (len(tokenizer.encode(text[a:b])) for a, b in chunk_bounds(text, lo, hi, 4096))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rnn_tasks.lm.spec import adopt, check_finetune_fields, source_lm
+from rnn_tasks.lm.spec import adopt, check_finetune_fields, one_way_why, source_lm
 from rnn_tasks.spec import SpecError, TrainedModel, TrainSpec, _between, check_artifact_key, check_tokenizer_fields
 
 TOKENIZERS = ("bpe", "word")
@@ -106,8 +106,7 @@ def check_sources(fields: dict[str, Any], find: Callable[[str, str], TrainedMode
         return fields
     lm_id, lm = source_lm(str(fields["init_from"]), find, "a translator's encoder")
     shape: dict[str, Any] = {"arch": lm.arch, "embed": lm.embed, "layers": lm.layers, "joint_vocab": False}
-    why = {"bidirectional": f"language model {lm_id} has {lm.layers} layers, and above the first a bidirectional "
-                            "encoder's layers read both directions' states, the language model's only its own",
+    why = {"bidirectional": one_way_why(f"language model {lm_id}", lm.layers, "encoder"),
            "joint_vocab": _JOINT_WHY}
     if lm.layers > 1:
         shape["bidirectional"] = False

@@ -440,8 +440,10 @@ def _trained(task: str, spec: dict[str, Any]) -> Any:
 @pytest.mark.parametrize(("fields", "source", "field", "message"), [
     ({"hidden": 32}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "hidden", "must be 16"),
     ({"tokenizer": "bpe"}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "tokenizer", "'word'"),
-    ({"bidirectional": True}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "bidirectional", "left to right"),
-    ({"lowercase": True}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "lowercase", "keeps case"),
+    ({"bidirectional": True}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "bidirectional", "has 2 layers"),
+    ({"lowercase": True}, _trained("lm", {**LM_SHAPE, "tokenizer": "word"}), "lowercase", "lowercase False"),
+    ({"lowercase": False}, _trained("lm", {**LM_SHAPE, "tokenizer": "bpe", "lowercase": True}), "lowercase",
+     "lowercase True"),
     ({}, _trained("lm", {**LM_SHAPE, "tokenizer": "char"}), "init_from", "characters"),
     ({}, _trained("classify", LM_SHAPE), "init_from", "not a language model"),
 ])
@@ -467,11 +469,45 @@ def test_init_from_adopts_the_lms_shape_and_tokenizer() -> None:
     spec = ClassifySpec.from_dict({"data": "inputs/x", **fields})
     assert (spec.init_from, spec.arch, spec.embed, spec.hidden, spec.layers, spec.tokenizer) == \
         ("b" * 12, "gru", 8, 16, 2, "bpe")
-    assert not spec.bidirectional and not spec.lowercase and spec.pooling == "mean"
+    assert not spec.bidirectional and not spec.lowercase and spec.pooling == "mean"  # 2 layers: one way
     assert check_sources({"hidden": 3}, lambda name, flag: lm) == {"hidden": 3}  # no init_from: untouched
-    with pytest.raises(SpecError) as err:  # a spec that skipped check_sources is still consistent
-        _spec(init_from="b" * 12)
-    assert err.value.field == "bidirectional"
+    one_layer = _trained("lm", {**LM_SHAPE, "layers": 1, "tokenizer": "word", "lowercase": True})
+    fields = check_sources({"init_from": "my-lm"}, lambda name, flag: one_layer)
+    assert "bidirectional" not in fields and fields["lowercase"] is True  # both ways by default: the backward starts fresh
     with pytest.raises(SpecError) as err:
         _spec(**{**FROM_LM, "init_from": "my-lm"})
     assert err.value.field == "init_from"
+
+
+@pytest.mark.parametrize(("fields", "field"), [({"lowercase": True}, "lowercase"), ({"bidirectional": True}, "bidirectional")])
+def test_a_spec_that_skipped_the_submit_check_is_refused_before_training(tmp_path: Path, word_lm: Path,
+                                                                         fields: dict[str, Any], field: str) -> None:
+    spec = _spec(**{**FROM_LM, **fields})  # the LM keeps case and has two layers
+    with pytest.raises(SpecError) as err:
+        train(spec, {"data": to_csv(reviews(40)), "init_from": word_lm.read_bytes()}, None, tmp_path, None)
+    assert err.value.field == field
+
+
+def test_a_bidirectional_classifier_starts_its_forward_direction_from_a_lowercase_lm(tmp_path: Path) -> None:
+    from rnn_tasks.lm import task as lm_task
+    from rnn_tasks.lm.spec import LMSpec
+
+    text = "\n".join(t for t, _ in reviews(300, seed=9))
+    lm_spec = LMSpec(data="inputs/lm", tokenizer="word", lowercase=True, seq_len=16, batch_size=4, max_steps=3,
+                     eval_every=3, device="cpu", arch="gru", embed=8, hidden=16, layers=1)
+    lm_task.train(lm_spec, {"data": text.upper().encode()}, None, tmp_path / "lm", None)
+    lm, _ = _lm_weights(tmp_path / "lm" / BEST)
+    spec = _spec(init_from="a" * 12, tokenizer="word", arch="gru", embed=8, hidden=16, layers=1, lowercase=True,
+                 max_steps=6, eval_every=100, warmup_steps=0, dropout=0.0)
+    assert spec.bidirectional
+    rows = [(text.upper() if i % 2 else text, label) for i, (text, label) in enumerate(reviews(80))]
+    summary = train(spec, {"data": to_csv(rows), "init_from": (tmp_path / "lm" / BEST).read_bytes()}, None,
+                    tmp_path / "clf", None)
+    forward = {k for k in lm if k.startswith(("embed.", "rnn."))}
+    assert set(summary["init_from"]["copied"]) == forward and forward  # the backward direction is not the LM's
+    mine, _ = _lm_weights(tmp_path / "clf" / BEST)
+    assert {f"{k}_reverse" for k in forward if k.startswith("rnn.")} <= set(mine)
+    assert all(not torch.equal(mine[k], lm[k]) for k in forward if k.startswith("rnn."))  # and it trained
+    shouted, plain = predict(tmp_path / "clf" / BEST, b"GREAT PHONE\ngreat phone", {"format": "lines"},
+                             "cpu")["predictions"]
+    assert shouted["probabilities"] == plain["probabilities"]  # the LM's tokenizer folds case

@@ -18,6 +18,7 @@ from rnn_tasks.lm.model import LanguageModel, LMConfig
 from rnn_tasks.lm.sampling import SampleOptions, generate
 from rnn_tasks.lm.spec import LMSpec
 from rnn_tasks.loop import BEST, LAST, Callbacks, StepMetrics
+from rnn_tasks.spec import SpecError
 from rnn_tasks.text import split_point
 from rnn_tasks.tokenizer import (
     WORD_RE,
@@ -79,6 +80,33 @@ def test_word_specials_have_the_fixed_ids() -> None:
 def test_word_case_is_kept() -> None:
     tok = fit_tokenizer("word", ["The the THE"])
     assert len(set(tok.encode("The the THE"))) == 3
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe"])
+def test_lowercase_folds_case_in_fitting_and_reading_and_survives_json(kind: str) -> None:
+    tok = fit_tokenizer(kind, ["The the THE Great great"], vocab_size=300, lowercase=True)
+    assert tok.lowercase and tok.encode("The the THE") == tok.encode("the the the")
+    assert tok.encode("GREAT") == tok.encode("great") and tok.decode(tok.encode("The GREAT")) == "the great"
+    again = tokenizer_from_json(tok.to_json())
+    assert again.lowercase and again.encode("Great THE") == tok.encode("great the")
+    if kind == "word":  # every word of the fitted text was folded before counting
+        assert isinstance(tok, WordTokenizer) and set(tok.tokens[4:]) == {"the", "great"}
+    kept = fit_tokenizer(kind, ["The the THE Great great"], vocab_size=300)
+    assert not kept.lowercase and not tokenizer_from_json(kept.to_json()).lowercase
+
+
+def test_word_tokenizers_stored_before_lowercase_existed_keep_case() -> None:
+    old = json.dumps({"kind": "word", "tokens": ["<pad>", "<unk>", "<bos>", "<eos>", "The", "the"], "specials": True})
+    tok = tokenizer_from_json(old)
+    assert not tok.lowercase and tok.encode("The the") == [4, 5]
+
+
+def test_a_character_tokenizer_refuses_lowercase() -> None:
+    with pytest.raises(TokenizerError, match="word or BPE"):
+        fit_tokenizer("char", ["Abc"], lowercase=True)
+    with pytest.raises(SpecError) as err:
+        LMSpec.from_dict({"data": "inputs/x", "tokenizer": "char", "lowercase": True})
+    assert err.value.field == "lowercase"
 
 
 def test_rare_words_become_unk() -> None:
@@ -214,6 +242,17 @@ def test_word_resume_keeps_the_tokenizer(word_run: Run, tmp_path: Path) -> None:
     result = train(spec, text, tmp_path, resume=out / LAST)
     assert result["steps"] == 90
     assert checkpoint.read(tmp_path / LAST).meta["tokenizer"] == checkpoint.read(out / LAST).meta["tokenizer"]
+
+
+def test_a_lowercase_word_lm_reads_every_text_folded(tmp_path: Path, corpus_text: str) -> None:
+    spec = LMSpec.from_dict({**LM, "tokenizer": "word", "lowercase": True, "max_steps": 4, "eval_every": 4})
+    train(spec, corpus_text, tmp_path)
+    _, tok, _ = task.load_model(tmp_path / BEST)
+    assert tok.lowercase and isinstance(tok, WordTokenizer) and all(t == t.lower() for t in tok.tokens)
+    assert "Ball" in corpus_text and tok.unknown("BALL Ball ball") == []  # capitalised at sentence starts
+    shouted = task.evaluate(tmp_path / BEST, {"data": corpus_text[:2000].upper().encode()}, "cpu")
+    plain = task.evaluate(tmp_path / BEST, {"data": corpus_text[:2000].lower().encode()}, "cpu")
+    assert shouted["loss"] == pytest.approx(plain["loss"], rel=1e-6) and shouted["unk_rate"] == plain["unk_rate"]
 
 
 def test_bpe_lm_trains_generates_and_evaluates(tmp_path: Path, corpus_text: str) -> None:
