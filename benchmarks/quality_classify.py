@@ -21,12 +21,12 @@ anchor given with the issue for the in-domain split was 0.818 (exact shuffle unk
 
 Started from a language model (--pretrain FILE..., ULMFiT as `rnnq train --task classify
 --init-from LM_JOB` does it): a word-level LM (rnn_tasks.lm, the same loop) is first trained
-for --lm-budget seconds on the given unlabeled text followed by the sentences of the training
-rows, labels dropped, --domain-repeat times (the test rows are never seen), and the classifier
-starts from its embedding and recurrent layers (the forward direction; from a one-layer LM the
-backward direction starts fresh), with the LM's shape and case folding. WikiText's markup
-(" @-@ ", "<unk>", "= = headings = =") is undone first. --lm-set overrides LM fields, e.g.
---lm-set lowercase=true for a lowercased corpus such as Pang and Lee's movie reviews.
+for --lm-budget seconds on the sentences of the training rows, labels dropped, --domain-repeat
+times (the test rows are never seen), followed by the given unlabeled text (whose end is the
+LM's held-out part), and the classifier starts from its embedding and recurrent layers (the
+forward direction; from a one-layer LM the backward direction starts fresh), with the LM's
+shape and case folding (LM_DEFAULTS fold case, as a classifier does by default). WikiText's
+markup (" @-@ ", "<unk>", "= = headings = =") is undone first. --lm-set overrides LM fields.
 """
 
 from __future__ import annotations
@@ -66,17 +66,19 @@ def tsv(rows: list[tuple[str, str]]) -> bytes:
     return "\r\n".join(f"{text}\t{label}" for text, label in rows).encode()
 
 
-LM_DEFAULTS = {"tokenizer": "word", "arch": "lstm", "layers": 1, "embed": 128, "hidden": 256, "min_freq": 2,
+LM_DEFAULTS = {"tokenizer": "word", "lowercase": True, "arch": "lstm", "layers": 1, "embed": 128, "hidden": 256, "min_freq": 2,
                "lr": 3e-3, "dropout": 0.2, "seq_len": 64, "val_fraction": 0.05, "eval_every": 500}
 WIKI_MARKUP = [(re.compile(r" @(.)@ "), r"\1"), (re.compile(r"<unk>"), ""), (re.compile(r"^ *=.*= *$", re.MULTILINE), "")]
 
 
 def pretrain_text(files: list[Path], train_rows: list[tuple[str, str]], repeat: int) -> str:
+    """The training rows' sentences `repeat` times, then the unlabeled text: the LM holds out
+    the end of its text (val_fraction), which must not be the sentences it is meant to read."""
     general = "\n".join(path.read_text(encoding="utf-8") for path in files)
     for pattern, replacement in WIKI_MARKUP:
         general = pattern.sub(replacement, general)
     domain = "\n".join(text for text, _ in train_rows)
-    return "\n".join([general, *[domain] * repeat]) + "\n"
+    return "\n".join([*[domain] * repeat, general]) + "\n"
 
 
 def pretrain(text: str, budget: float, seed: int, overrides: dict[str, Any], out: Path) -> dict[str, Any]:

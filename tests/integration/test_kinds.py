@@ -81,7 +81,8 @@ def test_classify_starts_from_a_language_model(env: Env, worker: Worker) -> None
     corpus = env.tmp / "unlabelled.txt"  # the same kind of text, without labels
     corpus.write_text("\n".join(line.rsplit(",", 1)[0] for line in data.read_text().splitlines()[1:]) + "\n")
     tiny = ["--hidden", "32", "--embed", "16", "--seq-len", "16", "--batch-size", "8"]
-    lm = run(env, "train", str(corpus), "--tokenizer", "word", "--arch", "lstm", *tiny, *LM_STEPS, "--name", "rev-lm")
+    lm = run(env, "train", str(corpus), "--tokenizer", "word", "--set", "lowercase=true", "--arch", "lstm", *tiny,
+             *LM_STEPS, "--name", "rev-lm")
     assert lm["state"] == "succeeded" and lm["tokenizer"] == "word"
 
     # The default 8 epochs (184 steps): the lower layers train at lr / 2.6^k, and only from a quarter of the way in.
@@ -94,9 +95,11 @@ def test_classify_starts_from_a_language_model(env: Env, worker: Worker) -> None
     spec = json.loads(env.cli("status", "from-lm", "--json").stdout)["spec"]
     assert (spec["init_from"], spec["arch"], spec["hidden"], spec["embed"], spec["tokenizer"]) == \
         (lm["job_id"], "lstm", 32, 16, "word")  # adopted from the LM
-    assert spec["bidirectional"] is False and spec["lowercase"] is False
-    predicted = run(env, "predict", "from-lm", "--text", "the film was great", "--text", "a plot was awful")
-    assert [p["label"] for p in predicted["predictions"]] == ["pos", "neg"]
+    assert spec["bidirectional"] is True and spec["lowercase"] is True  # one LM layer; the LM folds case
+    predicted = run(env, "predict", "from-lm", "--text", "the film was great", "--text", "a plot was awful",
+                    "--text", "THE FILM WAS GREAT")
+    assert [p["label"] for p in predicted["predictions"]] == ["pos", "neg", "pos"]
+    assert predicted["predictions"][0]["probabilities"] == predicted["predictions"][2]["probabilities"]
     job_file = env.tmp / "again.yaml"  # its job file trains it again, from the same LM
     job_file.write_text(env.cli("status", "from-lm", "--spec").stdout)
     assert run(env, "train", "-f", str(job_file), "--max-steps", "5")["init_from"]["job"] == lm["job_id"]
