@@ -85,9 +85,10 @@ def test_classify_starts_from_a_language_model(env: Env, worker: Worker) -> None
              *LM_STEPS, "--name", "rev-lm")
     assert lm["state"] == "succeeded" and lm["tokenizer"] == "word"
 
-    # The default 8 epochs (184 steps): the lower layers train at lr / 2.6^k, and only from a quarter of the way in.
+    # The default 8 epochs (184 steps), with ULMFiT's schedule: the lower layers train at lr / 2.6^k, and only
+    # from a quarter of the way in.
     trained = run(env, "train", str(data), "--task", "classify", "--init-from", "rev-lm", "--batch-size", "16",
-                  "--eval-every", "40", "--name", "from-lm")
+                  "--eval-every", "40", "--set", "lr_decay=2.6", "--set", "unfreeze=0.5", "--name", "from-lm")
     assert trained["state"] == "succeeded" and trained["accuracy"] > 0.9
     copied = trained["init_from"]["copied"]  # into each member of the default ensemble (members.<k>.embed.weight)
     assert trained["init_from"]["job"] == lm["job_id"] and any(n.endswith("embed.weight") for n in copied)
