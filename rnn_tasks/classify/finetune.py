@@ -41,7 +41,8 @@ def copy_weights(model: Classifier, lm: PretrainedLM) -> list[str]:
     config = model.config
     finetune.check_shape(lm, arch=config.arch, embed=config.embed, hidden=config.hidden, layers=config.layers)
     if config.bidirectional and config.layers > 1:
-        raise SpecError("bidirectional", f"must be false with init_from: {one_way_why('the language model', config.layers, 'classifier')}")
+        why = one_way_why("the language model", config.layers, "classifier")
+        raise SpecError("bidirectional", f"must be false with init_from: {why}")
     networks = model.networks()
     prefixes = [""] if len(networks) == 1 else [f"members.{k}." for k in range(len(networks))]
     return [name for net, prefix in zip(networks, prefixes, strict=True)
