@@ -42,10 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from rnn_tasks.classify import task
-from rnn_tasks.classify.spec import ClassifySpec, check_inputs
+from rnn_tasks.classify.spec import ClassifySpec, check_inputs, check_sources
 from rnn_tasks.lm import task as lm_task
 from rnn_tasks.lm.spec import LMSpec
 from rnn_tasks.loop import BEST, Callbacks
+from rnn_tasks.spec import TrainedModel
 
 FILES = ("amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt")
 ANCHOR = {"method": "TF-IDF + logistic regression", "accuracy": 0.818}
@@ -146,11 +147,9 @@ def main() -> None:
                 lm["train_rows_sha256"] = rows_sha
                 (lm_dir / "lm.json").write_text(json.dumps(lm))
             files["init_from"] = (lm_dir / BEST).read_bytes()
-            # What check_sources adopts at submit: the LM's tokenizer, case folding and shape, and
-            # from a one-layer LM a bidirectional classifier (its backward direction starts fresh).
-            shape = {k: lm["spec"].get(k, False) for k in ("tokenizer", "arch", "embed", "hidden", "layers", "lowercase")}
-            one_way = {"bidirectional": False} if shape["layers"] > 1 else {}
-            overrides = {**shape, **one_way, "init_from": "0" * 12, **overrides}
+            # What `rnnq train --init-from` adopts at submit (and refuses), from the LM's spec.
+            lm_job = TrainedModel(id="0" * 12, spec={"data": "bench/unlabeled", **lm["spec"]}, result={})
+            overrides = check_sources({**overrides, "init_from": lm_job.id}, lambda name, flag: lm_job)
         spec = ClassifySpec.from_dict({"data": "bench/sentiment", "text_column": "0", "label_column": "1",
                                        "time_budget": args.budget, "seed": args.seed, "device": args.device,
                                        **overrides})
